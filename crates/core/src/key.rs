@@ -1,0 +1,73 @@
+//! Key material: the per-mailbox data key and helpers that keep it out of logs and memory dumps.
+
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// Length in bytes of every symmetric key sealmail uses.
+pub const KEY_LEN: usize = 32;
+
+/// A mailbox data key (DEK): 256 random bits that SQLCipher uses as its raw key.
+///
+/// It is wiped from memory on drop and never printed: `Debug` shows `[REDACTED]`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MailboxKey([u8; KEY_LEN]);
+
+impl MailboxKey {
+    /// A fresh random key from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; KEY_LEN];
+        getrandom::fill(&mut bytes).expect("operating system random source failed");
+        Self(bytes)
+    }
+
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// The `PRAGMA key` statement that opens a SQLCipher file with this raw key, skipping
+    /// SQLCipher's own passphrase KDF (the key is already uniformly random).
+    pub(crate) fn sqlcipher_key_pragma(&self) -> Zeroizing<String> {
+        let mut hex_key = Zeroizing::new(hex::encode(self.0));
+        let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", hex_key.as_str()));
+        hex_key.zeroize();
+        pragma
+    }
+}
+
+impl fmt::Debug for MailboxKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MailboxKey([REDACTED])")
+    }
+}
+
+/// Random bytes from the operating system, for salts, ids and nonces.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("operating system random source failed");
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_key_bytes() {
+        let key = MailboxKey::from_bytes([0xab; KEY_LEN]);
+        let shown = format!("{key:?}");
+        assert_eq!(shown, "MailboxKey([REDACTED])");
+        assert!(!shown.contains("ab"));
+    }
+
+    #[test]
+    fn generated_keys_differ() {
+        assert_ne!(
+            MailboxKey::generate().as_bytes(),
+            MailboxKey::generate().as_bytes()
+        );
+    }
+}

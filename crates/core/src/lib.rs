@@ -1,0 +1,12 @@
+//! sealmail-core: everything about mail data, and nothing about sockets.
+//!
+//! - [`key`]: the mailbox data key (DEK) and the key-encryption key derived from a password.
+//! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod key;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use key::MailboxKey;

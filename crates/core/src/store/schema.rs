@@ -1,0 +1,145 @@
+//! The mailbox schema: an append-only list of migrations versioned by `PRAGMA user_version`.
+//!
+//! Never edit a migration that has shipped: append a new one. Connection pragmas are set on
+//! open (see `mailbox.rs`), not here.
+
+use crate::error::{Error, Result};
+use rusqlite::Connection;
+
+/// Each entry takes the schema from version `index` to `index + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Version 1: folders, messages, de-duplicated bodies and attachments, full-text index,
+/// expunge journal, and the ids of sealed items already delivered.
+const MIGRATION_1: &str = r#"
+-- One row per IMAP folder. `path` uses '/' as the hierarchy delimiter.
+CREATE TABLE folders (
+    id              INTEGER PRIMARY KEY,
+    path            TEXT NOT NULL UNIQUE,
+    special_use     TEXT,
+    uidvalidity     INTEGER NOT NULL,
+    uidnext         INTEGER NOT NULL DEFAULT 1,
+    highestmodseq   INTEGER NOT NULL DEFAULT 1,
+    subscribed      INTEGER NOT NULL DEFAULT 1,
+    created_at      TEXT NOT NULL
+);
+
+-- A message body as stored: the raw RFC 5322 bytes with large attachment parts cut out
+-- (`skeleton`, zstd-compressed), and where to splice them back (`parts`, JSON
+-- [[offset, attachment_id], ...]). Several message rows (copies) may share one body.
+CREATE TABLE bodies (
+    id          INTEGER PRIMARY KEY,
+    skeleton    BLOB NOT NULL,
+    parts       TEXT NOT NULL DEFAULT '[]',
+    raw_size    INTEGER NOT NULL,
+    refs        INTEGER NOT NULL DEFAULT 0
+);
+
+-- Attachment part contents keyed by the SHA-256 of their raw (transfer-encoded) bytes,
+-- stored once per mailbox, reference-counted in the same transaction as the messages.
+CREATE TABLE attachments (
+    id      INTEGER PRIMARY KEY,
+    sha256  BLOB NOT NULL UNIQUE,
+    size    INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    refs    INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY,
+    folder_id       INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    uid             INTEGER NOT NULL,
+    modseq          INTEGER NOT NULL,
+    body_id         INTEGER NOT NULL REFERENCES bodies(id),
+    seen            INTEGER NOT NULL DEFAULT 0,
+    answered        INTEGER NOT NULL DEFAULT 0,
+    flagged         INTEGER NOT NULL DEFAULT 0,
+    deleted         INTEGER NOT NULL DEFAULT 0,
+    draft           INTEGER NOT NULL DEFAULT 0,
+    keywords        TEXT NOT NULL DEFAULT '[]',
+    internal_date   TEXT NOT NULL,
+    saved_at        TEXT NOT NULL,
+    header_date     TEXT,
+    size            INTEGER NOT NULL,
+    subject         TEXT,
+    from_addr       TEXT,
+    sender_addr     TEXT,
+    reply_to_addr   TEXT,
+    to_addr         TEXT,
+    cc_addr         TEXT,
+    bcc_addr        TEXT,
+    message_id      TEXT,
+    in_reply_to     TEXT,
+    refs_header     TEXT,
+    thread_id       INTEGER,
+    has_attachment  INTEGER NOT NULL DEFAULT 0,
+    preview         TEXT,
+    envelope        TEXT NOT NULL,
+    body_structure  TEXT NOT NULL,
+    UNIQUE (folder_id, uid)
+);
+CREATE INDEX messages_folder_modseq ON messages(folder_id, modseq);
+CREATE INDEX messages_folder_seen ON messages(folder_id, seen);
+CREATE INDEX messages_folder_deleted ON messages(folder_id, deleted);
+CREATE INDEX messages_folder_date ON messages(folder_id, header_date);
+CREATE INDEX messages_message_id ON messages(message_id);
+CREATE INDEX messages_thread ON messages(thread_id);
+CREATE INDEX messages_body ON messages(body_id);
+
+-- Full-text index over subject, addresses and text body. Contentless (the text lives
+-- compressed in `bodies`), trigram-tokenized so IMAP's substring SEARCH is indexed.
+-- rowid = bodies.id: copies of a message share one index entry.
+CREATE VIRTUAL TABLE body_fts USING fts5(
+    subject, addresses, body,
+    content = '', contentless_delete = 1, tokenize = 'trigram'
+);
+
+-- UIDs expunged from a folder and the MODSEQ at which it happened, for QRESYNC.
+CREATE TABLE expunged (
+    folder_id   INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    uid         INTEGER NOT NULL,
+    modseq      INTEGER NOT NULL,
+    PRIMARY KEY (folder_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX expunged_folder_modseq ON expunged(folder_id, modseq);
+
+-- Ids of sealed queue items already folded into this mailbox, so a crash between the
+-- append and the queue-file removal never delivers one twice.
+CREATE TABLE delivered_items (
+    item_id         TEXT PRIMARY KEY,
+    delivered_at    TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Small per-mailbox settings and secrets (e.g. the sealing private key), inside the
+-- encrypted file.
+CREATE TABLE settings (
+    name    TEXT PRIMARY KEY,
+    value   BLOB NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Bring `conn` to [`SCHEMA_VERSION`], applying missing migrations in one transaction.
+/// A file newer than this build is refused, never silently used.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for migration in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(migration)?;
+    }
+    // PRAGMA takes no bound parameters; the value is our own constant.
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    tx.commit()?;
+    Ok(())
+}
