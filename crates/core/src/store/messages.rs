@@ -38,6 +38,36 @@ impl Mailbox {
         Ok(appended)
     }
 
+    /// Append several messages to `folder` in one transaction (import, batched delivery):
+    /// all are stored or none.
+    pub fn append_many(
+        &mut self,
+        folder: &str,
+        messages: &[(&[u8], AppendOptions)],
+    ) -> Result<Vec<Appended>> {
+        let total: u64 = messages.iter().map(|(raw, _)| raw.len() as u64).sum();
+        for (raw, _) in messages {
+            self.check_message_size(raw.len() as u64)?;
+        }
+        self.check_quota(total)?;
+        let parsed: Vec<ParsedMessage> = messages.iter().map(|(raw, _)| parse(raw)).collect();
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(messages.len());
+        for ((raw, options), parsed) in messages.iter().zip(&parsed) {
+            let date = options.internal_date.unwrap_or_else(now_unix);
+            out.push(insert_message(
+                &tx,
+                folder,
+                raw,
+                parsed,
+                &options.flags,
+                date,
+            )?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Append a message that came from the sealed queue, unless an item with this id was already
     /// delivered (then `None`): a crash between the append and the queue-file removal must not
     /// deliver it twice.

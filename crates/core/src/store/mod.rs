@@ -77,6 +77,23 @@ impl Mailbox {
         Ok(mailbox)
     }
 
+    /// An *unencrypted* mailbox with the same schema, only for benchmarks that measure what
+    /// encryption costs. Never used for real mail.
+    #[doc(hidden)]
+    pub fn create_plaintext_for_benchmark(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )?;
+        let mut mailbox = Self::finish_open(conn, path)?;
+        let tx = mailbox.conn.transaction()?;
+        for (name, special_use) in folders::DEFAULT_FOLDERS {
+            folders::insert_folder(&tx, name, *special_use)?;
+        }
+        tx.commit()?;
+        Ok(mailbox)
+    }
+
     /// Open an existing mailbox file. A wrong key, a file that is not SQLite, or a truncated or
     /// tampered file all give [`Error::Corrupt`]; a newer schema gives [`Error::SchemaTooNew`].
     pub fn open(path: &Path, key: &MailboxKey) -> Result<Self> {
@@ -94,7 +111,7 @@ impl Mailbox {
         Self::init(conn, path, key)
     }
 
-    fn init(mut conn: Connection, path: &Path, key: &MailboxKey) -> Result<Self> {
+    fn init(conn: Connection, path: &Path, key: &MailboxKey) -> Result<Self> {
         let corrupt = |e: rusqlite::Error| Error::Corrupt {
             path: path.into(),
             reason: e.to_string(),
@@ -113,6 +130,10 @@ impl Mailbox {
              PRAGMA secure_delete = ON;",
         )
         .map_err(corrupt)?;
+        Self::finish_open(conn, path)
+    }
+
+    fn finish_open(mut conn: Connection, path: &Path) -> Result<Self> {
         schema::migrate(&mut conn)?;
         search::register_functions(&conn)?;
         conn.set_prepared_statement_cache_capacity(64);
