@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod import;
 pub mod key;
 pub mod store;
 pub mod time;
