@@ -770,3 +770,29 @@ fn logins_from_many_threads_share_one_registry() {
     assert_eq!(login.key.as_bytes(), created.key.as_bytes());
     assert!(stats(&registry).hits >= 70);
 }
+
+#[test]
+fn a_write_based_on_a_stale_read_is_not_applied() {
+    let (dir, registry) = registry();
+    let created = add(&registry, "race@example.com", "pw");
+    let stale = registry
+        .credential_row_for_login("race@example.com")
+        .unwrap()
+        .unwrap();
+    // Another writer (say, a password change in the CLI process) gets there first.
+    raw(&dir)
+        .execute(
+            "UPDATE accounts SET credential_generation = credential_generation + 1",
+            [],
+        )
+        .unwrap();
+    let result =
+        registry.update_credentials(&stale, "pending_wrapped_key = ?3", params![vec![0u8; 73]]);
+    assert!(
+        matches!(result, Err(Error::ConcurrentUpdate(_))),
+        "{result:?}"
+    );
+    let login = registry.login("race@example.com", "pw").unwrap();
+    assert!(login.pending_key.is_none());
+    assert_eq!(login.key.as_bytes(), created.key.as_bytes());
+}
