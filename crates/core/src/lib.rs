@@ -2,11 +2,15 @@
 //!
 //! - [`key`]: the mailbox data key (DEK) and the key-encryption key derived from a password.
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
+//! - [`registry`]: accounts: addresses, mailbox ids, wrapped keys, quotas.
+//! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod import;
 pub mod key;
+pub mod login_cache;
+pub mod registry;
 pub mod store;
 pub mod time;
 
