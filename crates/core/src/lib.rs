@@ -6,6 +6,7 @@
 //! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod error;
 pub mod import;
 pub mod key;
