@@ -2,10 +2,12 @@
 //!
 //! - [`key`]: the mailbox data key (DEK) and the key-encryption key derived from a password.
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
+//! - [`seal`]: hybrid post-quantum sealing of mail for offline recipients, and its queue.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod key;
+pub mod seal;
 pub mod store;
 
 pub use error::{Error, Result};
