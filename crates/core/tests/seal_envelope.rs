@@ -139,7 +139,10 @@ fn garbage_of_any_shape_fails_without_panicking() {
         let mut garbage = vec![0u8; length];
         getrandom::fill(&mut garbage).unwrap();
         garbage[0] = sealmail_core::seal::SEAL_FORMAT_VERSION;
-        assert_corrupt(open(&pair.secret, &garbage), &format!("{length} random bytes"));
+        assert_corrupt(
+            open(&pair.secret, &garbage),
+            &format!("{length} random bytes"),
+        );
     }
 }
 

@@ -43,7 +43,10 @@ fn occurrences(root: &Path, needle: &[u8]) -> usize {
         .iter()
         .map(|path| {
             let contents = fs::read(path).unwrap();
-            let in_contents = contents.windows(needle.len()).filter(|w| *w == needle).count();
+            let in_contents = contents
+                .windows(needle.len())
+                .filter(|w| *w == needle)
+                .count();
             let name = path.to_string_lossy();
             let in_name = name.matches(std::str::from_utf8(needle).unwrap()).count();
             in_contents + in_name
@@ -82,8 +85,8 @@ fn marker_never_appears_under_the_queue_directory() {
 
     let mut bodies = Vec::new();
     for size in [0usize, 4 * 1024, 50 * 1024] {
-        let mut body = format!("Subject: {}\r\n\r\n", std::str::from_utf8(marker).unwrap())
-            .into_bytes();
+        let mut body =
+            format!("Subject: {}\r\n\r\n", std::str::from_utf8(marker).unwrap()).into_bytes();
         body.extend(std::iter::repeat_n(b'x', size));
         body.extend_from_slice(marker);
         queue.enqueue(MAILBOX, &pair.public, &body).unwrap();
@@ -122,7 +125,10 @@ fn enqueue_leaves_exactly_one_final_file_and_no_temp() {
         let mode = fs::metadata(&files[0]).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert_eq!(queue.read(MAILBOX, &id).unwrap(), fs::read(&files[0]).unwrap());
+    assert_eq!(
+        queue.read(MAILBOX, &id).unwrap(),
+        fs::read(&files[0]).unwrap()
+    );
     assert_eq!(
         queue
             .open_item(MAILBOX, &pair.secret, &id)
@@ -171,7 +177,9 @@ fn drain_delivers_in_arrival_order_then_empties_the_queue() {
 
     // A second drain finds nothing.
     let report = queue
-        .drain(MAILBOX, &pair.secret, |_, _| panic!("nothing should be left"))
+        .drain(MAILBOX, &pair.secret, |_, _| {
+            panic!("nothing should be left")
+        })
         .unwrap();
     assert!(report.delivered.is_empty());
 }
@@ -193,7 +201,10 @@ fn crash_between_deliver_and_remove_reoffers_the_same_item_id() {
         })
     }));
     assert!(crashed.is_err());
-    assert_eq!(queue.list(MAILBOX).unwrap(), vec![first.clone(), second.clone()]);
+    assert_eq!(
+        queue.list(MAILBOX).unwrap(),
+        vec![first.clone(), second.clone()]
+    );
 
     // After restart the same item comes back under the same id; the store's id check keeps one.
     let mut offered = Vec::new();
@@ -278,11 +289,18 @@ fn corrupt_item_is_quarantined_and_does_not_block_the_rest() {
     assert_eq!(report.quarantined[0].id, ids[1]);
     assert!(!report.quarantined[0].reason.is_empty());
     assert_eq!(queue.pending_count(MAILBOX).unwrap(), 0);
-    assert_eq!(queue.list_quarantined(MAILBOX).unwrap(), vec![ids[1].clone()]);
+    assert_eq!(
+        queue.list_quarantined(MAILBOX).unwrap(),
+        vec![ids[1].clone()]
+    );
     let kept = mailbox_dir(&dir, MAILBOX)
         .join("quarantine")
         .join(format!("{}.sealed", ids[1]));
-    assert_eq!(fs::read(kept).unwrap(), bytes, "quarantine keeps the evidence");
+    assert_eq!(
+        fs::read(kept).unwrap(),
+        bytes,
+        "quarantine keeps the evidence"
+    );
 }
 
 #[test]
@@ -379,7 +397,11 @@ fn temp_files_are_ignored_and_stale_ones_cleaned() {
         .unwrap();
     // Files that merely look similar are not items either.
     fs::write(dir_path.join("notes.txt"), b"x").unwrap();
-    fs::write(dir_path.join("00000000000000000003-cccccccccccccccc"), b"no suffix").unwrap();
+    fs::write(
+        dir_path.join("00000000000000000003-cccccccccccccccc"),
+        b"no suffix",
+    )
+    .unwrap();
 
     assert_eq!(queue.list(MAILBOX).unwrap(), vec![id.clone()]);
     assert_eq!(queue.pending_count(MAILBOX).unwrap(), 1);
@@ -387,7 +409,10 @@ fn temp_files_are_ignored_and_stale_ones_cleaned() {
     let report = queue.drain(MAILBOX, &pair.secret, |_, _| Ok(())).unwrap();
     assert_eq!(report.delivered, vec![id]);
     assert!(report.quarantined.is_empty());
-    assert!(fresh_temp.exists(), "a write in progress must be left alone");
+    assert!(
+        fresh_temp.exists(),
+        "a write in progress must be left alone"
+    );
     assert!(!stale_temp.exists(), "a crashed writer's temp file must go");
 
     fs::File::options()
@@ -418,8 +443,12 @@ fn bad_mailbox_ids_are_rejected_everywhere() {
         "0123456789abcdef0123456\0",
     ];
     for bad in bad_ids {
-        let is_invalid = |result: Result<(), Error>| matches!(result, Err(Error::InvalidMailboxId(_)));
-        assert!(is_invalid(queue.enqueue(bad, &pair.public, b"m").map(drop)), "{bad:?}");
+        let is_invalid =
+            |result: Result<(), Error>| matches!(result, Err(Error::InvalidMailboxId(_)));
+        assert!(
+            is_invalid(queue.enqueue(bad, &pair.public, b"m").map(drop)),
+            "{bad:?}"
+        );
         assert!(is_invalid(queue.list(bad).map(drop)), "{bad:?}");
         assert!(is_invalid(queue.pending_count(bad).map(drop)), "{bad:?}");
         assert!(is_invalid(queue.read(bad, &id).map(drop)), "{bad:?}");

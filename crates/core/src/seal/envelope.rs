@@ -86,7 +86,8 @@ pub fn seal_with_context(
         });
     }
 
-    let ephemeral = X25519Secret::from(*Zeroizing::new(random_bytes::<X25519_KEY_LEN>()));
+    // Wiped on drop (x25519-dalek's `zeroize` feature), like the shared secret derived from it.
+    let ephemeral = X25519Secret::from(random_bytes::<X25519_KEY_LEN>());
     let x25519_shared = ephemeral.diffie_hellman(recipient.x25519());
     if !x25519_shared.was_contributory() {
         // Keys parsed by `SealingPublicKey::from_bytes` never get here; kept as a guard.
@@ -97,8 +98,9 @@ pub fn seal_with_context(
     // FIPS 203 ML-KEM.Encaps: the 32 bytes `m` must be fresh and uniformly random; they come from
     // the same OS source as every other key here (this is what `encapsulate_with_rng` does).
     let mut encapsulation_seed = B32::from(random_bytes::<32>());
-    let (ml_kem_ciphertext, ml_kem_shared) =
-        recipient.ml_kem().encapsulate_deterministic(&encapsulation_seed);
+    let (ml_kem_ciphertext, ml_kem_shared) = recipient
+        .ml_kem()
+        .encapsulate_deterministic(&encapsulation_seed);
     encapsulation_seed.zeroize();
 
     let compressed = Zeroizing::new(
@@ -167,8 +169,8 @@ pub fn open_with_context(
     if !x25519_shared.was_contributory() {
         return Err(Error::SealedItemCorrupt("low-order ephemeral key"));
     }
-    let ml_kem_ciphertext = Ciphertext::try_from(&header[ML_KEM_CT_OFFSET..])
-        .expect("header length checked above");
+    let ml_kem_ciphertext =
+        Ciphertext::try_from(&header[ML_KEM_CT_OFFSET..]).expect("header length checked above");
     // ML-KEM decapsulation never fails: a damaged ciphertext yields an unrelated key (implicit
     // rejection), which the AEAD below then refuses.
     let mut ml_kem_shared = secret.ml_kem().decapsulate(&ml_kem_ciphertext);

@@ -74,9 +74,8 @@ impl SealingPublicKey {
         }
         check_version(bytes[0], "public")?;
         let (x25519_bytes, ml_kem_bytes) = bytes[1..].split_at(X25519_KEY_LEN);
-        let x25519_array: [u8; X25519_KEY_LEN] = x25519_bytes
-            .try_into()
-            .expect("length checked above");
+        let x25519_array: [u8; X25519_KEY_LEN] =
+            x25519_bytes.try_into().expect("length checked above");
         let x25519 = X25519Public::from(x25519_array);
         if is_low_order(&x25519) {
             return Err(Error::InvalidSealingKey(
@@ -274,7 +273,10 @@ mod tests {
         let a = SealingKeyPair::generate();
         let b = SealingKeyPair::generate();
         assert_ne!(a.public, b.public);
-        assert_ne!(a.secret.to_bytes().as_slice(), b.secret.to_bytes().as_slice());
+        assert_ne!(
+            a.secret.to_bytes().as_slice(),
+            b.secret.to_bytes().as_slice()
+        );
     }
 
     #[test]
