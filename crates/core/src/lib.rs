@@ -4,6 +4,8 @@
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
 //! - [`registry`]: accounts: addresses, mailbox ids, wrapped keys, quotas.
 //! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
+//! - [`seal`]: hybrid post-quantum sealing of mail for offline recipients, and its queue.
+//! - [`account`]: what every front end does with a password: open, drain, deliver.
 #![forbid(unsafe_code)]
 
 pub mod account;
@@ -12,6 +14,7 @@ pub mod import;
 pub mod key;
 pub mod login_cache;
 pub mod registry;
+pub mod seal;
 pub mod store;
 pub mod time;
 
