@@ -29,6 +29,9 @@ pub enum Command {
     Account(AccountCommand),
     /// Import .eml files, mbox files or Maildir folders into a mailbox.
     Import(ImportArgs),
+    /// Deliver one message read from stdin (a local delivery agent for another MTA): it is
+    /// sealed to the mailbox's public key and folded in at the owner's next login.
+    Deliver { address: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -303,3 +303,62 @@ fn remove_needs_confirmation_and_deletes_the_files() {
         "no mailbox file remains"
     );
 }
+
+#[test]
+fn delivered_mail_is_sealed_until_the_owner_logs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["account", "add", "o@example.org", "--password-stdin"],
+        "pw pw\n",
+    ));
+    let message = format!("Subject: {MARKER}\r\n\r\n{MARKER} body\r\n");
+    ok(&sealmail(
+        dir.path(),
+        &["deliver", "o@example.org"],
+        &message,
+    ));
+    ok(&sealmail(
+        dir.path(),
+        &["deliver", "o@example.org"],
+        &message,
+    ));
+    failure(&sealmail(
+        dir.path(),
+        &["deliver", "nobody@example.org"],
+        &message,
+    ));
+    failure(&sealmail(dir.path(), &["deliver", "o@example.org"], ""));
+    assert_eq!(
+        grep_tree(dir.path(), MARKER.as_bytes()),
+        Vec::<String>::new()
+    );
+    let queued = |dir: &Path| count_files(&dir.join("queue"));
+    assert_eq!(queued(dir.path()), 2);
+    // Any login drains the queue; an empty import is the cheapest login the CLI has.
+    let empty = dir.path().join("empty.mbox");
+    std::fs::write(&empty, "From x Sat Nov 28 20:21:38 2026\nSubject: y\n\nz\n").unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &[
+            "import",
+            "o@example.org",
+            empty.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert_eq!(queued(dir.path()), 0, "queue drained at login");
+    let list = ok(&sealmail(dir.path(), &["account", "list"], ""));
+    assert!(!list.contains("used=0"), "{list}");
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { count_files(&p) } else { 1 })
+        .sum()
+}
