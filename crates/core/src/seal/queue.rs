@@ -88,6 +88,8 @@ impl SealedQueue {
             let _ = fs::remove_file(&temp_path);
             return Err(error.into());
         }
+        // If this last fsync fails the caller answers with a temporary failure although the
+        // item may survive: the sender's retry can then duplicate, SMTP's usual trade against loss.
         sync_dir(&dir)?;
         Ok(id)
     }
