@@ -1,8 +1,8 @@
 //! Sealing throughput: `cargo bench -p sealmail-core --bench seal`.
 //!
 //! Prints seal and open rates for 4 KB and 50 KB mail-like messages, the durable enqueue rate
-//! (each item fsynced and its directory fsynced, as SMTP requires before answering 250), and the
-//! drain rate. The queue lives under `SEALMAIL_BENCH_DIR` (default: the system temp dir), so
+//! (each item fsynced and its directory fsynced, as SMTP requires before answering 250) from one
+//! and from eight threads, and the drain rate. The queue lives under `SEALMAIL_BENCH_DIR` (default: the system temp dir), so
 //! point it at the disk the server will use: on tmpfs fsync costs nothing.
 
 use std::hint::black_box;
@@ -12,6 +12,8 @@ use sealmail_core::seal::{SealedQueue, SealingKeyPair, open, seal};
 
 /// Each figure is measured for about this long, after a short warm-up.
 const MEASURE_FOR: Duration = Duration::from_millis(1500);
+/// Writers in the concurrent enqueue figure, like 8 pipelined SMTP connections.
+const ENQUEUE_THREADS: usize = 8;
 const MAILBOX: &str = "00112233445566778899aabb";
 
 fn main() {
@@ -55,6 +57,29 @@ fn main() {
             );
         });
         report("enqueue (fsync)", size, rate);
+
+        // SMTP ingests over several connections at once; concurrent fsyncs share journal commits.
+        let started = Instant::now();
+        let per_thread = enqueued.div_ceil(ENQUEUE_THREADS).max(10);
+        std::thread::scope(|scope| {
+            for _ in 0..ENQUEUE_THREADS {
+                scope.spawn(|| {
+                    for _ in 0..per_thread {
+                        queue
+                            .enqueue(MAILBOX, &pair.public, &message)
+                            .expect("enqueue");
+                    }
+                });
+            }
+        });
+        let concurrent_rate =
+            (per_thread * ENQUEUE_THREADS) as f64 / started.elapsed().as_secs_f64();
+        report(
+            &format!("enqueue (fsync) x{ENQUEUE_THREADS}"),
+            size,
+            concurrent_rate,
+        );
+        let enqueued = enqueued + per_thread * ENQUEUE_THREADS;
 
         let started = Instant::now();
         let report_of_drain = queue

@@ -88,6 +88,8 @@ impl SealedQueue {
             let _ = fs::remove_file(&temp_path);
             return Err(error.into());
         }
+        // If this last fsync fails the caller answers with a temporary failure although the
+        // item may survive: the sender's retry can then duplicate, SMTP's usual trade against loss.
         sync_dir(&dir)?;
         Ok(id)
     }
@@ -143,18 +145,18 @@ impl SealedQueue {
     /// Remove one item; removing an item that is already gone is not an error.
     pub fn remove(&self, mailbox_id: &str, id: &ItemId) -> Result<()> {
         let dir = self.mailbox_dir(mailbox_id)?;
-        match fs::remove_file(item_path(&dir, id)) {
-            Ok(()) => Ok(sync_dir(&dir)?),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(error.into()),
+        if remove_if_present(&item_path(&dir, id))? {
+            sync_dir(&dir)?;
         }
+        Ok(())
     }
 
     /// Open every waiting item in arrival order, hand it to `deliver`, then remove it.
     ///
     /// `deliver` must make the message durable in the mailbox and record the [`ItemId`] in the
     /// same transaction, and skip ids it has already recorded: a crash after `deliver` and before
-    /// the removal offers the same item again on the next drain. If `deliver` fails, the drain
+    /// the removal is durable (removals are fsynced once, at the end of the drain) offers the same
+    /// item again on the next drain. If `deliver` fails, the drain
     /// stops with that error and the item stays queued. Damaged items go to quarantine and items
     /// for another key stay in place; both are listed in the report.
     pub fn drain<F>(
@@ -185,8 +187,13 @@ impl SealedQueue {
             }
             match open_with_context(secret, id.as_str().as_bytes(), &sealed) {
                 Ok(message) => {
-                    deliver(&id, message)?;
-                    self.remove(mailbox_id, &id)?;
+                    if let Err(error) = deliver(&id, message) {
+                        if !report.delivered.is_empty() {
+                            sync_dir(&dir)?;
+                        }
+                        return Err(error);
+                    }
+                    remove_if_present(&item_path(&dir, &id))?;
                     report.delivered.push(id);
                 }
                 Err(Error::SealedItemCorrupt(reason)) => {
@@ -195,6 +202,11 @@ impl SealedQueue {
                 }
                 Err(error) => return Err(error),
             }
+        }
+        // One directory fsync for all removals instead of one per item: a removal lost in a
+        // crash only re-offers an item the store has already recorded, and so skips.
+        if !report.delivered.is_empty() {
+            sync_dir(&dir)?;
         }
         Ok(report)
     }
@@ -223,12 +235,8 @@ impl SealedQueue {
             let is_stale = now
                 .duration_since(modified)
                 .is_ok_and(|age| age > STALE_TEMP_AGE);
-            if is_stale {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(error.into()),
-                }
+            if is_stale && remove_if_present(&entry.path())? {
+                removed += 1;
             }
         }
         if removed > 0 {
@@ -436,6 +444,15 @@ fn ensure_dir_durable(dir: &Path) -> io::Result<()> {
     match builder.create(dir) {
         Ok(()) => sync_dir(parent),
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Remove a file; `Ok(false)` if it was already gone (taken by a concurrent drain).
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(error),
     }
 }
