@@ -39,6 +39,8 @@ pub enum Error {
     RegistryMissing(PathBuf),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error(transparent)]
+    Query(#[from] crate::query::QueryError),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("I/O error: {0}")]

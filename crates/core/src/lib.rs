@@ -2,10 +2,12 @@
 //!
 //! - [`key`]: the mailbox data key (DEK) and the key-encryption key derived from a password.
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
+//! - [`query`]: Mongo-style JSON queries compiled to parameterized SQL over a declared schema.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod key;
+pub mod query;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -78,6 +78,7 @@ impl Mailbox {
         )
         .map_err(corrupt)?;
         schema::migrate(&mut conn)?;
+        crate::query::register_functions(&conn)?;
         Ok(Self {
             conn,
             path: path.into(),
