@@ -167,13 +167,7 @@ impl<'c> Compiler<'c> {
     fn resolve(&self, path: &str, scope: &Scope) -> Result<Target, QueryError> {
         check_path(path)?;
         let mut parts = path.split('.');
-        let segments = |rest: std::str::Split<'_, char>| {
-            rest.map(|segment| match segment.parse::<u32>() {
-                Ok(index) if segment.bytes().all(|b| b.is_ascii_digit()) => Segment::Index(index),
-                _ => Segment::Key(segment.to_owned()),
-            })
-            .collect::<Vec<_>>()
-        };
+        let segments = segments_of;
         match scope {
             Scope::Element(doc) => Ok(Target::Json {
                 doc: doc.clone(),
@@ -454,18 +448,7 @@ impl<'c> Compiler<'c> {
     ) -> Result<String, QueryError> {
         let alias = self.alias("c");
         let condition = condition(self, &alias)?;
-        let mut pattern = String::from("^\\$");
-        for segment in segments {
-            match segment {
-                // Before a name, an array fans out: `a.b` also reaches `a[0].b`.
-                Segment::Key(key) => {
-                    let _ = write!(pattern, "(?:\\[[0-9]+\\])?\\.{key}");
-                }
-                Segment::Index(index) => {
-                    let _ = write!(pattern, "\\[{index}\\]");
-                }
-            }
-        }
+        let mut pattern = path_pattern(segments);
         if expand_leaf {
             pattern.push_str("(?:\\[[0-9]+\\])?");
         }
@@ -691,6 +674,39 @@ impl<'c> Compiler<'c> {
         terms.push(format!("{} ASC", self.collection.key_field().expr));
         Ok(terms.join(", "))
     }
+}
+
+/// The start of a regex over `json_tree`'s `fullkey` matching the nodes a path reaches:
+/// anchored at the root, each name optionally preceded by an array index (an array fans out:
+/// `a.b` also reaches `a[0].b`). SQLite writes keys with characters other than letters and
+/// digits in double quotes (`$."x_1"`), so both spellings are accepted.
+fn path_pattern(segments: &[Segment]) -> String {
+    let mut pattern = String::from("^\\$");
+    for segment in segments {
+        match segment {
+            Segment::Key(key) => {
+                let _ = write!(pattern, "(?:\\[[0-9]+\\])?\\.(?:{key}|\"{key}\")");
+            }
+            Segment::Index(index) => {
+                let _ = write!(pattern, "\\[{index}\\]");
+            }
+        }
+    }
+    pattern
+}
+
+/// [`path_pattern`] for a dotted path.
+pub(crate) fn dotted_path_pattern(path: &str) -> String {
+    path_pattern(&segments_of(path.split('.')))
+}
+
+fn segments_of<'p>(parts: impl Iterator<Item = &'p str>) -> Vec<Segment> {
+    parts
+        .map(|segment| match segment.parse::<u32>() {
+            Ok(index) if segment.bytes().all(|b| b.is_ascii_digit()) => Segment::Index(index),
+            _ => Segment::Key(segment.to_owned()),
+        })
+        .collect()
 }
 
 /// A JSON filter literal as it is stored inside JSON fields: dates stay strings (normalized

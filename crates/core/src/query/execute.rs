@@ -257,14 +257,10 @@ pub fn distinct(
     }
     // JSON: the values at the path (fanning out through arrays), and the elements of the
     // arrays found there instead of the arrays themselves.
-    let mut pattern = String::from("^\\$");
-    for segment in rest.into_iter().flat_map(|rest| rest.split('.')) {
-        if segment.bytes().all(|b| b.is_ascii_digit()) {
-            pattern.push_str(&format!("\\[{segment}\\]"));
-        } else {
-            pattern.push_str(&format!("(?:\\[[0-9]+\\])?\\.{segment}"));
-        }
-    }
+    let pattern = match rest {
+        Some(rest) => super::compile::dotted_path_pattern(rest),
+        None => String::from("^\\$"),
+    };
     let whole = compiler.bind(SqlValue::Text(format!("{pattern}$")))?;
     let element = compiler.bind(SqlValue::Text(format!("{pattern}\\[[0-9]+\\]$")))?;
     let sql = format!(
