@@ -589,15 +589,14 @@ fn reference_apply(doc: &mut Map<String, Value>, op: &UpdateOp) -> Result<(), ()
         },
         UpdateOp::Pop { last, .. } => match doc.get_mut("tags") {
             None => {}
-            Some(Value::Array(tags)) => {
-                if !tags.is_empty() {
-                    if *last {
-                        tags.pop();
-                    } else {
-                        tags.remove(0);
-                    }
+            Some(Value::Array(tags)) if !tags.is_empty() => {
+                if *last {
+                    tags.pop();
+                } else {
+                    tags.remove(0);
                 }
             }
+            Some(Value::Array(_)) => {}
             Some(_) => return Err(()),
         },
         other => panic!("not generated: {other:?}"),

@@ -73,7 +73,9 @@ impl TestMailbox {
             )
             .unwrap();
         self.raw
-            .query_row("SELECT id FROM folders WHERE path = ?1", [path], |r| r.get(0))
+            .query_row("SELECT id FROM folders WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })
             .unwrap()
     }
 
