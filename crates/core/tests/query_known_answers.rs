@@ -531,12 +531,7 @@ fn schema_evolution_is_additive_and_recorded() {
         );
     }
     let changes: Vec<i64> = {
-        let raw = rusqlite::Connection::open(&path).unwrap();
-        raw.execute_batch(&format!(
-            "PRAGMA key = \"x'{}'\";",
-            hex::encode(key.as_bytes())
-        ))
-        .unwrap();
+        let raw = sealmail_core::store::Mailbox::raw_connection(&path, &key).unwrap();
         raw.prepare(
             "SELECT version FROM query_collection_changes WHERE name = 'notes' ORDER BY version",
         )
@@ -650,7 +645,12 @@ fn builtin_messages_collection() {
     assert_eq!(
         t.query(json!({"collection": "folders", "op": "distinct", "field": "path"}))
             .unwrap(),
-        QueryOutput::Values(vec![json!("Archive"), json!("INBOX")])
+        // A new mailbox starts with its six default folders.
+        QueryOutput::Values(
+            ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]
+                .map(|f| json!(f))
+                .to_vec()
+        )
     );
     assert_eq!(
         t.query(json!({"collection": "attachments", "op": "count"}))

@@ -24,12 +24,8 @@ impl TestMailbox {
         let path = dir.path().join("mailbox.sqlite");
         let key = MailboxKey::generate();
         let mailbox = Mailbox::create(&path, &key).unwrap();
-        let raw = Connection::open(&path).unwrap();
-        raw.execute_batch(&format!(
-            "PRAGMA key = \"x'{}'\"; PRAGMA busy_timeout = 5000;",
-            hex::encode(key.as_bytes())
-        ))
-        .unwrap();
+        let raw = Mailbox::raw_connection(&path, &key).unwrap();
+        raw.execute_batch("PRAGMA busy_timeout = 5000;").unwrap();
         sealmail_core::query::register_functions(&raw).unwrap();
         Self {
             mailbox,
