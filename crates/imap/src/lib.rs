@@ -1,0 +1,3 @@
+//! sealmail-imap: an IMAP4rev1 / IMAP4rev2 server over the `MailStore` boundary.
+#![forbid(unsafe_code)]
+pub mod proto;
