@@ -7,6 +7,7 @@
 pub mod error;
 pub mod key;
 pub mod store;
+pub mod time;
 
 pub use error::{Error, Result};
 pub use key::MailboxKey;

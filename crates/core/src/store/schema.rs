@@ -30,8 +30,9 @@ CREATE TABLE folders (
 -- A message body as stored: the raw RFC 5322 bytes with large attachment parts cut out
 -- (`skeleton`, zstd-compressed), and where to splice them back (`parts`, JSON
 -- [[offset, attachment_id], ...]). Several message rows (copies) may share one body.
+-- AUTOINCREMENT: the id is also the EMAILID and the full-text rowid, never to be reused.
 CREATE TABLE bodies (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     skeleton    BLOB NOT NULL,
     parts       TEXT NOT NULL DEFAULT '[]',
     raw_size    INTEGER NOT NULL,
