@@ -292,6 +292,7 @@ impl Writer<'_> {
             }
             Unavailable => self.raw("UNAVAILABLE"),
             UnknownCte => self.raw("UNKNOWN-CTE"),
+            UseAttr => self.raw("USEATTR"),
             Unseen(n) => {
                 self.raw("UNSEEN ");
                 self.num(n);

@@ -103,6 +103,7 @@ pub enum Code {
     Unavailable,
     UnknownCte,
     Unseen(u32),
+    UseAttr,
     MailboxId(String),
 }
 
