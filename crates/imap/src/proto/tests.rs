@@ -586,9 +586,12 @@ fn ten_thousand_uid_ranges_parse_within_default_limits() {
     }
 }
 
+/// Input, expected tag of the failure, and a check of the error.
+type MalformedCase = (&'static [u8], Option<&'static str>, fn(&ParseError) -> bool);
+
 #[test]
 fn malformed_inputs_give_typed_errors() {
-    let cases: Vec<(&[u8], Option<&str>, fn(&ParseError) -> bool)> = vec![
+    let cases: Vec<MalformedCase> = vec![
         (b"\r\n", None, |e| *e == ParseError::BadTag),
         (b"NOOP\r\n", None, |e| *e == ParseError::BadTag),
         (b"a+b NOOP\r\n", None, |e| *e == ParseError::BadTag),

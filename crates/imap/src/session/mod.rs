@@ -529,7 +529,7 @@ impl<M: MailStore> Session<M> {
         let Some(selected) = authed.selected.as_mut() else {
             return Ok(());
         };
-        if !authed.dirty && !(allow_expunge && selected.expunge_pending) {
+        if !(authed.dirty || allow_expunge && selected.expunge_pending) {
             return Ok(());
         }
         authed.dirty = false;
