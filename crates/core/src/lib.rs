@@ -4,11 +4,20 @@
 //! - [`mailstore`]: the async `MailStore` boundary protocol servers use, and its local
 //!   implementation.
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
+//! - [`registry`]: accounts: addresses, mailbox ids, wrapped keys, quotas.
+//! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
+//! - [`seal`]: hybrid post-quantum sealing of mail for offline recipients, and its queue.
+//! - [`account`]: what every front end does with a password: open, drain, deliver.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod error;
+pub mod import;
 pub mod key;
 pub mod mailstore;
+pub mod login_cache;
+pub mod registry;
+pub mod seal;
 pub mod store;
 pub mod time;
 

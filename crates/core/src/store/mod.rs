@@ -40,6 +40,9 @@ impl std::fmt::Debug for Mailbox {
     }
 }
 
+/// Settings row holding the sealing secret key.
+const SEALING_SECRET_KEY: &str = "sealing_secret_key";
+
 /// The WAL file SQLite keeps beside a database.
 pub(crate) fn wal_path(path: &Path) -> PathBuf {
     sibling(path, "-wal")
@@ -73,8 +76,30 @@ impl Mailbox {
         for (name, special_use) in folders::DEFAULT_FOLDERS {
             folders::insert_folder(&tx, name, *special_use)?;
         }
+        let sealing = crate::seal::SealingKeyPair::generate();
+        tx.execute(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2)",
+            rusqlite::params![SEALING_SECRET_KEY, sealing.secret.to_bytes().as_slice()],
+        )?;
         tx.commit()?;
         Ok(mailbox)
+    }
+
+    /// The secret half of this mailbox's sealing key pair, which opens mail sealed for it.
+    pub fn sealing_secret_key(&self) -> Result<crate::seal::SealingSecretKey> {
+        let bytes =
+            zeroize::Zeroizing::new(self.setting(SEALING_SECRET_KEY)?.ok_or_else(|| {
+                Error::Corrupt {
+                    path: self.path.clone(),
+                    reason: "sealing key missing".into(),
+                }
+            })?);
+        crate::seal::SealingSecretKey::from_bytes(&bytes)
+    }
+
+    /// The public half, published in the registry for sealed delivery.
+    pub fn sealing_public_key(&self) -> Result<crate::seal::SealingPublicKey> {
+        Ok(self.sealing_secret_key()?.public_key().clone())
     }
 
     /// An *unencrypted* mailbox with the same schema, only for benchmarks that measure what
@@ -184,7 +209,6 @@ impl Mailbox {
     }
 
     /// A small named value stored inside the encrypted file (e.g. the sealing secret key).
-    #[allow(dead_code)] // used by the sealing module, which lands separately
     pub(crate) fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
         use rusqlite::OptionalExtension;
         Ok(self
