@@ -13,8 +13,9 @@
 //! [`LocalMailStore`] is the in-process implementation: it runs every SQLite call on tokio's
 //! blocking threads, never on the reactor.
 
+use crate::account::{self, OpenMailbox};
 use crate::error::{Error, Result};
-use crate::key::MailboxKey;
+use crate::registry::Registry;
 use crate::store::{
     AppendOptions, Appended, Copied, FlagMode, Flags, FlagsChanged, FolderInfo, Mailbox,
     MessageState, MessageSummary, SearchKey, UidSet,
@@ -158,17 +159,44 @@ pub trait MailSession: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<Change>;
 }
 
-/// What a successful credential check yields: where the mailbox file is and the key opening it.
-pub struct UnlockedMailbox {
-    pub path: PathBuf,
-    pub key: MailboxKey,
+/// A mailbox opened after a successful password check, as [`MailboxOpener`] hands it over.
+pub struct OpenedMailbox {
+    /// The open file (a plain [`Mailbox`], or the account layer's [`OpenMailbox`]).
+    pub mailbox: Box<dyn AsMut<Mailbox> + Send>,
+    /// The account's storage limit, for QUOTA and APPENDLIMIT answers.
     pub quota: Option<u64>,
 }
 
-/// Credential check used by [`LocalMailStore`]: blocking (Argon2id), so it runs on a blocking
-/// thread. The registry implements it; tests provide their own.
-pub trait Authenticator: Send + Sync + 'static {
-    fn unlock(&self, address: &str, password: &str) -> Result<UnlockedMailbox>;
+/// Password check plus opening of the mailbox file, used by [`LocalMailStore`]. Blocking
+/// (Argon2id, SQLCipher): it runs on a blocking thread. The [`Registry`] implements it with
+/// [`account::open_mailbox`], which also drains mail sealed while the owner was away.
+pub trait MailboxOpener: Send + Sync + 'static {
+    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox>;
+}
+
+impl MailboxOpener for Registry {
+    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox> {
+        let opened = account::open_mailbox(self, address, password)?;
+        let quota = self
+            .lookup(opened.address().as_str())?
+            .and_then(|info| info.quota);
+        Ok(OpenedMailbox {
+            mailbox: Box::new(opened),
+            quota,
+        })
+    }
+}
+
+impl AsMut<Mailbox> for OpenMailbox {
+    fn as_mut(&mut self) -> &mut Mailbox {
+        self.mailbox_mut()
+    }
+}
+
+impl AsMut<Mailbox> for Mailbox {
+    fn as_mut(&mut self) -> &mut Mailbox {
+        self
+    }
 }
 
 /// How many change events a slow session may lag behind before it resynchronises fully.
@@ -176,29 +204,29 @@ const CHANGE_BUFFER: usize = 1024;
 
 /// The in-process [`MailStore`]: each session opens its own connection to the mailbox file, and
 /// sessions of one mailbox share a change channel.
-pub struct LocalMailStore<A> {
-    authenticator: Arc<A>,
+pub struct LocalMailStore<O> {
+    opener: Arc<O>,
     /// Change channels by mailbox file, held weakly so a mailbox without sessions costs nothing.
     /// A std mutex: it is held for a map lookup only, never across an await.
     hubs: Mutex<HashMap<PathBuf, Weak<broadcast::Sender<Change>>>>,
 }
 
-impl<A: Authenticator> LocalMailStore<A> {
-    pub fn new(authenticator: A) -> Self {
+impl<O: MailboxOpener> LocalMailStore<O> {
+    pub fn new(opener: O) -> Self {
         LocalMailStore {
-            authenticator: Arc::new(authenticator),
+            opener: Arc::new(opener),
             hubs: Mutex::new(HashMap::new()),
         }
     }
 
-    fn hub(&self, path: &PathBuf) -> Arc<broadcast::Sender<Change>> {
+    fn hub(&self, path: &std::path::Path) -> Arc<broadcast::Sender<Change>> {
         let mut hubs = self.hubs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(hub) = hubs.get(path).and_then(Weak::upgrade) {
             return hub;
         }
         hubs.retain(|_, weak| weak.strong_count() > 0);
         let hub = Arc::new(broadcast::channel(CHANGE_BUFFER).0);
-        hubs.insert(path.clone(), Arc::downgrade(&hub));
+        hubs.insert(path.to_path_buf(), Arc::downgrade(&hub));
         hub
     }
 }
@@ -216,26 +244,19 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-impl<A: Authenticator> MailStore for LocalMailStore<A> {
+impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
     type Session = LocalSession;
 
     async fn login(&self, address: &str, password: &str) -> Result<LocalSession> {
-        let authenticator = Arc::clone(&self.authenticator);
-        let (address, password) = (
-            address.to_string(),
-            zeroize::Zeroizing::new(password.to_string()),
-        );
-        let mailbox = blocking(move || {
-            let unlocked = authenticator.unlock(&address, &password)?;
-            let mut mailbox = Mailbox::open(&unlocked.path, &unlocked.key)?;
-            mailbox.set_quota_limit(unlocked.quota);
-            Ok((mailbox, unlocked.quota))
-        })
-        .await?;
-        let hub = self.hub(&mailbox.0.path().to_path_buf());
+        let opener = Arc::clone(&self.opener);
+        let address = address.to_string();
+        let password = zeroize::Zeroizing::new(password.to_string());
+        let mut opened = blocking(move || opener.open(&address, &password)).await?;
+        let path = (*opened.mailbox).as_mut().path().to_path_buf();
+        let hub = self.hub(&path);
         Ok(LocalSession {
-            mailbox: Arc::new(Mutex::new(mailbox.0)),
-            quota_limit: mailbox.1,
+            mailbox: Arc::new(Mutex::new(opened.mailbox)),
+            quota_limit: opened.quota,
             hub,
         })
     }
@@ -244,7 +265,7 @@ impl<A: Authenticator> MailStore for LocalMailStore<A> {
 /// A session of [`LocalMailStore`]: an open mailbox connection used from blocking threads.
 pub struct LocalSession {
     /// A std mutex: only blocking threads lock it, one call at a time per session.
-    mailbox: Arc<Mutex<Mailbox>>,
+    mailbox: Arc<Mutex<Box<dyn AsMut<Mailbox> + Send>>>,
     quota_limit: Option<u64>,
     hub: Arc<broadcast::Sender<Change>>,
 }
@@ -258,7 +279,7 @@ impl LocalSession {
         let mailbox = Arc::clone(&self.mailbox);
         blocking(move || {
             let mut guard = mailbox.lock().unwrap_or_else(|p| p.into_inner());
-            work(&mut guard)
+            work(guard.as_mut().as_mut())
         })
         .await
     }
@@ -444,40 +465,39 @@ impl MailSession for LocalSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::{AccountOptions, KdfParams, RegistryOptions};
 
-    /// One account with a fixed password, for exercising the boundary without the registry.
-    struct OneAccount {
-        address: String,
-        password: String,
-        path: PathBuf,
-        key: [u8; 32],
-    }
-
-    impl Authenticator for OneAccount {
-        fn unlock(&self, address: &str, password: &str) -> Result<UnlockedMailbox> {
-            use subtle::ConstantTimeEq;
-            let password_ok: bool = password.as_bytes().ct_eq(self.password.as_bytes()).into();
-            if !address.eq_ignore_ascii_case(&self.address) || !password_ok {
-                return Err(Error::WrongPassword);
-            }
-            Ok(UnlockedMailbox {
-                path: self.path.clone(),
-                key: MailboxKey::from_bytes(self.key),
-                quota: Some(1 << 20),
-            })
+    /// Argon2id parameters small enough for tests.
+    fn cheap_kdf() -> KdfParams {
+        KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
         }
     }
 
-    fn store(dir: &std::path::Path) -> LocalMailStore<OneAccount> {
-        let key = crate::key::random_bytes::<32>();
-        let path = dir.join("m.sqlite");
-        Mailbox::create(&path, &MailboxKey::from_bytes(key)).unwrap();
-        LocalMailStore::new(OneAccount {
-            address: "a@example.org".into(),
-            password: "pw".into(),
-            path,
-            key,
-        })
+    fn store(dir: &std::path::Path) -> LocalMailStore<Registry> {
+        let registry = Registry::open_with(
+            dir,
+            RegistryOptions {
+                create_if_missing: true,
+                unknown_address_kdf: cheap_kdf(),
+                ..RegistryOptions::default()
+            },
+        )
+        .unwrap();
+        registry
+            .add_account(
+                "a@example.org",
+                Some("pw-long-enough"),
+                &AccountOptions {
+                    quota: Some(1 << 20),
+                    with_recovery_code: false,
+                    kdf: cheap_kdf(),
+                },
+            )
+            .unwrap();
+        LocalMailStore::new(registry)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,8 +508,18 @@ mod tests {
             store.login("a@example.org", "wrong").await,
             Err(Error::WrongPassword)
         ));
-        let first = store.login("a@example.org", "pw").await.unwrap();
-        let second = store.login("A@example.org", "pw").await.unwrap();
+        assert!(matches!(
+            store.login("nobody@example.org", "pw-long-enough").await,
+            Err(Error::WrongPassword)
+        ));
+        let first = store
+            .login("a@example.org", "pw-long-enough")
+            .await
+            .unwrap();
+        let second = store
+            .login("A@example.org", "pw-long-enough")
+            .await
+            .unwrap();
         let mut changes = second.subscribe();
         let appended = first
             .append(

@@ -1,35 +1,21 @@
-//! Test harness: a real server on 127.0.0.1 over a real encrypted mailbox, with a one-account
-//! authenticator standing in for the registry.
+//! Test harness: a real server on 127.0.0.1 over a real registry and encrypted mailbox.
 
-use sealmail_core::mailstore::{Authenticator, LocalMailStore, UnlockedMailbox};
-use sealmail_core::store::Mailbox;
-use sealmail_core::{Error, MailboxKey};
+use sealmail_core::mailstore::LocalMailStore;
+use sealmail_core::registry::{AccountOptions, KdfParams, Registry, RegistryOptions};
 use sealmail_imap::server::{self, ServerConfig};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
 pub const ADDRESS: &str = "alice@example.org";
 pub const PASSWORD: &str = "correct horse";
 
-pub struct OneAccount {
-    path: PathBuf,
-    key: [u8; 32],
-}
-
-impl Authenticator for OneAccount {
-    fn unlock(&self, address: &str, password: &str) -> sealmail_core::Result<UnlockedMailbox> {
-        let ok: bool = password.as_bytes().ct_eq(PASSWORD.as_bytes()).into();
-        if !address.eq_ignore_ascii_case(ADDRESS) || !ok {
-            return Err(Error::WrongPassword);
-        }
-        Ok(UnlockedMailbox {
-            path: self.path.clone(),
-            key: MailboxKey::from_bytes(self.key),
-            quota: Some(100 << 20),
-        })
+/// Argon2id parameters small enough for tests (the real cost is measured in benchmarks).
+fn cheap_kdf() -> KdfParams {
+    KdfParams {
+        m_cost_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
     }
 }
 
@@ -43,10 +29,27 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let key = sealmail_core::key::random_bytes::<32>();
-        let path = dir.path().join("alice.sqlite");
-        Mailbox::create(&path, &MailboxKey::from_bytes(key)).unwrap();
-        let store = Arc::new(LocalMailStore::new(OneAccount { path, key }));
+        let registry = Registry::open_with(
+            dir.path(),
+            RegistryOptions {
+                create_if_missing: true,
+                unknown_address_kdf: cheap_kdf(),
+                ..RegistryOptions::default()
+            },
+        )
+        .unwrap();
+        registry
+            .add_account(
+                ADDRESS,
+                Some(PASSWORD),
+                &AccountOptions {
+                    quota: Some(100 << 20),
+                    with_recovery_code: false,
+                    kdf: cheap_kdf(),
+                },
+            )
+            .unwrap();
+        let store = Arc::new(LocalMailStore::new(registry));
         let mut config = ServerConfig::default();
         config.session.failed_login_delay = Duration::from_millis(10);
         configure(&mut config);
