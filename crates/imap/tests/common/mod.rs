@@ -77,3 +77,105 @@ impl TestServer {
             .unwrap();
     }
 }
+
+/// A raw line-level IMAP client for conformance tests: it sends bytes exactly as given and
+/// returns the server's lines (literals inlined) up to the tagged completion.
+pub struct RawClient {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> (RawClient, String) {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (reader, writer) = stream.into_split();
+        let mut client = RawClient {
+            reader: tokio::io::BufReader::new(reader),
+            writer,
+        };
+        let greeting = client.line().await;
+        (client, greeting)
+    }
+
+    /// Connect and log in.
+    pub async fn login(addr: SocketAddr) -> RawClient {
+        let (mut client, _) = RawClient::connect(addr).await;
+        let reply = client
+            .command(&format!("L1 LOGIN {ADDRESS} \"{PASSWORD}\""))
+            .await;
+        assert!(reply.last().unwrap().starts_with("L1 OK"), "{reply:?}");
+        client
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.writer.write_all(bytes).await.unwrap();
+    }
+
+    /// One response line; a trailing `{n}` literal is read and appended (lossily as UTF-8).
+    pub async fn line(&mut self) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let mut out = String::new();
+        loop {
+            let mut line = Vec::new();
+            let n = tokio::time::timeout(
+                Duration::from_secs(10),
+                self.reader.read_until(b'\n', &mut line),
+            )
+            .await
+            .expect("server answers within 10 s")
+            .unwrap();
+            assert!(n > 0, "connection closed; so far: {out:?}");
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let trimmed = text.trim_end_matches(['\r', '\n']);
+            out.push_str(trimmed);
+            let literal = trimmed
+                .strip_suffix('}')
+                .and_then(|t| t.rsplit_once('{'))
+                .and_then(|(_, n)| n.parse::<usize>().ok());
+            match literal {
+                Some(size) => {
+                    let mut data = vec![0u8; size];
+                    self.reader.read_exact(&mut data).await.unwrap();
+                    out.push_str(&String::from_utf8_lossy(&data));
+                }
+                None => return out,
+            }
+        }
+    }
+
+    /// Send `command` (tag first, without CRLF) and collect lines through its tagged reply.
+    pub async fn command(&mut self, command: &str) -> Vec<String> {
+        let tag = command.split(' ').next().unwrap().to_string();
+        self.send(format!("{command}\r\n").as_bytes()).await;
+        self.until_tagged(&tag).await
+    }
+
+    pub async fn until_tagged(&mut self, tag: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line().await;
+            let done = line.starts_with(&format!("{tag} "));
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+}
+
+/// A small RFC 5322 message.
+pub fn message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Bob <bob@example.org>\r\nTo: alice@example.org\r\nSubject: {subject}\r\n\
+         Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <{subject}@x>\r\n\r\n{body}\r\n"
+    )
+}
+
+/// APPEND with a LITERAL+ literal; returns the tagged line.
+pub async fn append(client: &mut RawClient, tag: &str, folder: &str, raw: &str) -> String {
+    client
+        .send(format!("{tag} APPEND {folder} {{{}+}}\r\n{raw}\r\n", raw.len()).as_bytes())
+        .await;
+    client.until_tagged(tag).await.pop().unwrap()
+}
