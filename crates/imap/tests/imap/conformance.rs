@@ -1,9 +1,7 @@
 //! Protocol conformance over a real socket: RFC example exchanges, malformed input (each gets the
 //! RFC's answer and the connection stays usable), state rules, extensions.
 
-mod common;
-
-use common::{RawClient, TestServer, append, message};
+use crate::common::{RawClient, TestServer, append, message};
 
 fn tagged<'a>(lines: &'a [String], tag: &str) -> &'a str {
     lines

@@ -1,13 +1,11 @@
 //! End to end with Python's imaplib: a scripted session over a real socket against the server
 //! running on a real encrypted mailbox.
 
-mod common;
-
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_imaplib_scripted_session() {
-    let server = common::TestServer::start(|_| {}).await;
+    let server = crate::common::TestServer::start(|_| {}).await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/imaplib_session.py"
