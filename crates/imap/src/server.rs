@@ -7,13 +7,29 @@ use sealmail_core::mailstore::MailStore;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::rustls;
+
+/// TLS on a listener: implicit (IMAPS, the handshake comes first) or STARTTLS on a plain port.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub config: Arc<rustls::ServerConfig>,
+    pub implicit: bool,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("implicit", &self.implicit)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Listener settings.
 #[derive(Debug, Clone)]
@@ -27,8 +43,11 @@ pub struct ServerConfig {
     /// Close a connection silent for this long (RFC 9051 requires at least 30 minutes;
     /// IDLE clients re-issue IDLE before it runs out).
     pub idle_timeout: Duration,
+    /// How long a client may take to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
     /// Let clients on loopback authenticate without TLS.
     pub loopback_plaintext_auth: bool,
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ServerConfig {
@@ -39,9 +58,34 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_connections_per_ip: 50,
             idle_timeout: Duration::from_secs(30 * 60),
+            tls_handshake_timeout: Duration::from_secs(30),
             loopback_plaintext_auth: true,
+            tls: None,
         }
     }
+}
+
+/// A rustls server configuration for mail clients: TLS 1.2 and 1.3, with the post-quantum
+/// hybrid key exchange X25519MLKEM768 offered first, then the classical groups.
+pub fn tls_server_config(
+    cert_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    use rustls::crypto::aws_lc_rs::{self, kx_group};
+    let mut provider = aws_lc_rs::default_provider();
+    provider.kx_groups = vec![
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+        kx_group::SECP384R1,
+    ];
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(cert_chain, key)?;
+    // Prefer our order (post-quantum first) over the client's.
+    config.ignore_client_order = true;
+    Ok(config)
 }
 
 /// Accept connections on `listener` until `shutdown` completes, then stop accepting, tell
@@ -88,14 +132,14 @@ pub async fn run<M: MailStore>(
             });
             continue;
         };
-        let (reader, writer) = stream.into_split();
-        let secure = config.loopback_plaintext_auth && peer.ip().is_loopback();
-        let session = Session::new(Arc::clone(&store), Arc::clone(&session_config), secure);
+        let trusted = config.loopback_plaintext_auth && peer.ip().is_loopback();
+        let session = Session::new(Arc::clone(&store), Arc::clone(&session_config), trusted)
+            .with_peer(peer.ip());
         let config = Arc::clone(&config);
         let stop = stop_rx.clone();
         connections.spawn(async move {
             let _guard = guard;
-            if let Err(e) = serve(session, reader, Box::new(writer), &config, stop, peer).await {
+            if let Err(e) = serve_tcp(session, stream, &config, stop).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
@@ -106,43 +150,110 @@ pub async fn run<M: MailStore>(
     Ok(())
 }
 
-/// Drive one connection: the read loop, IDLE notifications, timeouts and shutdown.
-pub async fn serve<M: MailStore>(
+/// Serve one TCP connection: implicit TLS first when configured, STARTTLS when asked for.
+async fn serve_tcp<M: MailStore>(
     mut session: Session<M>,
-    mut reader: impl AsyncRead + Unpin,
-    writer: Box<dyn AsyncWrite + Unpin + Send>,
+    mut tcp: TcpStream,
+    config: &ServerConfig,
+    stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut framer = Framer::new(config.limits);
+    match &config.tls {
+        Some(tls) if tls.implicit => {
+            let mut stream = handshake(tls, tcp, config).await?;
+            session.tls_started();
+            greet(&mut session, &mut stream).await?;
+            serve(&mut session, &mut stream, &mut framer, config, stop).await?;
+        }
+        Some(tls) => {
+            session = session.offer_starttls();
+            greet(&mut session, &mut tcp).await?;
+            if serve(&mut session, &mut tcp, &mut framer, config, stop.clone()).await?
+                == Ended::StartTls
+            {
+                let mut stream = handshake(tls, tcp, config).await?;
+                session.tls_started();
+                // Input pipelined behind STARTTLS arrived unprotected: it is dropped
+                // (RFC 9051 section 11.1), so a fresh framer.
+                let mut framer = Framer::new(config.limits);
+                serve(&mut session, &mut stream, &mut framer, config, stop).await?;
+            }
+        }
+        None => {
+            greet(&mut session, &mut tcp).await?;
+            serve(&mut session, &mut tcp, &mut framer, config, stop).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn handshake(
+    tls: &TlsSettings,
+    tcp: TcpStream,
+    config: &ServerConfig,
+) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    tokio::time::timeout(config.tls_handshake_timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+async fn greet<M: MailStore, S: AsyncWrite + Unpin + Send>(
+    session: &mut Session<M>,
+    stream: &mut S,
+) -> io::Result<()> {
+    let mut out = Responder::new(stream, session.encode_options());
+    session.greeting(&mut out);
+    out.flush().await
+}
+
+/// Why [`serve`] returned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Closed,
+    StartTls,
+}
+
+/// Drive a connection: the read loop, IDLE notifications, timeouts and shutdown. Returns when
+/// the client is gone, logged out, or STARTTLS was accepted.
+pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
+    session: &mut Session<M>,
+    stream: &mut S,
+    framer: &mut Framer,
     config: &ServerConfig,
     mut stop: watch::Receiver<bool>,
-    peer: SocketAddr,
-) -> io::Result<()> {
-    let mut out = Responder::new(writer);
-    let mut framer = Framer::new(config.limits);
-    let mut buf = vec![0u8; 16 * 1024];
-    session.greeting(&mut out);
-    out.flush().await?;
-    tracing::debug!(%peer, "connection opened");
+) -> io::Result<Ended> {
+    let mut buf = vec![0u8; 8 * 1024];
     loop {
         let idling = session.is_idling();
         tokio::select! {
-            read = tokio::time::timeout(config.idle_timeout, reader.read(&mut buf)) => {
+            read = tokio::time::timeout(config.idle_timeout, stream.read(&mut buf)) => {
+                let mut out = Responder::new(stream, session.encode_options());
                 let n = match read {
                     Ok(result) => result?,
                     Err(_elapsed) => {
                         bye(&mut out, "autologout: idle for too long").await;
-                        return Ok(());
+                        return Ok(Ended::Closed);
                     }
                 };
                 if n == 0 {
                     // The client went away without LOGOUT; dropping the session closes files.
-                    return Ok(());
+                    return Ok(Ended::Closed);
                 }
                 framer.push(&buf[..n]);
                 while let Some(event) = framer.next_event() {
                     match event {
                         FrameEvent::Command(frame) => {
-                            if session.handle_frame(&frame, &mut out).await? == Flow::Close {
-                                out.shutdown().await?;
-                                return Ok(());
+                            match session.handle_frame(&frame, &mut out).await? {
+                                Flow::Continue => {}
+                                Flow::Close => {
+                                    out.shutdown().await?;
+                                    return Ok(Ended::Closed);
+                                }
+                                Flow::StartTls => {
+                                    out.flush().await?;
+                                    return Ok(Ended::StartTls);
+                                }
                             }
                         }
                         FrameEvent::ContinuationNeeded => {
@@ -154,20 +265,22 @@ pub async fn serve<M: MailStore>(
                 out.flush().await?;
             }
             () = session.wait_change(), if idling => {
+                let mut out = Responder::new(stream, session.encode_options());
                 session.send_updates(&mut out, true).await?;
                 out.flush().await?;
             }
             _ = stop.changed() => {
                 if !framer.is_mid_command() {
+                    let mut out = Responder::new(stream, session.encode_options());
                     bye(&mut out, "server shutting down").await;
-                    return Ok(());
+                    return Ok(Ended::Closed);
                 }
             }
         }
     }
 }
 
-async fn bye(out: &mut Responder, text: &str) {
+async fn bye(out: &mut Responder<'_>, text: &str) {
     out.push(&Response::Status(StatusResponse::untagged(
         StatusKind::Bye,
         None,

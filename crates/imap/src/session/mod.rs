@@ -3,10 +3,12 @@
 //! commands themselves live one per file under [`op`].
 
 mod convert;
+mod limiter;
 mod op;
 mod responder;
 mod selected;
 
+pub use limiter::LoginLimiter;
 pub use responder::Responder;
 
 use crate::proto::{
@@ -32,6 +34,8 @@ pub struct SessionConfig {
     pub max_message_size: u64,
     /// Greeting text after `* OK`.
     pub greeting: String,
+    /// Failed-login limits shared by every session of the server.
+    pub login_limiter: Arc<LoginLimiter>,
 }
 
 impl Default for SessionConfig {
@@ -41,6 +45,7 @@ impl Default for SessionConfig {
             failed_login_delay: Duration::from_secs(2),
             max_message_size: sealmail_core::store::DEFAULT_MAX_MESSAGE_SIZE,
             greeting: "sealmail IMAP4rev2 ready".into(),
+            login_limiter: Arc::new(LoginLimiter::default()),
         }
     }
 }
@@ -51,6 +56,8 @@ pub enum Flow {
     Continue,
     /// The session ended (LOGOUT): flush and close.
     Close,
+    /// STARTTLS was accepted: flush, discard buffered input, and run the TLS handshake.
+    StartTls,
 }
 
 /// Extensions the client turned on with ENABLE (RFC 5161).
@@ -93,6 +100,10 @@ pub struct Session<M: MailStore> {
     pub(crate) enabled: Enabled,
     /// TLS is active, or the peer is trusted for plaintext authentication.
     pub(crate) secure: bool,
+    /// The client's address, for login rate limits and logs.
+    pub(crate) peer: Option<std::net::IpAddr>,
+    /// TLS is configured for this plain connection, so STARTTLS is offered.
+    pub(crate) starttls_offered: bool,
     pending: Pending,
 }
 
@@ -183,12 +194,32 @@ impl<M: MailStore> Session<M> {
             state: State::NotAuthenticated,
             enabled: Enabled::default(),
             secure,
+            peer: None,
+            starttls_offered: false,
             pending: Pending::None,
         }
     }
 
+    /// Offer STARTTLS on this (plain) connection.
+    pub fn offer_starttls(mut self) -> Self {
+        self.starttls_offered = true;
+        self
+    }
+
+    /// The TLS handshake after STARTTLS (or on an implicit-TLS port) succeeded.
+    pub fn tls_started(&mut self) {
+        self.secure = true;
+        self.starttls_offered = false;
+    }
+
+    /// Record the client's IP address (login rate limits are kept per address).
+    pub fn with_peer(mut self, peer: std::net::IpAddr) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
     /// The greeting sent when the connection opens.
-    pub fn greeting(&self, out: &mut Responder) {
+    pub fn greeting(&self, out: &mut Responder<'_>) {
         let code = Code::Capability(self.capabilities());
         out.push(&Response::Status(StatusResponse::untagged(
             StatusKind::Ok,
@@ -205,7 +236,8 @@ impl<M: MailStore> Session<M> {
         matches!(self.state, State::Logout)
     }
 
-    pub(crate) fn encode_options(&self) -> EncodeOptions {
+    /// How responses are encoded for this session (UTF-8 mailbox names after IMAP4rev2).
+    pub fn encode_options(&self) -> EncodeOptions {
         EncodeOptions {
             utf8_mailboxes: self.enabled.rev2,
         }
@@ -218,8 +250,11 @@ impl<M: MailStore> Session<M> {
     }
 
     /// Handle one framed input (a command, or a continuation line for IDLE / AUTHENTICATE).
-    pub async fn handle_frame(&mut self, frame: &[u8], out: &mut Responder) -> io::Result<Flow> {
-        out.options = self.encode_options();
+    pub async fn handle_frame(
+        &mut self,
+        frame: &[u8],
+        out: &mut Responder<'_>,
+    ) -> io::Result<Flow> {
         match std::mem::replace(&mut self.pending, Pending::None) {
             Pending::Idle(tag) => {
                 if is_idle_done(frame) {
@@ -262,7 +297,7 @@ impl<M: MailStore> Session<M> {
     }
 
     /// Answer a command the framer refused (too long, literal too big).
-    pub fn frame_error(&mut self, error: &FrameError, out: &mut Responder) {
+    pub fn frame_error(&mut self, error: &FrameError, out: &mut Responder<'_>) {
         let (kind, code) = match error {
             FrameError::LiteralTooBig {
                 synchronizing: true,
@@ -280,7 +315,7 @@ impl<M: MailStore> Session<M> {
         out.push(&Response::Status(response));
     }
 
-    async fn execute(&mut self, command: Command, out: &mut Responder) -> io::Result<Flow> {
+    async fn execute(&mut self, command: Command, out: &mut Responder<'_>) -> io::Result<Flow> {
         let Command { tag, body } = command;
         if let Err(reason) = self.check_state(&body) {
             complete(out, &tag, Err(Failure::bad(reason)));
@@ -326,7 +361,11 @@ impl<M: MailStore> Session<M> {
                 Ok(Some(done)) => Ok(done),
                 Err(e) => Err(e),
             },
-            CommandBody::StartTls => Err(Failure::bad("STARTTLS is not offered on this listener")),
+            CommandBody::StartTls if self.starttls_offered => {
+                complete(out, &tag, Ok(Done::ok("begin TLS negotiation now")));
+                return Ok(Flow::StartTls);
+            }
+            CommandBody::StartTls => Err(Failure::bad("STARTTLS is not offered here")),
             CommandBody::Unauthenticate => {
                 self.state = State::NotAuthenticated;
                 self.enabled = Enabled::default();
@@ -411,7 +450,12 @@ impl<M: MailStore> Session<M> {
     }
 
     /// Send the tagged completion after untagged updates.
-    async fn finish(&mut self, out: &mut Responder, tag: &Tag, result: OpResult) -> io::Result<()> {
+    async fn finish(
+        &mut self,
+        out: &mut Responder<'_>,
+        tag: &Tag,
+        result: OpResult,
+    ) -> io::Result<()> {
         if let Err(Failure::Io(e)) = result {
             return Err(e);
         }
@@ -503,7 +547,7 @@ impl<M: MailStore> Session<M> {
     /// the selected folder since it was last synchronised.
     pub async fn send_updates(
         &mut self,
-        out: &mut Responder,
+        out: &mut Responder<'_>,
         allow_expunge: bool,
     ) -> io::Result<()> {
         let condstore = self.enabled.condstore;
@@ -548,7 +592,7 @@ impl<M: MailStore> Session<M> {
 }
 
 /// Write the tagged completion for `result`.
-fn complete(out: &mut Responder, tag: &Tag, result: OpResult) {
+fn complete(out: &mut Responder<'_>, tag: &Tag, result: OpResult) {
     let response = match result {
         Ok(done) => StatusResponse::tagged(tag.clone(), StatusKind::Ok, done.code, done.text),
         Err(Failure::No(code, text)) => {

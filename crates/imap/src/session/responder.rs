@@ -9,18 +9,20 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Flush early once this much output is buffered.
 const FLUSH_THRESHOLD: usize = 256 * 1024;
 
-pub struct Responder {
+/// The output side of a connection for the duration of one event. It borrows the stream, so
+/// the driver can read, then write, then switch the stream to TLS in between.
+pub struct Responder<'a> {
     buf: Vec<u8>,
-    writer: Box<dyn AsyncWrite + Unpin + Send>,
+    writer: &'a mut (dyn AsyncWrite + Unpin + Send),
     pub options: EncodeOptions,
 }
 
-impl Responder {
-    pub fn new(writer: Box<dyn AsyncWrite + Unpin + Send>) -> Self {
+impl<'a> Responder<'a> {
+    pub fn new(writer: &'a mut (dyn AsyncWrite + Unpin + Send), options: EncodeOptions) -> Self {
         Responder {
-            buf: Vec::with_capacity(4096),
+            buf: Vec::new(),
             writer,
-            options: EncodeOptions::default(),
+            options,
         }
     }
 
@@ -29,20 +31,11 @@ impl Responder {
         encode_response(response, self.options, &mut self.buf);
     }
 
-    /// Raw bytes (e.g. an already-encoded continuation).
-    pub fn push_raw(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
     /// Write everything buffered to the client.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.writer.write_all(&self.buf).await?;
             self.buf.clear();
-            // Do not keep a huge buffer around after one big FETCH.
-            if self.buf.capacity() > FLUSH_THRESHOLD * 2 {
-                self.buf = Vec::with_capacity(4096);
-            }
         }
         self.writer.flush().await
     }

@@ -91,7 +91,7 @@ impl Selected {
     pub async fn synchronise<S: MailSession>(
         &mut self,
         mail: &S,
-        out: &mut Responder,
+        out: &mut Responder<'_>,
         allow_expunge: bool,
         condstore: bool,
         qresync: bool,
@@ -157,7 +157,7 @@ impl Selected {
 
     /// Report removed UIDs as EXPUNGE (sequence numbers, each after the previous removal) or
     /// as one VANISHED (QRESYNC).
-    pub fn report_expunged(&mut self, uids: &[u32], qresync: bool, out: &mut Responder) {
+    pub fn report_expunged(&mut self, uids: &[u32], qresync: bool, out: &mut Responder<'_>) {
         let mut vanished = Vec::new();
         for &uid in uids {
             if let Some(seq) = self.remove_uid(uid) {

@@ -78,23 +78,46 @@ impl TestServer {
     }
 }
 
+/// Any byte stream a test client talks over (TCP, or TLS over TCP).
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A raw line-level IMAP client for conformance tests: it sends bytes exactly as given and
 /// returns the server's lines (literals inlined) up to the tagged completion.
 pub struct RawClient {
-    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    reader: tokio::io::BufReader<tokio::io::ReadHalf<Box<dyn Stream>>>,
+    writer: tokio::io::WriteHalf<Box<dyn Stream>>,
 }
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> (RawClient, String) {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (reader, writer) = stream.into_split();
-        let mut client = RawClient {
-            reader: tokio::io::BufReader::new(reader),
-            writer,
-        };
+        RawClient::over(Box::new(stream)).await
+    }
+
+    /// Wrap a connected stream and read the greeting.
+    pub async fn over(stream: Box<dyn Stream>) -> (RawClient, String) {
+        let mut client = RawClient::wrap(stream);
         let greeting = client.line().await;
         (client, greeting)
+    }
+
+    /// Wrap a stream mid-session (after STARTTLS there is no new greeting).
+    pub fn wrap(stream: Box<dyn Stream>) -> RawClient {
+        let (reader, writer) = tokio::io::split(stream);
+        RawClient {
+            reader: tokio::io::BufReader::new(reader),
+            writer,
+        }
+    }
+
+    /// Give the stream back (after STARTTLS's tagged OK, to run the handshake over it).
+    pub fn into_stream(self) -> Box<dyn Stream> {
+        assert!(
+            self.reader.buffer().is_empty(),
+            "no data may follow STARTTLS's OK"
+        );
+        self.reader.into_inner().unsplit(self.writer)
     }
 
     /// Connect and log in.

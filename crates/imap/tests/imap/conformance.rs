@@ -376,3 +376,33 @@ async fn shutdown_says_bye_to_idle_connections() {
         "listener closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_rate_limited_per_address() {
+    let server = TestServer::start(|config| {
+        config.session.login_limiter = std::sync::Arc::new(
+            sealmail_imap::session::LoginLimiter::new(3, std::time::Duration::from_secs(60)),
+        );
+    })
+    .await;
+    let (mut c, _) = RawClient::connect(server.addr).await;
+    for i in 0..3 {
+        let reply = c
+            .command(&format!("w{i} LOGIN alice@example.org wrong"))
+            .await;
+        assert!(
+            tagged(&reply, &format!("w{i}")).contains("NO [AUTHENTICATIONFAILED]"),
+            "{reply:?}"
+        );
+    }
+    // Now even the right password is refused, from a fresh connection too.
+    let (mut d, _) = RawClient::connect(server.addr).await;
+    let reply = d
+        .command("r LOGIN alice@example.org \"correct horse\"")
+        .await;
+    assert!(
+        tagged(&reply, "r").starts_with("r NO [UNAVAILABLE]"),
+        "{reply:?}"
+    );
+    server.shutdown().await;
+}

@@ -17,6 +17,9 @@ impl<M: MailStore> Session<M> {
         ];
         match self.state {
             State::NotAuthenticated => {
+                if self.starttls_offered {
+                    caps.push("STARTTLS");
+                }
                 if self.secure || self.config.allow_plaintext_auth {
                     caps.push("AUTH=PLAIN");
                 } else {
@@ -51,7 +54,7 @@ impl<M: MailStore> Session<M> {
     }
 }
 
-pub(crate) fn run<M: MailStore>(session: &Session<M>, out: &mut Responder) -> OpResult {
+pub(crate) fn run<M: MailStore>(session: &Session<M>, out: &mut Responder<'_>) -> OpResult {
     out.push(&Response::Data(Data::Capability(session.capabilities())));
     Ok(Done::ok("CAPABILITY completed"))
 }

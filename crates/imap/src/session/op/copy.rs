@@ -10,7 +10,7 @@ pub(crate) async fn run<M: MailStore>(
     set: SequenceSet,
     target: String,
     is_move: bool,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     let qresync = session.enabled.qresync;
     let authed = session.authed()?;

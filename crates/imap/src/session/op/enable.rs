@@ -7,7 +7,7 @@ use sealmail_core::mailstore::MailStore;
 pub(crate) fn run<M: MailStore>(
     session: &mut Session<M>,
     capabilities: Vec<String>,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     let mut enabled = Vec::new();
     for capability in capabilities {

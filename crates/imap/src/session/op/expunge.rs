@@ -7,7 +7,7 @@ use sealmail_core::mailstore::{MailSession, MailStore};
 pub(crate) async fn run<M: MailStore>(
     session: &mut Session<M>,
     uids: Option<SequenceSet>,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     let qresync = session.enabled.qresync;
     let authed = session.authed()?;

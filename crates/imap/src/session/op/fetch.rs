@@ -26,7 +26,7 @@ pub(crate) async fn run<M: MailStore>(
     mut attributes: Vec<FetchAttribute>,
     changed_since: Option<u64>,
     vanished: bool,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     if vanished && (!uid || !session.enabled.qresync || changed_since.is_none()) {
         return Err(Failure::bad(

@@ -3,7 +3,7 @@
 use crate::proto::{Data, Response};
 use crate::session::{Done, OpResult, Responder};
 
-pub(crate) fn run(out: &mut Responder) -> OpResult {
+pub(crate) fn run(out: &mut Responder<'_>) -> OpResult {
     out.push(&Response::Data(Data::Id(Some(vec![
         ("name".into(), Some("sealmail".into())),
         ("version".into(), Some(env!("CARGO_PKG_VERSION").into())),

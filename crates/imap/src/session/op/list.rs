@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub(crate) async fn list<M: MailStore>(
     session: &mut Session<M>,
     command: ListCommand,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     // `LIST "" ""` asks for the delimiter and root (RFC 9051 section 6.3.9).
     if command.patterns.len() == 1 && command.patterns[0].is_empty() {
@@ -92,7 +92,7 @@ pub(crate) async fn lsub<M: MailStore>(
     session: &mut Session<M>,
     reference: String,
     pattern: String,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     let authed = session.authed()?;
     let folders = authed

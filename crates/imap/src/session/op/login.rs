@@ -21,7 +21,7 @@ pub(crate) async fn authenticate<M: MailStore>(
     session: &mut Session<M>,
     mechanism: &str,
     initial_response: Option<Secret>,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> Result<Option<Done>, Failure> {
     if mechanism != "PLAIN" {
         return Err(Failure::no_code(
@@ -95,8 +95,18 @@ fn check_transport<M: MailStore>(session: &Session<M>) -> Result<(), Failure> {
 
 async fn sign_in<M: MailStore>(session: &mut Session<M>, user: &str, password: &str) -> OpResult {
     check_transport(session)?;
+    let limiter = std::sync::Arc::clone(&session.config.login_limiter);
+    if !limiter.allows(session.peer, user) {
+        tracing::warn!(peer = ?session.peer, "login refused: too many failures");
+        tokio::time::sleep(session.config.failed_login_delay).await;
+        return Err(Failure::no_code(
+            Code::Unavailable,
+            "too many failed logins, try again later",
+        ));
+    }
     match session.store.login(user, password).await {
         Ok(mail) => {
+            limiter.record_success(user);
             let changes = mail.subscribe();
             session.state = State::Authenticated(Authed {
                 mail,
@@ -111,7 +121,8 @@ async fn sign_in<M: MailStore>(session: &mut Session<M>, user: &str, password: &
             ))
         }
         Err(sealmail_core::Error::WrongPassword) => {
-            tracing::info!("login failed");
+            tracing::info!(peer = ?session.peer, "login failed");
+            limiter.record_failure(session.peer, user);
             tokio::time::sleep(session.config.failed_login_delay).await;
             Err(Failure::no_code(
                 Code::AuthenticationFailed,

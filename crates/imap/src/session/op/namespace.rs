@@ -4,7 +4,7 @@ use crate::proto::{Data, Response};
 use crate::session::{Done, OpResult, Responder};
 use sealmail_core::store::DELIMITER;
 
-pub(crate) fn run(out: &mut Responder) -> OpResult {
+pub(crate) fn run(out: &mut Responder<'_>) -> OpResult {
     out.push(&Response::Data(Data::Namespace {
         personal: vec![(String::new(), Some(DELIMITER))],
         other: Vec::new(),

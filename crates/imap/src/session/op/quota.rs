@@ -6,7 +6,7 @@ use sealmail_core::mailstore::{MailSession, MailStore};
 
 async fn quota_response<M: MailStore>(
     session: &mut Session<M>,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> Result<(), Failure> {
     let authed = session.authed()?;
     let usage = authed
@@ -32,7 +32,7 @@ async fn quota_response<M: MailStore>(
 pub(crate) async fn get_quota<M: MailStore>(
     session: &mut Session<M>,
     root: String,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     if !root.is_empty() {
         return Err(Failure::no_code(Code::NonExistent, "no such quota root"));
@@ -44,7 +44,7 @@ pub(crate) async fn get_quota<M: MailStore>(
 pub(crate) async fn get_quota_root<M: MailStore>(
     session: &mut Session<M>,
     folder: String,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     let authed = session.authed()?;
     authed

@@ -9,7 +9,7 @@ pub(crate) async fn run<M: MailStore>(
     session: &mut Session<M>,
     search: SearchCommand,
     tag: &Tag,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     if let Some(charset) = &search.charset
         && !charset.eq_ignore_ascii_case("UTF-8")

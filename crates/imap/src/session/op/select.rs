@@ -12,7 +12,7 @@ pub(crate) async fn select<M: MailStore>(
     folder: String,
     read_only: bool,
     params: SelectParams,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     if params.qresync.is_some() && !session.enabled.qresync {
         return Err(Failure::bad("QRESYNC parameter without ENABLE QRESYNC"));

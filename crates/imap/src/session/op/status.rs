@@ -10,7 +10,7 @@ pub(crate) async fn run<M: MailStore>(
     session: &mut Session<M>,
     folder: String,
     items: Vec<StatusItem>,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     let limit = session.config.max_message_size;
     let authed = session.authed()?;
@@ -29,7 +29,7 @@ pub(crate) async fn respond<S: MailSession>(
     info: &FolderInfo,
     items: &[StatusItem],
     append_limit: u64,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> Result<(), Failure> {
     let mut values = Vec::with_capacity(items.len());
     for &item in items {

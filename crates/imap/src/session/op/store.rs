@@ -14,7 +14,7 @@ pub(crate) async fn run<M: MailStore>(
     mode: StoreMode,
     silent: bool,
     flags: Vec<Flag>,
-    out: &mut Responder,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     let condstore = session.enabled.condstore || unchanged_since.is_some();
     let authed = session.authed()?;
