@@ -294,6 +294,17 @@ impl LocalSession {
     }
 }
 
+impl Drop for LocalSession {
+    /// Closing a SQLite connection may checkpoint the WAL: do it on a blocking thread, not on
+    /// the reactor, when a runtime is around.
+    fn drop(&mut self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let mailbox = Arc::clone(&self.mailbox);
+            runtime.spawn_blocking(move || drop(mailbox));
+        }
+    }
+}
+
 impl MailSession for LocalSession {
     async fn list_folders(&self) -> Result<Vec<FolderInfo>> {
         self.with(|m| m.list_folders()).await
