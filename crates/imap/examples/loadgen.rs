@@ -25,6 +25,10 @@ struct Options {
     ops: usize,
     user_format: String,
     password: String,
+    /// Instead of the load: open this many idle connections and report RSS per connection.
+    idle: Option<usize>,
+    /// With `idle`: log each idle connection in and SELECT INBOX first.
+    idle_login: bool,
 }
 
 fn parse_args() -> Options {
@@ -35,6 +39,8 @@ fn parse_args() -> Options {
         ops: 10,
         user_format: "user{}@example.org".into(),
         password: "loadgen-password".into(),
+        idle: None,
+        idle_login: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -49,6 +55,8 @@ fn parse_args() -> Options {
             "--ops" => options.ops = value().parse().expect("--ops N"),
             "--user-format" => options.user_format = value(),
             "--password" => options.password = value(),
+            "--idle" => options.idle = Some(value().parse().expect("--idle N")),
+            "--idle-login" => options.idle_login = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -186,6 +194,52 @@ async fn client_loop(
     Ok(samples)
 }
 
+/// Resident set size of this process in KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open `count` connections that stay idle, and report the growth of RSS per connection. With
+/// the embedded server this includes the client side of each socket (a few hundred bytes).
+async fn idle_connections(addr: SocketAddr, count: usize, options: &Options) {
+    let before = rss_kib();
+    let mut clients = Vec::with_capacity(count);
+    let mut samples = Samples::new();
+    for i in 0..count {
+        let mut client = Client::connect(addr).await.expect("connect");
+        if options.idle_login {
+            let user = options.user_format.replace("{}", &(i % options.clients).to_string());
+            client
+                .run(
+                    "LOGIN",
+                    &format!("LOGIN {user} \"{}\"", options.password),
+                    &mut samples,
+                )
+                .await
+                .unwrap();
+            client.run("SELECT", "SELECT INBOX", &mut samples).await.unwrap();
+        }
+        clients.push(client);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib();
+    println!(
+        "{count} idle connections{}: RSS {before} KiB -> {after} KiB = {:.1} KiB per connection",
+        if options.idle_login { " (logged in, INBOX selected)" } else { "" },
+        (after.saturating_sub(before)) as f64 / count as f64
+    );
+    drop(clients);
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -239,6 +293,10 @@ async fn main() {
             addr
         }
     };
+    if let Some(count) = options.idle {
+        idle_connections(addr, count, &options).await;
+        return;
+    }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..options.clients {
