@@ -217,7 +217,9 @@ async fn idle_connections(addr: SocketAddr, count: usize, options: &Options) {
     for i in 0..count {
         let mut client = Client::connect(addr).await.expect("connect");
         if options.idle_login {
-            let user = options.user_format.replace("{}", &(i % options.clients).to_string());
+            let user = options
+                .user_format
+                .replace("{}", &(i % options.clients).to_string());
             client
                 .run(
                     "LOGIN",
@@ -226,7 +228,10 @@ async fn idle_connections(addr: SocketAddr, count: usize, options: &Options) {
                 )
                 .await
                 .unwrap();
-            client.run("SELECT", "SELECT INBOX", &mut samples).await.unwrap();
+            client
+                .run("SELECT", "SELECT INBOX", &mut samples)
+                .await
+                .unwrap();
         }
         clients.push(client);
     }
@@ -234,7 +239,11 @@ async fn idle_connections(addr: SocketAddr, count: usize, options: &Options) {
     let after = rss_kib();
     println!(
         "{count} idle connections{}: RSS {before} KiB -> {after} KiB = {:.1} KiB per connection",
-        if options.idle_login { " (logged in, INBOX selected)" } else { "" },
+        if options.idle_login {
+            " (logged in, INBOX selected)"
+        } else {
+            ""
+        },
         (after.saturating_sub(before)) as f64 / count as f64
     );
     drop(clients);

@@ -326,9 +326,15 @@ impl Writer<'_> {
                 attributes,
                 delimiter,
                 mailbox,
+                child_info,
             } => {
                 self.raw("LIST ");
                 self.list_entry(attributes, *delimiter, mailbox);
+                if !child_info.is_empty() {
+                    self.raw(" (\"CHILDINFO\" ");
+                    self.list(child_info, |w, c| w.string(c.as_bytes()));
+                    self.raw(")");
+                }
             }
             Data::Lsub {
                 attributes,

@@ -118,6 +118,8 @@ pub enum Data {
         attributes: Vec<String>,
         delimiter: Option<char>,
         mailbox: String,
+        /// `mbox-list-extended` CHILDINFO (RFC 5258 RECURSIVEMATCH), e.g. `["SUBSCRIBED"]`.
+        child_info: Vec<String>,
     },
     Lsub {
         attributes: Vec<String>,

@@ -406,3 +406,43 @@ async fn failed_logins_are_rate_limited_per_address() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_extended_selection_and_return_options() {
+    let server = TestServer::start(|_| {}).await;
+    let mut c = RawClient::login(server.addr).await;
+    c.command("c1 CREATE Foo/Bar").await;
+    c.command("c2 SUBSCRIBE Foo/Bar").await;
+    // New folders start subscribed; only the child stays subscribed here.
+    c.command("c3 UNSUBSCRIBE Foo").await;
+    let reply = c
+        .command("l1 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"")
+        .await;
+    assert!(
+        reply.iter().any(|l| l.starts_with("* LIST (")
+            && l.ends_with(" \"/\" Foo (\"CHILDINFO\" (\"SUBSCRIBED\"))")),
+        "{reply:?}"
+    );
+    let reply = c.command("l2 LIST (SUBSCRIBED) \"\" \"*\"").await;
+    assert!(
+        reply.contains(&"* LIST (\\HasNoChildren \\Subscribed) \"/\" Foo/Bar".to_string()),
+        "{reply:?}"
+    );
+    assert!(!reply.iter().any(|l| l.ends_with(" Foo")), "{reply:?}");
+    let reply = c.command("l3 LIST (SPECIAL-USE) \"\" \"*\"").await;
+    assert!(
+        reply
+            .iter()
+            .any(|l| l.contains("\\Trash") && l.ends_with(" Trash")),
+        "{reply:?}"
+    );
+    assert!(!reply.iter().any(|l| l.ends_with(" INBOX")), "{reply:?}");
+    let reply = c
+        .command("l4 LIST \"\" \"INBOX\" RETURN (STATUS (MESSAGES UIDNEXT))")
+        .await;
+    assert_eq!(reply[0], "* LIST (\\HasNoChildren) \"/\" INBOX");
+    assert_eq!(reply[1], "* STATUS INBOX (MESSAGES 0 UIDNEXT 1)");
+    let reply = c.command("l5 LIST \"\" \"\"").await;
+    assert_eq!(reply[0], "* LIST (\\Noselect) \"/\" \"\"");
+    server.shutdown().await;
+}

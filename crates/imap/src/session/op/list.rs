@@ -19,12 +19,21 @@ pub(crate) async fn list<M: MailStore>(
             attributes: vec!["\\Noselect".into()],
             delimiter: Some(DELIMITER),
             mailbox: String::new(),
+            child_info: Vec::new(),
         }));
         return Ok(Done::ok("LIST completed"));
     }
     let has = |list: &[String], option: &str| list.iter().any(|o| o == option);
     let subscribed_only = has(&command.select_options, "SUBSCRIBED");
     let special_use_only = has(&command.select_options, "SPECIAL-USE");
+    // RECURSIVEMATCH (RFC 5258 section 3.5): a parent that matches but is not itself selected
+    // is listed when a descendant is, with CHILDINFO saying why.
+    let recursive = has(&command.select_options, "RECURSIVEMATCH");
+    if recursive && !subscribed_only && !special_use_only {
+        return Err(Failure::bad(
+            "RECURSIVEMATCH needs another selection option",
+        ));
+    }
     let show_subscribed = subscribed_only || has(&command.return_options, "SUBSCRIBED");
     let append_limit = session.config.max_message_size;
     let authed = session.authed()?;
@@ -40,23 +49,48 @@ pub(crate) async fn list<M: MailStore>(
         .map(|p| canonical_pattern(&command.reference, p))
         .collect();
     let mut matched = Vec::new();
+    let selected_by_options = |info: &FolderInfo| {
+        (!subscribed_only || info.subscribed) && (!special_use_only || info.special_use.is_some())
+    };
     for (path, node) in &tree.nodes {
         if !patterns.iter().any(|p| matches(p, path)) {
             continue;
         }
+        // With RECURSIVEMATCH: does a descendant meet the selection options?
+        let child_info = if recursive {
+            let prefix = format!("{path}{DELIMITER}");
+            let descendant_selected = folders
+                .iter()
+                .any(|f| f.path.starts_with(&prefix) && selected_by_options(f));
+            if descendant_selected {
+                vec![
+                    if subscribed_only {
+                        "SUBSCRIBED"
+                    } else {
+                        "SPECIAL-USE"
+                    }
+                    .to_string(),
+                ]
+            } else {
+                Vec::new()
+            }
+        } else {
+            Vec::new()
+        };
         let Some(info) = node.info else {
             // A parent that exists only through its children.
-            if !subscribed_only && !special_use_only {
+            if (!subscribed_only && !special_use_only) || !child_info.is_empty() {
                 out.push(&Response::Data(Data::List {
                     attributes: vec!["\\NonExistent".into(), "\\HasChildren".into()],
                     delimiter: Some(DELIMITER),
                     mailbox: path.clone(),
+                    child_info,
                 }));
             }
             continue;
         };
-        if (subscribed_only && !info.subscribed) || (special_use_only && info.special_use.is_none())
-        {
+        let selected = selected_by_options(info);
+        if !selected && child_info.is_empty() {
             continue;
         }
         let mut attributes = vec![
@@ -77,8 +111,11 @@ pub(crate) async fn list<M: MailStore>(
             attributes,
             delimiter: Some(DELIMITER),
             mailbox: path.clone(),
+            child_info,
         }));
-        matched.push(info);
+        if selected {
+            matched.push(info);
+        }
     }
     if let Some(items) = &command.return_status {
         for info in matched {

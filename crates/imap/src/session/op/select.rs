@@ -85,6 +85,7 @@ pub(crate) async fn select<M: MailStore>(
             attributes: Vec::new(),
             delimiter: Some(sealmail_core::store::DELIMITER),
             mailbox: info.path.clone(),
+            child_info: Vec::new(),
         }));
     }
     let mut selected = Selected {
