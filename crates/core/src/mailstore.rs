@@ -202,32 +202,50 @@ impl AsMut<Mailbox> for Mailbox {
 /// How many change events a slow session may lag behind before it resynchronises fully.
 const CHANGE_BUFFER: usize = 1024;
 
-/// The in-process [`MailStore`]: each session opens its own connection to the mailbox file, and
-/// sessions of one mailbox share a change channel.
+/// The in-process [`MailStore`]. Sessions of one mailbox share its open connection and its
+/// change channel: a phone, a laptop and a webmail tab cost one SQLCipher connection (about
+/// 200 KiB), not three.
 pub struct LocalMailStore<O> {
     opener: Arc<O>,
-    /// Change channels by mailbox file, held weakly so a mailbox without sessions costs nothing.
-    /// A std mutex: it is held for a map lookup only, never across an await.
-    hubs: Mutex<HashMap<PathBuf, Weak<broadcast::Sender<Change>>>>,
+    /// Open mailboxes by file, held weakly: the last session to end closes the file (and drops
+    /// the key). A std mutex: it is held for a map lookup only, never across an await.
+    open: Mutex<HashMap<PathBuf, Weak<SharedMailbox>>>,
+}
+
+/// What the sessions of one mailbox share.
+struct SharedMailbox {
+    /// A std mutex: only blocking threads lock it; the sessions of one mailbox take turns,
+    /// as SQLite writers do anyway.
+    mailbox: Mutex<Box<dyn AsMut<Mailbox> + Send>>,
+    changes: broadcast::Sender<Change>,
 }
 
 impl<O: MailboxOpener> LocalMailStore<O> {
     pub fn new(opener: O) -> Self {
         LocalMailStore {
             opener: Arc::new(opener),
-            hubs: Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
         }
     }
 
-    fn hub(&self, path: &std::path::Path) -> Arc<broadcast::Sender<Change>> {
-        let mut hubs = self.hubs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(hub) = hubs.get(path).and_then(Weak::upgrade) {
-            return hub;
+    /// The shared state of the mailbox at `path`, using `opened` if it is not open yet; else
+    /// `opened` is handed back to be closed.
+    fn share(
+        &self,
+        path: &std::path::Path,
+        opened: Box<dyn AsMut<Mailbox> + Send>,
+    ) -> (Arc<SharedMailbox>, Option<Box<dyn AsMut<Mailbox> + Send>>) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = open.get(path).and_then(Weak::upgrade) {
+            return (shared, Some(opened));
         }
-        hubs.retain(|_, weak| weak.strong_count() > 0);
-        let hub = Arc::new(broadcast::channel(CHANGE_BUFFER).0);
-        hubs.insert(path.to_path_buf(), Arc::downgrade(&hub));
-        hub
+        open.retain(|_, weak| weak.strong_count() > 0);
+        let shared = Arc::new(SharedMailbox {
+            mailbox: Mutex::new(opened),
+            changes: broadcast::channel(CHANGE_BUFFER).0,
+        });
+        open.insert(path.to_path_buf(), Arc::downgrade(&shared));
+        (shared, None)
     }
 }
 
@@ -251,34 +269,43 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         let opener = Arc::clone(&self.opener);
         let address = address.to_string();
         let password = zeroize::Zeroizing::new(password.to_string());
+        // Always through the opener: it checks the password and drains sealed mail, even when
+        // another session already has the file open.
         let mut opened = blocking(move || opener.open(&address, &password)).await?;
         let path = (*opened.mailbox).as_mut().path().to_path_buf();
-        let hub = self.hub(&path);
+        let (shared, spare) = self.share(&path, opened.mailbox);
+        if let Some(spare) = spare {
+            tokio::task::spawn_blocking(move || drop(spare));
+        }
         Ok(LocalSession {
-            mailbox: Arc::new(Mutex::new(opened.mailbox)),
+            shared: Some(shared),
             quota_limit: opened.quota,
-            hub,
         })
     }
 }
 
-/// A session of [`LocalMailStore`]: an open mailbox connection used from blocking threads.
+/// A session of [`LocalMailStore`]: the shared open mailbox, used from blocking threads.
 pub struct LocalSession {
-    /// A std mutex: only blocking threads lock it, one call at a time per session.
-    mailbox: Arc<Mutex<Box<dyn AsMut<Mailbox> + Send>>>,
+    /// `None` only inside `drop`, which moves it to a blocking thread.
+    shared: Option<Arc<SharedMailbox>>,
     quota_limit: Option<u64>,
-    hub: Arc<broadcast::Sender<Change>>,
 }
 
 impl LocalSession {
+    fn shared(&self) -> &Arc<SharedMailbox> {
+        self.shared
+            .as_ref()
+            .expect("the shared mailbox is present until drop")
+    }
+
     /// Run `work` with the mailbox on a blocking thread.
     async fn with<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Mailbox) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let mailbox = Arc::clone(&self.mailbox);
+        let shared = Arc::clone(self.shared());
         blocking(move || {
-            let mut guard = mailbox.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = shared.mailbox.lock().unwrap_or_else(|p| p.into_inner());
             work(guard.as_mut().as_mut())
         })
         .await
@@ -286,7 +313,7 @@ impl LocalSession {
 
     fn publish(&self, folder: &str, modseq: u64, event: ChangeEvent) {
         // No receivers is fine: nobody is watching this mailbox.
-        let _ = self.hub.send(Change {
+        let _ = self.shared().changes.send(Change {
             folder: folder.to_string(),
             modseq,
             event,
@@ -298,9 +325,10 @@ impl Drop for LocalSession {
     /// Closing a SQLite connection may checkpoint the WAL: do it on a blocking thread, not on
     /// the reactor, when a runtime is around.
     fn drop(&mut self) {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let mailbox = Arc::clone(&self.mailbox);
-            runtime.spawn_blocking(move || drop(mailbox));
+        if let (Ok(runtime), Some(shared)) =
+            (tokio::runtime::Handle::try_current(), self.shared.take())
+        {
+            runtime.spawn_blocking(move || drop(shared));
         }
     }
 }
@@ -469,7 +497,7 @@ impl MailSession for LocalSession {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.hub.subscribe()
+        self.shared().changes.subscribe()
     }
 }
 
