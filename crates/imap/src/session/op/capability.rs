@@ -44,6 +44,8 @@ impl<M: MailStore> Session<M> {
                 "QUOTA",
                 "QUOTA=RES-STORAGE",
                 "UNAUTHENTICATE",
+                "BINARY",
+                "PREVIEW",
             ]),
         }
         let mut caps: Vec<String> = caps.into_iter().map(String::from).collect();

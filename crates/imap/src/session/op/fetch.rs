@@ -309,9 +309,72 @@ fn binary(raw: &[u8], root: &BodyPart, part: &[u32]) -> Result<Option<Vec<u8>>, 
                 .map(Some)
                 .map_err(|_| Failure::no_code(Code::UnknownCte, "invalid base64 content"))
         }
+        "quoted-printable" => Ok(Some(decode_quoted_printable(&body))),
         _ => Err(Failure::no_code(
             Code::UnknownCte,
             "content transfer encoding not decodable",
         )),
+    }
+}
+
+/// Quoted-printable (RFC 2045 section 6.7): `=XX` escapes, soft line breaks (`=` at the end of a
+/// line), trailing whitespace on lines dropped. Malformed escapes are kept literally, as the RFC
+/// recommends for robustness.
+fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    for line in input.split_inclusive(|&b| b == b'\n') {
+        let (content, ending): (&[u8], &[u8]) = match line.strip_suffix(b"\r\n") {
+            Some(c) => (c, b"\r\n"),
+            None => match line.strip_suffix(b"\n") {
+                Some(c) => (c, b"\n"),
+                None => (line, b""),
+            },
+        };
+        let content = content.trim_ascii_end();
+        let (content, soft_break) = match content.strip_suffix(b"=") {
+            Some(c) => (c, true),
+            None => (content, false),
+        };
+        let mut i = 0;
+        while i < content.len() {
+            let b = content[i];
+            let hex = |c: u8| (c as char).to_digit(16);
+            if b == b'=' {
+                if let (Some(h), Some(l)) = (
+                    content.get(i + 1).copied().and_then(hex),
+                    content.get(i + 2).copied().and_then(hex),
+                ) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b);
+            i += 1;
+        }
+        if !soft_break {
+            out.extend_from_slice(ending);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_quoted_printable;
+
+    #[test]
+    fn quoted_printable_known_answers() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"Gr=C3=BC=C3=9Fe\r\n", "Grüße\r\n".as_bytes()),
+            (b"soft=\r\nbreak\r\n", b"softbreak\r\n"),
+            (b"trailing   \r\nx", b"trailing\r\nx"),
+            (b"bad =ZZ escape", b"bad =ZZ escape"),
+            (b"end =4", b"end =4"),
+            (b"a=3D=3d", b"a=="),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(decode_quoted_printable(input), *expected, "{input:?}");
+        }
     }
 }
