@@ -55,6 +55,8 @@ pub enum Error {
     ConcurrentUpdate(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error(transparent)]
+    Query(#[from] crate::query::QueryError),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("I/O error: {0}")]

@@ -8,6 +8,7 @@
 //! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
 //! - [`seal`]: hybrid post-quantum sealing of mail for offline recipients, and its queue.
 //! - [`account`]: what every front end does with a password: open, drain, deliver.
+//! - [`query`]: Mongo-style JSON queries compiled to parameterized SQL over a declared schema.
 #![forbid(unsafe_code)]
 
 pub mod account;
@@ -16,6 +17,7 @@ pub mod import;
 pub mod key;
 pub mod login_cache;
 pub mod mailstore;
+pub mod query;
 pub mod registry;
 pub mod seal;
 pub mod store;

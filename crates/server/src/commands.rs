@@ -11,6 +11,22 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Account(command) => account(&cli.data_dir, command),
         Command::Import(args) => import_command(&cli.data_dir, args),
+        Command::Query {
+            address, request, ..
+        } => {
+            let request: serde_json::Value =
+                serde_json::from_str(&request).context("the request is not valid JSON")?;
+            let registry = Registry::open(&cli.data_dir)?;
+            let password = read_secret_line("password")?;
+            let opened = sealmail_core::account::open_mailbox(&registry, &address, &password)?;
+            let output = opened.mailbox().query(&request)?;
+            let mut out = std::io::stdout().lock();
+            for line in output.into_lines() {
+                writeln!(out, "{line}")?;
+            }
+            opened.record_usage(&registry)?;
+            Ok(())
+        }
         Command::Deliver { address } => {
             let registry = Registry::open(&cli.data_dir)?;
             let mut raw = Vec::new();

@@ -161,7 +161,9 @@ impl Mailbox {
     fn finish_open(mut conn: Connection, path: &Path) -> Result<Self> {
         schema::migrate(&mut conn)?;
         search::register_functions(&conn)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        crate::query::register_functions(&conn)?;
+        // Query shapes of IMAP and the query layer together stay well under this.
+        conn.set_prepared_statement_cache_capacity(128);
         Ok(Self {
             conn,
             path: path.into(),

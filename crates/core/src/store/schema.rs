@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::Connection;
 
 /// Each entry takes the schema from version `index` to `index + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -146,3 +146,23 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit()?;
     Ok(())
 }
+
+/// Version 2: application collections declared through the query layer. Each collection's
+/// current definition (JSON: fields with types, indexes) and the history of the additive
+/// changes applied to it; the collections themselves live in tables named `app_<name>`.
+const MIGRATION_2: &str = r#"
+CREATE TABLE query_collections (
+    name        TEXT PRIMARY KEY,
+    definition  TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    updated_at  TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE query_collection_changes (
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    applied_at  TEXT NOT NULL,
+    changes     TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+) WITHOUT ROWID;
+"#;

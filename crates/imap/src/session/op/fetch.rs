@@ -339,15 +339,15 @@ fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
         while i < content.len() {
             let b = content[i];
             let hex = |c: u8| (c as char).to_digit(16);
-            if b == b'=' {
-                if let (Some(h), Some(l)) = (
+            if b == b'='
+                && let (Some(h), Some(l)) = (
                     content.get(i + 1).copied().and_then(hex),
                     content.get(i + 2).copied().and_then(hex),
-                ) {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
+                )
+            {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
             }
             out.push(b);
             i += 1;
