@@ -345,7 +345,9 @@ async fn multiappend_binary_sections_and_quota() {
         reply[0].contains("\"MIXED\" (\"BOUNDARY\" \"XX\")"),
         "{reply:?}"
     );
-    let reply = c.command("f4 FETCH 1 (PREVIEW EMAILID THREADID SAVEDATE)").await;
+    let reply = c
+        .command("f4 FETCH 1 (PREVIEW EMAILID THREADID SAVEDATE)")
+        .await;
     assert!(reply[0].starts_with("* 1 FETCH (PREVIEW "), "{reply:?}");
     assert!(reply[0].contains("first"), "{reply:?}");
     assert!(reply[0].contains(" EMAILID (M"), "{reply:?}");
