@@ -137,8 +137,10 @@ pub async fn run<M: MailStore>(
             .with_peer(peer.ip());
         let config = Arc::clone(&config);
         let stop = stop_rx.clone();
+        config.session.metrics.connection(true);
         connections.spawn(async move {
             let _guard = guard;
+            let _closed = ClosedOnDrop(Arc::clone(&config.session.metrics));
             if let Err(e) = serve_tcp(session, stream, &config, stop).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
@@ -287,6 +289,15 @@ async fn bye(out: &mut Responder<'_>, text: &str) {
         text,
     )));
     let _ = out.shutdown().await;
+}
+
+/// Reports a connection's end to the metrics, however its task ends.
+struct ClosedOnDrop(Arc<dyn crate::metrics::Metrics>);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        self.0.connection(false);
+    }
 }
 
 /// A connection's slot in the global and per-address limits, released on drop.

@@ -11,6 +11,7 @@ mod selected;
 pub use limiter::LoginLimiter;
 pub use responder::Responder;
 
+use crate::metrics::{Metrics, NoMetrics, Outcome};
 use crate::proto::{
     Code, Command, CommandBody, EncodeOptions, FrameError, ParseOptions, Response, StatusKind,
     StatusResponse, Tag, is_idle_done, parse_command,
@@ -24,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// Per-server settings every session reads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionConfig {
     /// Allow LOGIN/AUTHENTICATE without TLS (set for loopback connections or by configuration).
     pub allow_plaintext_auth: bool,
@@ -36,6 +37,18 @@ pub struct SessionConfig {
     pub greeting: String,
     /// Failed-login limits shared by every session of the server.
     pub login_limiter: Arc<LoginLimiter>,
+    pub metrics: Arc<dyn Metrics>,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("allow_plaintext_auth", &self.allow_plaintext_auth)
+            .field("failed_login_delay", &self.failed_login_delay)
+            .field("max_message_size", &self.max_message_size)
+            .field("login_limiter", &self.login_limiter)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SessionConfig {
@@ -46,6 +59,7 @@ impl Default for SessionConfig {
             max_message_size: sealmail_core::store::DEFAULT_MAX_MESSAGE_SIZE,
             greeting: "sealmail IMAP4rev2 ready".into(),
             login_limiter: Arc::new(LoginLimiter::default()),
+            metrics: Arc::new(NoMetrics),
         }
     }
 }
@@ -292,8 +306,14 @@ impl<M: MailStore> Session<M> {
                 return Ok(Flow::Continue);
             }
         };
-        tracing::debug!(command = command.body.name(), "command");
-        self.execute(command, out).await
+        let name = command.body.name();
+        let started = std::time::Instant::now();
+        let (flow, outcome) = self.execute(command, out).await?;
+        self.config
+            .metrics
+            .command(name, outcome, started.elapsed());
+        tracing::debug!(command = name, outcome = outcome.as_str(), "command");
+        Ok(flow)
     }
 
     /// Answer a command the framer refused (too long, literal too big).
@@ -315,11 +335,15 @@ impl<M: MailStore> Session<M> {
         out.push(&Response::Status(response));
     }
 
-    async fn execute(&mut self, command: Command, out: &mut Responder<'_>) -> io::Result<Flow> {
+    async fn execute(
+        &mut self,
+        command: Command,
+        out: &mut Responder<'_>,
+    ) -> io::Result<(Flow, Outcome)> {
         let Command { tag, body } = command;
         if let Err(reason) = self.check_state(&body) {
             complete(out, &tag, Err(Failure::bad(reason)));
-            return Ok(Flow::Continue);
+            return Ok((Flow::Continue, Outcome::Bad));
         }
         // RFC 9051 section 7.5.1: no EXPUNGE during FETCH, STORE and SEARCH by sequence number,
         // because it would shift the numbers the client is using.
@@ -343,7 +367,7 @@ impl<M: MailStore> Session<M> {
                 )));
                 self.state = State::Logout;
                 complete(out, &tag, Ok(Done::ok("LOGOUT completed")));
-                return Ok(Flow::Close);
+                return Ok((Flow::Close, Outcome::Ok));
             }
             CommandBody::Id(_) => op::id::run(out),
             CommandBody::Enable(capabilities) => op::enable::run(self, capabilities, out),
@@ -356,14 +380,14 @@ impl<M: MailStore> Session<M> {
             } => match op::login::authenticate(self, &mechanism, initial_response, out).await {
                 Ok(None) => {
                     self.pending = Pending::AuthPlain(tag);
-                    return Ok(Flow::Continue);
+                    return Ok((Flow::Continue, Outcome::Ok));
                 }
                 Ok(Some(done)) => Ok(done),
                 Err(e) => Err(e),
             },
             CommandBody::StartTls if self.starttls_offered => {
                 complete(out, &tag, Ok(Done::ok("begin TLS negotiation now")));
-                return Ok(Flow::StartTls);
+                return Ok((Flow::StartTls, Outcome::Ok));
             }
             CommandBody::StartTls => Err(Failure::bad("STARTTLS is not offered here")),
             CommandBody::Unauthenticate => {
@@ -401,7 +425,7 @@ impl<M: MailStore> Session<M> {
                 out.push(&Response::Continue("idling".into()));
                 self.send_updates(out, true).await?;
                 self.pending = Pending::Idle(tag);
-                return Ok(Flow::Continue);
+                return Ok((Flow::Continue, Outcome::Ok));
             }
             CommandBody::Expunge => op::expunge::run(self, None, out).await,
             CommandBody::UidExpunge(set) => op::expunge::run(self, Some(set), out).await,
@@ -445,8 +469,13 @@ impl<M: MailStore> Session<M> {
         if self.selected_mut().is_some() {
             self.send_updates(out, allow_expunge).await?;
         }
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(Failure::No(..)) => Outcome::No,
+            Err(_) => Outcome::Bad,
+        };
         complete(out, &tag, result);
-        Ok(Flow::Continue)
+        Ok((Flow::Continue, outcome))
     }
 
     /// Send the tagged completion after untagged updates.

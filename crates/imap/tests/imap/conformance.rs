@@ -453,3 +453,77 @@ async fn list_extended_selection_and_return_options() {
     assert_eq!(reply[0], "* LIST (\\Noselect) \"/\" \"\"");
     server.shutdown().await;
 }
+
+/// Counts what the server reports through the metrics hooks.
+#[derive(Default)]
+struct Counting {
+    commands: std::sync::Mutex<Vec<(&'static str, sealmail_imap::metrics::Outcome)>>,
+    logins: std::sync::Mutex<(u32, u32)>,
+    connections: std::sync::atomic::AtomicI64,
+}
+
+impl sealmail_imap::metrics::Metrics for Counting {
+    fn command(
+        &self,
+        name: &'static str,
+        outcome: sealmail_imap::metrics::Outcome,
+        _: std::time::Duration,
+    ) {
+        self.commands.lock().unwrap().push((name, outcome));
+    }
+    fn login(&self, succeeded: bool) {
+        let mut logins = self.logins.lock().unwrap();
+        if succeeded {
+            logins.0 += 1;
+        } else {
+            logins.1 += 1;
+        }
+    }
+    fn connection(&self, opened: bool) {
+        self.connections.fetch_add(
+            if opened { 1 } else { -1 },
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_hooks_see_commands_logins_and_connections() {
+    use sealmail_imap::metrics::Outcome;
+    let counting = std::sync::Arc::new(Counting::default());
+    let metrics = std::sync::Arc::clone(&counting);
+    let server = TestServer::start(move |config| config.session.metrics = metrics).await;
+    let (mut c, _) = RawClient::connect(server.addr).await;
+    c.command("a LOGIN alice@example.org nope").await;
+    c.command("b LOGIN alice@example.org \"correct horse\"")
+        .await;
+    c.command("c SELECT INBOX").await;
+    c.command("d FETCH 1 FLAGS").await;
+    c.command("e UID FETCH 1:* FLAGS").await;
+    assert_eq!(
+        counting
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    c.command("f LOGOUT").await;
+    assert_eq!(*counting.logins.lock().unwrap(), (1, 1));
+    assert_eq!(
+        *counting.commands.lock().unwrap(),
+        vec![
+            ("LOGIN", Outcome::No),
+            ("LOGIN", Outcome::Ok),
+            ("SELECT", Outcome::Ok),
+            ("FETCH", Outcome::Bad),
+            ("UID FETCH", Outcome::Ok),
+            ("LOGOUT", Outcome::Ok),
+        ]
+    );
+    server.shutdown().await;
+    assert_eq!(
+        counting
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}

@@ -114,13 +114,15 @@ async fn sign_in<M: MailStore>(session: &mut Session<M>, user: &str, password: &
                 selected: None,
                 dirty: false,
             });
-            tracing::info!("login succeeded");
+            session.config.metrics.login(true);
+            tracing::info!(peer = ?session.peer, "login succeeded");
             Ok(Done::with_code(
                 Code::Capability(session.capabilities()),
                 "logged in",
             ))
         }
         Err(sealmail_core::Error::WrongPassword) => {
+            session.config.metrics.login(false);
             tracing::info!(peer = ?session.peer, "login failed");
             limiter.record_failure(session.peer, user);
             tokio::time::sleep(session.config.failed_login_delay).await;
