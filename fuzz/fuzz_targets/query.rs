@@ -31,7 +31,10 @@ fn allowed(action: &AuthAction<'_>) -> Result<(), String> {
         ) || table.starts_with("app_")
     };
     match action {
-        AuthAction::Read { table_name, column_name } => {
+        AuthAction::Read {
+            table_name,
+            column_name,
+        } => {
             let hidden = matches!(
                 (*table_name, *column_name),
                 ("messages", "envelope" | "body_structure") | ("attachments", "data")
@@ -47,8 +50,13 @@ fn allowed(action: &AuthAction<'_>) -> Result<(), String> {
         | AuthAction::CreateTable { table_name }
         | AuthAction::CreateIndex { table_name, .. } => {
             let writable = table_name.starts_with("app_")
-                || matches!(*table_name, "query_collections" | "query_collection_changes"
-                    | "sqlite_master" | "sqlite_schema");
+                || matches!(
+                    *table_name,
+                    "query_collections"
+                        | "query_collection_changes"
+                        | "sqlite_master"
+                        | "sqlite_schema"
+                );
             if !writable {
                 return Err(format!("write {table_name}"));
             }
@@ -118,13 +126,24 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let fixture = fixture().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let fixture = fixture()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let result = sealmail_core::query::execute(&fixture.conn, &request);
     if let Err(QueryError::Sqlite(error)) = &result {
         let text = error.to_string();
-        for malformed in ["syntax error", "no such table", "no such column", "unrecognized token",
-                          "no such function", "not authorized"] {
-            assert!(!text.contains(malformed), "{request} produced bad SQL: {text}");
+        for malformed in [
+            "syntax error",
+            "no such table",
+            "no such column",
+            "unrecognized token",
+            "no such function",
+            "not authorized",
+        ] {
+            assert!(
+                !text.contains(malformed),
+                "{request} produced bad SQL: {text}"
+            );
         }
     }
     let mut violations = fixture.violations.lock().unwrap_or_else(|p| p.into_inner());

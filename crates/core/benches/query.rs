@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 use sealmail_core::MailboxKey;
 use sealmail_core::query::{
-    FindOptions, Filter, Projection, SortOrder, builtin_collection, compile_filter, execute, find,
+    Filter, FindOptions, Projection, SortOrder, builtin_collection, compile_filter, execute, find,
 };
 use sealmail_core::store::Mailbox;
 use serde_json::{Map, Value, json};
@@ -21,8 +21,11 @@ fn main() {
     let key = MailboxKey::generate();
     let mailbox = Mailbox::create(&path, &key).expect("create mailbox");
     let conn = Connection::open(&path).expect("open");
-    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(key.as_bytes())))
-        .expect("key");
+    conn.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\";",
+        hex::encode(key.as_bytes())
+    ))
+    .expect("key");
     sealmail_core::query::register_functions(&conn).expect("functions");
     fill(&conn);
     drop(mailbox);
@@ -37,7 +40,15 @@ fn main() {
     // fields a FETCH (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE-subject) needs, in UID order.
     let filter = Filter::from_json(&json!({"folder_id": 1, "deleted": false, "seen": false}))
         .expect("filter");
-    let fields = ["uid", "modseq", "seen", "flagged", "internal_date", "size", "subject"];
+    let fields = [
+        "uid",
+        "modseq",
+        "seen",
+        "flagged",
+        "internal_date",
+        "size",
+        "subject",
+    ];
     let options = FindOptions {
         projection: Projection::Include {
             fields: fields.iter().map(|f| f.to_string()).collect(),
@@ -46,10 +57,16 @@ fn main() {
         sort: vec![("uid".into(), SortOrder::Ascending)],
         ..FindOptions::default()
     };
-    let rows = find(&conn, "messages", &filter, &options).expect("find").len();
+    let rows = find(&conn, "messages", &filter, &options)
+        .expect("find")
+        .len();
     println!("\nfind: {rows} of {MESSAGES} messages match (folder 1, unseen, not deleted)");
 
-    let query_layer = rate(|| find(&conn, "messages", &filter, &options).expect("find").len());
+    let query_layer = rate(|| {
+        find(&conn, "messages", &filter, &options)
+            .expect("find")
+            .len()
+    });
     let request = json!({"collection": "messages", "op": "find",
         "filter": {"folder_id": 1, "deleted": false, "seen": false},
         "projection": {"uid": 1, "modseq": 1, "seen": 1, "flagged": 1, "internal_date": 1,
@@ -81,21 +98,27 @@ fn main() {
     );
 
     // A selective indexed lookup, where per-query overhead dominates.
-    let point = Filter::from_json(&json!({"folder_id": 1, "uid": {"$in": [10, 20, 30]}}))
-        .expect("filter");
-    let point_layer = rate(|| find(&conn, "messages", &point, &options).expect("find").len());
+    let point =
+        Filter::from_json(&json!({"folder_id": 1, "uid": {"$in": [10, 20, 30]}})).expect("filter");
+    let point_layer = rate(|| {
+        find(&conn, "messages", &point, &options)
+            .expect("find")
+            .len()
+    });
     let point_sql = "SELECT id, uid, modseq, seen, flagged, internal_date, size, subject \
                      FROM messages WHERE folder_id = ?1 AND uid IN (?2, ?3, ?4) ORDER BY uid, id";
     let point_hand = rate(|| {
         let mut statement = conn.prepare_cached(point_sql).expect("prepare");
         let rows = statement
-            .query_map((1, 10, 20, 30), |row| row_to_json(row))
+            .query_map((1, 10, 20, 30), row_to_json)
             .expect("query");
-        rows.map(|r| r.expect("row")).count()
+        rows.map(|r| r.expect("row")).collect::<Vec<_>>().len()
     });
     println!("\npoint lookup (3 UIDs):");
-    println!("  query layer {point_layer:>10.1} queries/s, hand-written {point_hand:>10.1} queries/s, ratio {:.2}",
-        point_layer / point_hand);
+    println!(
+        "  query layer {point_layer:>10.1} queries/s, hand-written {point_hand:>10.1} queries/s, ratio {:.2}",
+        point_layer / point_hand
+    );
 }
 
 fn compile_time(filter_json: &Value) {
@@ -114,8 +137,14 @@ fn compile_time(filter_json: &Value) {
     }
     let parse_and_compile = start.elapsed() / iterations;
     println!("compile: {filter_json}");
-    println!("  compile_filter:               {:>6.2} µs per call", micros(compile_only));
-    println!("  Filter::from_json + compile:  {:>6.2} µs per call", micros(parse_and_compile));
+    println!(
+        "  compile_filter:               {:>6.2} µs per call",
+        micros(compile_only)
+    );
+    println!(
+        "  Filter::from_json + compile:  {:>6.2} µs per call",
+        micros(parse_and_compile)
+    );
 }
 
 fn micros(duration: Duration) -> f64 {
@@ -154,7 +183,7 @@ fn row_to_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
 fn hand_written_json(conn: &Connection, sql: &str) -> usize {
     let mut statement = conn.prepare_cached(sql).expect("prepare");
     let rows = statement
-        .query_map((1, false, false), |row| row_to_json(row))
+        .query_map((1, false, false), row_to_json)
         .expect("query");
     rows.map(|r| r.expect("row")).collect::<Vec<_>>().len()
 }
@@ -224,7 +253,10 @@ fn fill(conn: &Connection) {
                 format!("2026-{month:02}-{day:02}T{:02}:{:02}:00Z", i % 24, i % 60),
                 1000 + (i * 37) % 50_000,
                 format!("Subject number {i} about topic {}", i % 100),
-                format!(r#"[{{"name":"Sender {0}","address":"sender{0}@example.com"}}]"#, i % 500),
+                format!(
+                    r#"[{{"name":"Sender {0}","address":"sender{0}@example.com"}}]"#,
+                    i % 500
+                ),
                 r#"[{"name":null,"address":"me@example.org"}]"#,
                 format!("<{i}@example.com>"),
                 i / 3,

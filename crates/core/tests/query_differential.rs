@@ -590,12 +590,10 @@ fn reference_apply(doc: &mut Map<String, Value>, op: &UpdateOp) -> Result<(), ()
         UpdateOp::Pop { last, .. } => match doc.get_mut("tags") {
             None => {}
             Some(Value::Array(tags)) => {
-                if !tags.is_empty() {
-                    if *last {
-                        tags.pop();
-                    } else {
-                        tags.remove(0);
-                    }
+                if *last {
+                    tags.pop();
+                } else if !tags.is_empty() {
+                    tags.remove(0);
                 }
             }
             Some(_) => return Err(()),

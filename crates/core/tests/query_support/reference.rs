@@ -179,7 +179,7 @@ fn field_on_values(found: &[&Value], condition: &Condition) -> bool {
             (list.iter().any(Value::is_null) && field_on_values(found, &Condition::Eq(Value::Null)))
                 || expanded.iter().any(|v| node_matches(v, condition))
         }
-        Condition::Exists(exists) => !found.is_empty() == *exists,
+        Condition::Exists(exists) => found.is_empty() != *exists,
         Condition::All(list) => {
             !list.is_empty()
                 && list
