@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt::Write as _;
 
+/// Lists up to this long are bound value by value (`IN (?1, ?2)`), longer ones as one JSON
+/// array (`IN (SELECT value FROM json_each(?1))`) so that any size shares one statement.
+const SMALL_LIST: usize = 8;
+
 /// SQLite's default limit on parameters in one statement.
 const MAX_PARAMS: usize = 32_766;
 
@@ -289,8 +293,9 @@ impl<'c> Compiler<'c> {
         if present.is_empty() {
             return Ok(or_all(parts));
         }
-        if ty == FieldType::Binary {
-            // Bytes have no JSON form for json_each: bind each one.
+        if ty == FieldType::Binary || present.len() <= SMALL_LIST {
+            // Short lists (the common case) plan and run fastest as plain placeholders; bytes
+            // have no JSON form for json_each, so they always take this path.
             let mut placeholders = Vec::with_capacity(present.len());
             for value in present {
                 let bound = to_sql(ty, value, name, Use::Filter)?;
