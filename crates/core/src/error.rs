@@ -37,6 +37,22 @@ pub enum Error {
     WrongRecoveryCode,
     #[error("registry at {0} is missing; create an account first")]
     RegistryMissing(PathBuf),
+    /// The registry was written by a newer sealmail; opening it could lose accounts.
+    #[error("registry schema version {found} is newer than this build supports ({supported})")]
+    RegistryTooNew { found: i64, supported: i64 },
+    /// An administrative operation named an address or mailbox id that has no account.
+    #[error("no account for {0}")]
+    NoSuchAccount(String),
+    /// Promoting or using a pending (rotation) key when none is stored.
+    #[error("mailbox {0} has no pending key")]
+    NoPendingKey(String),
+    /// A DEK rotation was started while an earlier one is still unresolved.
+    #[error("mailbox {0} already has a pending key; promote or clear it first")]
+    KeyRotationPending(String),
+    /// The account changed between reading it and writing it back (a concurrent password
+    /// change or key rotation); the operation was not applied.
+    #[error("account {0} was changed concurrently; try again")]
+    ConcurrentUpdate(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error(transparent)]
@@ -45,6 +61,16 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A sealed queue item that does not open: damaged, truncated, renamed, or sealed to another
+    /// key (the AEAD cannot tell these apart, deliberately).
+    #[error("sealed item is corrupt, truncated, or sealed to another key: {0}")]
+    SealedItemCorrupt(&'static str),
+    #[error("invalid sealing key: {0}")]
+    InvalidSealingKey(String),
+    #[error("invalid mailbox id {0:?}: expected 24 lowercase hex characters")]
+    InvalidMailboxId(String),
+    #[error("invalid queue item id {0:?}")]
+    InvalidItemId(String),
     #[error("cryptographic failure: {0}")]
     Crypto(&'static str),
 }

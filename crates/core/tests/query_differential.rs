@@ -170,10 +170,11 @@ fn typed_condition(ty: FieldType) -> BoxedStrategy<Condition> {
         v().prop_map(Condition::Gte).boxed(),
         v().prop_map(Condition::Lt).boxed(),
         v().prop_map(Condition::Lte).boxed(),
-        prop::collection::vec(v(), 0..4)
+        // up to 11 values: both the short (placeholder) and long (json_each) list forms
+        prop::collection::vec(v(), 0..12)
             .prop_map(Condition::In)
             .boxed(),
-        prop::collection::vec(v(), 0..4)
+        prop::collection::vec(v(), 0..12)
             .prop_map(Condition::Nin)
             .boxed(),
         any::<bool>().prop_map(Condition::Exists).boxed(),
@@ -589,13 +590,14 @@ fn reference_apply(doc: &mut Map<String, Value>, op: &UpdateOp) -> Result<(), ()
         },
         UpdateOp::Pop { last, .. } => match doc.get_mut("tags") {
             None => {}
-            Some(Value::Array(tags)) => {
+            Some(Value::Array(tags)) if !tags.is_empty() => {
                 if *last {
                     tags.pop();
-                } else if !tags.is_empty() {
+                } else {
                     tags.remove(0);
                 }
             }
+            Some(Value::Array(_)) => {}
             Some(_) => return Err(()),
         },
         other => panic!("not generated: {other:?}"),

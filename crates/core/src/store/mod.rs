@@ -2,9 +2,21 @@
 //!
 //! [`Mailbox`] is synchronous: callers on an async runtime run it on blocking threads.
 
+mod bodies;
+mod folders;
+mod messages;
+mod parse;
+mod rotate;
 mod schema;
+mod search;
+pub mod types;
 
+pub use folders::{DELIMITER, normalize_folder_name};
+pub use messages::DEFAULT_MAX_MESSAGE_SIZE;
+pub use rotate::{KeyUsed, RotationStep};
 pub use schema::SCHEMA_VERSION;
+pub use search::SearchKey;
+pub use types::*;
 
 use crate::error::{Error, Result};
 use crate::key::MailboxKey;
@@ -15,6 +27,9 @@ use std::path::{Path, PathBuf};
 pub struct Mailbox {
     conn: Connection,
     path: PathBuf,
+    /// The account's quota in bytes, from the registry; `None` is unlimited.
+    quota_limit: Option<u64>,
+    max_message_size: u64,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -23,6 +38,21 @@ impl std::fmt::Debug for Mailbox {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
+}
+
+/// Settings row holding the sealing secret key.
+const SEALING_SECRET_KEY: &str = "sealing_secret_key";
+
+/// The WAL file SQLite keeps beside a database.
+pub(crate) fn wal_path(path: &Path) -> PathBuf {
+    sibling(path, "-wal")
+}
+
+/// `path` with `suffix` appended to its file name.
+pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 impl Mailbox {
@@ -41,7 +71,52 @@ impl Mailbox {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
-        Self::init(conn, path, key)
+        let mut mailbox = Self::init(conn, path, key)?;
+        let tx = mailbox.conn.transaction()?;
+        for (name, special_use) in folders::DEFAULT_FOLDERS {
+            folders::insert_folder(&tx, name, *special_use)?;
+        }
+        let sealing = crate::seal::SealingKeyPair::generate();
+        tx.execute(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2)",
+            rusqlite::params![SEALING_SECRET_KEY, sealing.secret.to_bytes().as_slice()],
+        )?;
+        tx.commit()?;
+        Ok(mailbox)
+    }
+
+    /// The secret half of this mailbox's sealing key pair, which opens mail sealed for it.
+    pub fn sealing_secret_key(&self) -> Result<crate::seal::SealingSecretKey> {
+        let bytes =
+            zeroize::Zeroizing::new(self.setting(SEALING_SECRET_KEY)?.ok_or_else(|| {
+                Error::Corrupt {
+                    path: self.path.clone(),
+                    reason: "sealing key missing".into(),
+                }
+            })?);
+        crate::seal::SealingSecretKey::from_bytes(&bytes)
+    }
+
+    /// The public half, published in the registry for sealed delivery.
+    pub fn sealing_public_key(&self) -> Result<crate::seal::SealingPublicKey> {
+        Ok(self.sealing_secret_key()?.public_key().clone())
+    }
+
+    /// An *unencrypted* mailbox with the same schema, only for benchmarks that measure what
+    /// encryption costs. Never used for real mail.
+    #[doc(hidden)]
+    pub fn create_plaintext_for_benchmark(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )?;
+        let mut mailbox = Self::finish_open(conn, path)?;
+        let tx = mailbox.conn.transaction()?;
+        for (name, special_use) in folders::DEFAULT_FOLDERS {
+            folders::insert_folder(&tx, name, *special_use)?;
+        }
+        tx.commit()?;
+        Ok(mailbox)
     }
 
     /// Open an existing mailbox file. A wrong key, a file that is not SQLite, or a truncated or
@@ -53,12 +128,15 @@ impl Mailbox {
                 reason: "file is missing".into(),
             });
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        // CREATE lets key rotation ATTACH a new file; the file itself was checked above.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         Self::init(conn, path, key)
     }
 
-    fn init(mut conn: Connection, path: &Path, key: &MailboxKey) -> Result<Self> {
+    fn init(conn: Connection, path: &Path, key: &MailboxKey) -> Result<Self> {
         let corrupt = |e: rusqlite::Error| Error::Corrupt {
             path: path.into(),
             reason: e.to_string(),
@@ -77,12 +155,80 @@ impl Mailbox {
              PRAGMA secure_delete = ON;",
         )
         .map_err(corrupt)?;
+        Self::finish_open(conn, path)
+    }
+
+    fn finish_open(mut conn: Connection, path: &Path) -> Result<Self> {
         schema::migrate(&mut conn)?;
+        search::register_functions(&conn)?;
         crate::query::register_functions(&conn)?;
+        // Query shapes of IMAP and the query layer together stay well under this.
+        conn.set_prepared_statement_cache_capacity(128);
         Ok(Self {
             conn,
             path: path.into(),
+            quota_limit: None,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
         })
+    }
+
+    /// Apply the account's quota (bytes of file, WAL included) to later writes.
+    pub fn set_quota_limit(&mut self, limit: Option<u64>) {
+        self.quota_limit = limit;
+    }
+
+    pub fn set_max_message_size(&mut self, limit: u64) {
+        self.max_message_size = limit;
+    }
+
+    /// Bytes this mailbox occupies on disk: the database file plus its WAL.
+    pub fn used_bytes(&self) -> Result<u64> {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        Ok(size(&self.path) + size(&wal_path(&self.path)))
+    }
+
+    /// Refuse a write of `needed` more bytes that would exceed the quota.
+    fn check_quota(&self, needed: u64) -> Result<()> {
+        let Some(limit) = self.quota_limit else {
+            return Ok(());
+        };
+        let used = self.used_bytes()?;
+        if used.saturating_add(needed) > limit {
+            return Err(Error::QuotaExceeded {
+                used,
+                limit,
+                needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Write the WAL back into the main file (PASSIVE: never blocks readers).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// A small named value stored inside the encrypted file (e.g. the sealing secret key).
+    pub(crate) fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    #[allow(dead_code)] // used by the sealing module, which lands separately
+    pub(crate) fn set_setting(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            rusqlite::params![name, value],
+        )?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -90,10 +236,12 @@ impl Mailbox {
     }
 
     /// The underlying connection, for the query layer and the backup module inside this crate.
+    #[allow(dead_code)] // used by the query layer, which lands separately
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
 
+    #[allow(dead_code)] // used by the query layer, which lands separately
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }

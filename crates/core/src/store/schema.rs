@@ -30,8 +30,9 @@ CREATE TABLE folders (
 -- A message body as stored: the raw RFC 5322 bytes with large attachment parts cut out
 -- (`skeleton`, zstd-compressed), and where to splice them back (`parts`, JSON
 -- [[offset, attachment_id], ...]). Several message rows (copies) may share one body.
+-- AUTOINCREMENT: the id is also the EMAILID and the full-text rowid, never to be reused.
 CREATE TABLE bodies (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     skeleton    BLOB NOT NULL,
     parts       TEXT NOT NULL DEFAULT '[]',
     raw_size    INTEGER NOT NULL,
@@ -82,8 +83,10 @@ CREATE TABLE messages (
     UNIQUE (folder_id, uid)
 );
 CREATE INDEX messages_folder_modseq ON messages(folder_id, modseq);
-CREATE INDEX messages_folder_seen ON messages(folder_id, seen);
-CREATE INDEX messages_folder_deleted ON messages(folder_id, deleted);
+-- Covering index for the hot paths that touch every message of a folder (SELECT's state load,
+-- flag searches, UNSEEN counts): message rows are wide, so reading them is what costs.
+CREATE INDEX messages_folder_state ON messages(
+    folder_id, uid, modseq, seen, answered, flagged, deleted, draft, keywords, body_id, size);
 CREATE INDEX messages_folder_date ON messages(folder_id, header_date);
 CREATE INDEX messages_message_id ON messages(message_id);
 CREATE INDEX messages_thread ON messages(thread_id);

@@ -62,14 +62,21 @@ impl TestMailbox {
             .collect()
     }
 
+    /// The id of folder `path`, created if the mailbox does not have it yet (new mailboxes
+    /// start with INBOX, Sent, Drafts, Trash, Junk and Archive).
     pub fn add_folder(&self, path: &str) -> i64 {
         self.raw
             .execute(
-                "INSERT INTO folders (path, uidvalidity, created_at) VALUES (?1, 1, ?2)",
+                "INSERT INTO folders (path, uidvalidity, created_at) VALUES (?1, 1, ?2)
+                 ON CONFLICT(path) DO NOTHING",
                 (path, "2026-01-01T00:00:00Z"),
             )
             .unwrap();
-        self.raw.last_insert_rowid()
+        self.raw
+            .query_row("SELECT id FROM folders WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })
+            .unwrap()
     }
 
     /// A message row with the given overrides over plausible defaults.

@@ -1,0 +1,565 @@
+//! Messages: append, fetch, flags, copy, move, expunge. Every write bumps the folder's MODSEQ;
+//! UIDs only ever grow and are never reused.
+
+use super::folders::folder_id;
+use super::parse::{ParsedMessage, parse};
+use super::types::{
+    AppendOptions, Appended, BodyPart, Copied, Envelope, FlagMode, Flags, FlagsChanged,
+    MessageState, MessageSummary, UidSet,
+};
+use super::{Mailbox, bodies};
+use crate::error::{Error, Result};
+use crate::time::{iso8601_utc, now_unix};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// Messages larger than this are refused before any work is done.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
+
+/// SQL fragment: the message rows of folder `?1` whose UID is in the JSON ranges `?2`.
+const IN_UID_SET: &str = "EXISTS (SELECT 1 FROM json_each(?2) r
+    WHERE m.uid BETWEEN r.value ->> 0 AND r.value ->> 1)";
+
+impl Mailbox {
+    /// Store a raw RFC 5322 message in `folder`. The bytes are kept exactly; malformed MIME is
+    /// stored and described as well as possible.
+    pub fn append(
+        &mut self,
+        folder: &str,
+        raw: &[u8],
+        options: &AppendOptions,
+    ) -> Result<Appended> {
+        self.check_message_size(raw.len() as u64)?;
+        self.check_quota(raw.len() as u64)?;
+        let parsed = parse(raw);
+        let internal_date = options.internal_date.unwrap_or_else(now_unix);
+        let tx = self.conn.transaction()?;
+        let appended = insert_message(&tx, folder, raw, &parsed, &options.flags, internal_date)?;
+        tx.commit()?;
+        Ok(appended)
+    }
+
+    /// Append several messages to `folder` in one transaction (import, batched delivery):
+    /// all are stored or none.
+    pub fn append_many(
+        &mut self,
+        folder: &str,
+        messages: &[(&[u8], AppendOptions)],
+    ) -> Result<Vec<Appended>> {
+        let total: u64 = messages.iter().map(|(raw, _)| raw.len() as u64).sum();
+        for (raw, _) in messages {
+            self.check_message_size(raw.len() as u64)?;
+        }
+        self.check_quota(total)?;
+        let parsed: Vec<ParsedMessage> = messages.iter().map(|(raw, _)| parse(raw)).collect();
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(messages.len());
+        for ((raw, options), parsed) in messages.iter().zip(&parsed) {
+            let date = options.internal_date.unwrap_or_else(now_unix);
+            out.push(insert_message(
+                &tx,
+                folder,
+                raw,
+                parsed,
+                &options.flags,
+                date,
+            )?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Append a message that came from the sealed queue, unless an item with this id was already
+    /// delivered (then `None`): a crash between the append and the queue-file removal must not
+    /// deliver it twice.
+    pub fn append_delivered(
+        &mut self,
+        item_id: &str,
+        folder: &str,
+        raw: &[u8],
+        internal_date: i64,
+    ) -> Result<Option<Appended>> {
+        let parsed = parse(raw);
+        let tx = self.conn.transaction()?;
+        let fresh = tx.execute(
+            "INSERT OR IGNORE INTO delivered_items (item_id, delivered_at) VALUES (?1, ?2)",
+            params![item_id, iso8601_utc(now_unix())],
+        )?;
+        if fresh == 0 {
+            return Ok(None);
+        }
+        let appended = insert_message(&tx, folder, raw, &parsed, &Flags::default(), internal_date)?;
+        tx.commit()?;
+        Ok(Some(appended))
+    }
+
+    /// UID, MODSEQ and flags of every message in a folder, in UID order (what SELECT loads).
+    pub fn message_states(&self, folder: &str) -> Result<Vec<MessageState>> {
+        let id = folder_id(&self.conn, folder)?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {STATE_COLUMNS} FROM messages m WHERE m.folder_id = ?1 ORDER BY m.uid"
+        ))?;
+        let rows = stmt.query_map([id], state_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Messages whose MODSEQ is greater than `modseq` (CONDSTORE CHANGEDSINCE), in UID order.
+    pub fn changed_since(&self, folder: &str, modseq: u64) -> Result<Vec<MessageState>> {
+        let id = folder_id(&self.conn, folder)?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {STATE_COLUMNS} FROM messages m WHERE m.folder_id = ?1 AND m.modseq > ?2
+             ORDER BY m.uid"
+        ))?;
+        let rows = stmt.query_map(params![id, modseq], state_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// UIDs expunged after `modseq` (QRESYNC VANISHED (EARLIER)), ascending.
+    pub fn expunged_since(&self, folder: &str, modseq: u64) -> Result<Vec<u32>> {
+        let id = folder_id(&self.conn, folder)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT uid FROM expunged WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid",
+        )?;
+        let rows = stmt.query_map(params![id, modseq], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Everything but the bytes, for the messages of `uids` that exist, in UID order.
+    pub fn summaries(&self, folder: &str, uids: &UidSet) -> Result<Vec<MessageSummary>> {
+        let id = folder_id(&self.conn, folder)?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {STATE_COLUMNS}, m.internal_date, m.saved_at, m.size, m.body_id,
+                    m.thread_id, m.preview, m.envelope, m.body_structure
+             FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET} ORDER BY m.uid"
+        ))?;
+        let rows = stmt.query_map(params![id, uids.to_json()], |row| {
+            let state = state_from_row(row)?;
+            let envelope: String = row.get(14)?;
+            let body_structure: String = row.get(15)?;
+            Ok((
+                state,
+                row.get(8)?,
+                row.get(9)?,
+                row.get(10)?,
+                row.get::<_, i64>(11)?,
+                row.get::<_, Option<i64>>(12)?,
+                row.get(13)?,
+                envelope,
+                body_structure,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (state, internal_date, saved_at, size, body_id, thread_id, preview, env, body) =
+                row?;
+            out.push(MessageSummary {
+                uid: state.uid,
+                modseq: state.modseq,
+                flags: state.flags,
+                internal_date,
+                saved_at,
+                size,
+                email_id: format!("M{body_id:016x}"),
+                thread_id: format!("T{:016x}", thread_id.unwrap_or(body_id)),
+                preview,
+                envelope: decode_json::<Envelope>(&env)?,
+                body_structure: decode_json::<BodyPart>(&body)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The raw bytes of one message, exactly as appended.
+    pub fn fetch_raw(&self, folder: &str, uid: u32) -> Result<Vec<u8>> {
+        let id = folder_id(&self.conn, folder)?;
+        let body_id: i64 = self
+            .conn
+            .prepare_cached("SELECT body_id FROM messages WHERE folder_id = ?1 AND uid = ?2")?
+            .query_row(params![id, uid], |r| r.get(0))
+            .optional()?
+            .ok_or(Error::NoSuchMessage(uid))?;
+        bodies::load_raw(&self.conn, body_id)
+    }
+
+    /// Change flags of the messages in `uids`. With `unchanged_since` (CONDSTORE), messages
+    /// whose MODSEQ is higher are left alone and reported in `modified`. All changes of one call
+    /// share one new MODSEQ; messages whose flags would not change are not touched.
+    pub fn set_flags(
+        &mut self,
+        folder: &str,
+        uids: &UidSet,
+        mode: FlagMode,
+        flags: &Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagsChanged> {
+        let tx = self.conn.transaction()?;
+        let id = folder_id(&tx, folder)?;
+        let current: Vec<MessageState> = tx
+            .prepare_cached(&format!(
+                "SELECT {STATE_COLUMNS} FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET}
+                 ORDER BY m.uid"
+            ))?
+            .query_map(params![id, uids.to_json()], state_from_row)?
+            .collect::<Result<_, _>>()?;
+        let mut result = FlagsChanged::default();
+        let mut modseq = None;
+        for state in current {
+            if unchanged_since.is_some_and(|limit| state.modseq > limit) {
+                result.modified.push(state.uid);
+                continue;
+            }
+            let new_flags = state.flags.apply(mode, flags);
+            if new_flags == state.flags {
+                continue;
+            }
+            let new_modseq = match modseq {
+                Some(m) => m,
+                None => *modseq.insert(bump_modseq(&tx, id)?),
+            };
+            tx.prepare_cached(
+                "UPDATE messages SET seen = ?3, answered = ?4, flagged = ?5, deleted = ?6,
+                        draft = ?7, keywords = ?8, modseq = ?9
+                 WHERE folder_id = ?1 AND uid = ?2",
+            )?
+            .execute(params![
+                id,
+                state.uid,
+                new_flags.seen,
+                new_flags.answered,
+                new_flags.flagged,
+                new_flags.deleted,
+                new_flags.draft,
+                json(&new_flags.keywords),
+                new_modseq,
+            ])?;
+            result.updated.push(MessageState {
+                uid: state.uid,
+                modseq: new_modseq,
+                flags: new_flags,
+            });
+        }
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Copy messages to another folder; bodies are shared, not duplicated.
+    pub fn copy_messages(&mut self, from: &str, uids: &UidSet, to: &str) -> Result<Copied> {
+        self.check_quota(0)?;
+        let tx = self.conn.transaction()?;
+        let (from_id, to_id) = (folder_id(&tx, from)?, folder_id(&tx, to)?);
+        let sources: Vec<(i64, u32)> = tx
+            .prepare_cached(&format!(
+                "SELECT m.id, m.uid FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET}
+                 ORDER BY m.uid"
+            ))?
+            .query_map(params![from_id, uids.to_json()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut copied = Copied {
+            uidvalidity: uidvalidity(&tx, to_id)?,
+            pairs: Vec::new(),
+        };
+        if sources.is_empty() {
+            return Ok(copied);
+        }
+        let modseq = bump_modseq(&tx, to_id)?;
+        for (row_id, source_uid) in sources {
+            let new_uid = next_uid(&tx, to_id)?;
+            tx.prepare_cached(
+                "INSERT INTO messages (folder_id, uid, modseq, body_id, seen, answered, flagged,
+                    deleted, draft, keywords, internal_date, saved_at, header_date, size, subject,
+                    from_addr, sender_addr, reply_to_addr, to_addr, cc_addr, bcc_addr, message_id,
+                    in_reply_to, refs_header, thread_id, has_attachment, preview, envelope,
+                    body_structure)
+                 SELECT ?2, ?3, ?4, body_id, seen, answered, flagged, deleted, draft, keywords,
+                    internal_date, ?5, header_date, size, subject, from_addr, sender_addr,
+                    reply_to_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to,
+                    refs_header, thread_id, has_attachment, preview, envelope, body_structure
+                 FROM messages WHERE id = ?1",
+            )?
+            .execute(params![
+                row_id,
+                to_id,
+                new_uid,
+                modseq,
+                iso8601_utc(now_unix())
+            ])?;
+            let body_id: i64 = tx.query_row(
+                "SELECT body_id FROM messages WHERE id = ?1",
+                [row_id],
+                |r| r.get(0),
+            )?;
+            bodies::add_ref(&tx, body_id)?;
+            copied.pairs.push((source_uid, new_uid));
+        }
+        tx.commit()?;
+        Ok(copied)
+    }
+
+    /// Move messages to another folder atomically (RFC 6851): new UIDs in the target, the
+    /// source UIDs recorded as expunged.
+    pub fn move_messages(&mut self, from: &str, uids: &UidSet, to: &str) -> Result<Copied> {
+        let tx = self.conn.transaction()?;
+        let (from_id, to_id) = (folder_id(&tx, from)?, folder_id(&tx, to)?);
+        let sources: Vec<(i64, u32)> = tx
+            .prepare_cached(&format!(
+                "SELECT m.id, m.uid FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET}
+                 ORDER BY m.uid"
+            ))?
+            .query_map(params![from_id, uids.to_json()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut moved = Copied {
+            uidvalidity: uidvalidity(&tx, to_id)?,
+            pairs: Vec::new(),
+        };
+        if sources.is_empty() {
+            return Ok(moved);
+        }
+        let source_modseq = bump_modseq(&tx, from_id)?;
+        let target_modseq = bump_modseq(&tx, to_id)?;
+        for (row_id, source_uid) in sources {
+            let new_uid = next_uid(&tx, to_id)?;
+            tx.prepare_cached(
+                "UPDATE messages SET folder_id = ?2, uid = ?3, modseq = ?4, saved_at = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                row_id,
+                to_id,
+                new_uid,
+                target_modseq,
+                iso8601_utc(now_unix())
+            ])?;
+            record_expunge(&tx, from_id, source_uid, source_modseq)?;
+            moved.pairs.push((source_uid, new_uid));
+        }
+        tx.commit()?;
+        Ok(moved)
+    }
+
+    /// Remove the messages flagged `\Deleted` (restricted to `uids` for UID EXPUNGE) and return
+    /// their UIDs in ascending order.
+    pub fn expunge(&mut self, folder: &str, uids: Option<&UidSet>) -> Result<Vec<u32>> {
+        self.remove_where(folder, uids.cloned().unwrap_or_else(UidSet::all), true)
+    }
+
+    /// Remove the messages of `uids` whatever their flags (POP3 DELE applied at QUIT).
+    pub fn remove_messages(&mut self, folder: &str, uids: &UidSet) -> Result<Vec<u32>> {
+        self.remove_where(folder, uids.clone(), false)
+    }
+
+    fn remove_where(&mut self, folder: &str, uids: UidSet, only_deleted: bool) -> Result<Vec<u32>> {
+        let tx = self.conn.transaction()?;
+        let id = folder_id(&tx, folder)?;
+        let victims: Vec<(i64, u32, i64)> = tx
+            .prepare_cached(&format!(
+                "SELECT m.id, m.uid, m.body_id FROM messages m
+                 WHERE m.folder_id = ?1 AND {IN_UID_SET} AND (m.deleted = 1 OR ?3 = 0)
+                 ORDER BY m.uid"
+            ))?
+            .query_map(params![id, uids.to_json(), only_deleted], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        if victims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let modseq = bump_modseq(&tx, id)?;
+        let mut removed = Vec::with_capacity(victims.len());
+        for (row_id, uid, body_id) in victims {
+            tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?
+                .execute([row_id])?;
+            bodies::release(&tx, body_id)?;
+            record_expunge(&tx, id, uid, modseq)?;
+            removed.push(uid);
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn check_message_size(&self, size: u64) -> Result<()> {
+        if size > self.max_message_size {
+            return Err(Error::MessageTooLarge {
+                size,
+                limit: self.max_message_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Insert one parsed message into `folder` within the caller's transaction.
+fn insert_message(
+    conn: &Connection,
+    folder: &str,
+    raw: &[u8],
+    parsed: &ParsedMessage,
+    flags: &Flags,
+    internal_date: i64,
+) -> Result<Appended> {
+    let folder_id = folder_id(conn, folder)?;
+    let body_id = bodies::insert(conn, raw, &parsed.attachment_ranges)?;
+    conn.prepare_cached(
+        "INSERT INTO body_fts (rowid, subject, addresses, body) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        body_id,
+        parsed.subject,
+        parsed.address_text(),
+        parsed.text
+    ])?;
+    let uid = next_uid(conn, folder_id)?;
+    let modseq = bump_modseq(conn, folder_id)?;
+    let thread_id = find_thread(conn, parsed)?.unwrap_or(body_id);
+    conn.prepare_cached(
+        "INSERT INTO messages (folder_id, uid, modseq, body_id, seen, answered, flagged, deleted,
+            draft, keywords, internal_date, saved_at, header_date, size, subject, from_addr,
+            sender_addr, reply_to_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to,
+            refs_header, thread_id, has_attachment, preview, envelope, body_structure)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+    )?
+    .execute(params![
+        folder_id,
+        uid,
+        modseq,
+        body_id,
+        flags.seen,
+        flags.answered,
+        flags.flagged,
+        flags.deleted,
+        flags.draft,
+        json(&flags.keywords),
+        iso8601_utc(internal_date),
+        iso8601_utc(now_unix()),
+        parsed.header_date,
+        raw.len(),
+        parsed.subject,
+        json(&parsed.from),
+        json(&parsed.sender),
+        json(&parsed.reply_to),
+        json(&parsed.to),
+        json(&parsed.cc),
+        json(&parsed.bcc),
+        parsed.message_id,
+        parsed.in_reply_to,
+        json(&parsed.references),
+        thread_id,
+        parsed.has_attachment,
+        parsed.preview,
+        json(&parsed.envelope),
+        json(&parsed.body),
+    ])?;
+    Ok(Appended {
+        uidvalidity: uidvalidity(conn, folder_id)?,
+        uid,
+        modseq,
+    })
+}
+
+/// A JSON column value; our own plain data types always serialize.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes")
+}
+
+/// The thread of the message this one replies to or references, if it is in the mailbox.
+fn find_thread(conn: &Connection, parsed: &ParsedMessage) -> Result<Option<i64>> {
+    let parents = parsed
+        .in_reply_to
+        .iter()
+        .chain(parsed.references.iter().rev());
+    let mut stmt = conn.prepare_cached(
+        "SELECT thread_id FROM messages WHERE message_id = ?1 AND thread_id IS NOT NULL LIMIT 1",
+    )?;
+    for parent in parents {
+        if let Some(thread) = stmt.query_row([parent], |r| r.get(0)).optional()? {
+            return Ok(Some(thread));
+        }
+    }
+    Ok(None)
+}
+
+/// Move every message of one folder into another (RENAME INBOX).
+pub(crate) fn move_all(conn: &Connection, from_id: i64, to_id: i64) -> Result<()> {
+    let uids: Vec<u32> = conn
+        .prepare("SELECT uid FROM messages WHERE folder_id = ?1 ORDER BY uid")?
+        .query_map([from_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let source_modseq = bump_modseq(conn, from_id)?;
+    let target_modseq = bump_modseq(conn, to_id)?;
+    for uid in uids {
+        let new_uid = next_uid(conn, to_id)?;
+        conn.execute(
+            "UPDATE messages SET folder_id = ?3, uid = ?4, modseq = ?5
+             WHERE folder_id = ?1 AND uid = ?2",
+            params![from_id, uid, to_id, new_uid, target_modseq],
+        )?;
+        record_expunge(conn, from_id, uid, source_modseq)?;
+    }
+    Ok(())
+}
+
+fn next_uid(conn: &Connection, folder_id: i64) -> Result<u32> {
+    let uid: i64 = conn
+        .prepare_cached(
+            "UPDATE folders SET uidnext = uidnext + 1 WHERE id = ?1 RETURNING uidnext - 1",
+        )?
+        .query_row([folder_id], |r| r.get(0))?;
+    u32::try_from(uid).map_err(|_| Error::InvalidArgument("UID space of folder exhausted".into()))
+}
+
+fn bump_modseq(conn: &Connection, folder_id: i64) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1
+             RETURNING highestmodseq",
+        )?
+        .query_row([folder_id], |r| r.get(0))?)
+}
+
+fn uidvalidity(conn: &Connection, folder_id: i64) -> Result<u32> {
+    Ok(conn.query_row(
+        "SELECT uidvalidity FROM folders WHERE id = ?1",
+        [folder_id],
+        |r| r.get(0),
+    )?)
+}
+
+fn record_expunge(conn: &Connection, folder_id: i64, uid: u32, modseq: u64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![folder_id, uid, modseq])?;
+    Ok(())
+}
+
+const STATE_COLUMNS: &str =
+    "m.uid, m.modseq, m.seen, m.answered, m.flagged, m.deleted, m.draft, m.keywords";
+
+fn state_from_row(row: &Row<'_>) -> rusqlite::Result<MessageState> {
+    let keywords: String = row.get(7)?;
+    Ok(MessageState {
+        uid: row.get(0)?,
+        modseq: row.get(1)?,
+        flags: Flags {
+            seen: row.get(2)?,
+            answered: row.get(3)?,
+            flagged: row.get(4)?,
+            deleted: row.get(5)?,
+            draft: row.get(6)?,
+            keywords: serde_json::from_str(&keywords).unwrap_or_default(),
+        },
+    })
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        path: "(mailbox)".into(),
+        reason: format!("stored message metadata unreadable: {e}"),
+    })
+}

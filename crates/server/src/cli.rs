@@ -1,0 +1,103 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sealmail",
+    version,
+    about = "An encrypted mail store and mail server"
+)]
+pub struct Cli {
+    /// Where the registry, mailboxes and queues live.
+    #[arg(
+        long,
+        global = true,
+        env = "SEALMAIL_DATA_DIR",
+        default_value = "./sealmail-data"
+    )]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage accounts (addresses and their encrypted mailboxes).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Import .eml files, mbox files or Maildir folders into a mailbox.
+    Import(ImportArgs),
+    /// Run a Mongo-style JSON query against a mailbox; prints one JSON document per line.
+    /// Example: '{"collection":"messages","op":"find","filter":{"seen":false},"limit":10}'
+    Query {
+        address: String,
+        /// The request: collection, op, filter, projection, sort, skip, limit, ...
+        request: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Deliver one message read from stdin (a local delivery agent for another MTA): it is
+    /// sealed to the mailbox's public key and folded in at the owner's next login.
+    Deliver { address: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; prints the generated password unless one is read from stdin.
+    Add {
+        address: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Storage quota in bytes.
+        #[arg(long)]
+        quota: Option<u64>,
+        /// Also create a recovery code (printed once) that can reset a forgotten password.
+        #[arg(long)]
+        recovery_code: bool,
+    },
+    /// List accounts: address, mailbox id, quota, bytes used.
+    List,
+    /// Delete an account and its mailbox files.
+    Remove {
+        address: String,
+        /// Confirm the deletion: the mail is gone for good.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Change a password: reads the old password line, then the new one, from stdin.
+    Passwd {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Re-encrypt the mailbox under a fresh data key (after a suspected leak); reads the
+    /// password from stdin. Prints the new recovery code if the account had one.
+    RotateKey {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Set a new password with the recovery code: reads the code line, then the new password.
+    Recover {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    pub address: String,
+    /// .eml files, mbox files or Maildir directories.
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    /// Target folder (Maildir++ subfolders go below it).
+    #[arg(long, default_value = "INBOX")]
+    pub folder: String,
+}

@@ -1,0 +1,194 @@
+//! What each command does.
+
+use crate::cli::{AccountCommand, Cli, Command, ImportArgs};
+use anyhow::{Context, Result, bail};
+use sealmail_core::import::{ImportSource, import};
+use sealmail_core::registry::{AccountOptions, Registry};
+use std::io::{BufRead, IsTerminal, Write};
+use zeroize::Zeroizing;
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Account(command) => account(&cli.data_dir, command),
+        Command::Import(args) => import_command(&cli.data_dir, args),
+        Command::Query {
+            address, request, ..
+        } => {
+            let request: serde_json::Value =
+                serde_json::from_str(&request).context("the request is not valid JSON")?;
+            let registry = Registry::open(&cli.data_dir)?;
+            let password = read_secret_line("password")?;
+            let opened = sealmail_core::account::open_mailbox(&registry, &address, &password)?;
+            let output = opened.mailbox().query(&request)?;
+            let mut out = std::io::stdout().lock();
+            for line in output.into_lines() {
+                writeln!(out, "{line}")?;
+            }
+            opened.record_usage(&registry)?;
+            Ok(())
+        }
+        Command::Deliver { address } => {
+            let registry = Registry::open(&cli.data_dir)?;
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut raw)?;
+            if raw.is_empty() {
+                bail!("expected a message on standard input");
+            }
+            let limit = sealmail_core::seal::MAX_SEALED_MESSAGE_LEN;
+            if raw.len() > limit {
+                bail!(
+                    "message of {} bytes exceeds the {limit}-byte limit",
+                    raw.len()
+                );
+            }
+            sealmail_core::account::deliver_sealed(&registry, &address, &raw)?;
+            Ok(())
+        }
+    }
+}
+
+fn account(data_dir: &std::path::Path, command: AccountCommand) -> Result<()> {
+    match command {
+        AccountCommand::Add {
+            address,
+            password_stdin,
+            quota,
+            recovery_code,
+        } => {
+            let registry = Registry::open_or_create(data_dir)?;
+            let password = if password_stdin {
+                Some(read_secret_line("password")?)
+            } else {
+                None
+            };
+            let options = AccountOptions {
+                quota,
+                with_recovery_code: recovery_code,
+                ..Default::default()
+            };
+            let account = registry.add_account(
+                &address,
+                password.as_deref().map(String::as_str),
+                &options,
+            )?;
+            let mut out = std::io::stdout().lock();
+            if let Some(generated) = &account.generated_password {
+                writeln!(out, "{}", generated.as_str())?;
+            }
+            if let Some(code) = &account.recovery_code {
+                writeln!(out, "recovery code: {}", code.as_str())?;
+            }
+            eprintln!("created {}", account.address.as_str());
+            Ok(())
+        }
+        AccountCommand::List => {
+            let registry = Registry::open(data_dir)?;
+            let mut out = std::io::stdout().lock();
+            for info in registry.list_accounts()? {
+                let quota = info
+                    .quota
+                    .map_or_else(|| "unlimited".to_string(), |q| q.to_string());
+                writeln!(
+                    out,
+                    "{}\t{}\tquota={}\tused={}",
+                    info.address.as_str(),
+                    info.mailbox_id.as_str(),
+                    quota,
+                    info.used_bytes
+                )?;
+            }
+            Ok(())
+        }
+        AccountCommand::Remove { address, yes } => {
+            if !yes {
+                bail!("removing {address} deletes its mail for good; add --yes to confirm");
+            }
+            Registry::open(data_dir)?.remove_account(&address)?;
+            eprintln!("removed {address}");
+            Ok(())
+        }
+        AccountCommand::Passwd { address, .. } => {
+            let registry = Registry::open(data_dir)?;
+            let mut lines = std::io::stdin().lock();
+            let old = read_line(&mut lines, "old password")?;
+            let new = read_line(&mut lines, "new password")?;
+            registry.change_password(&address, &old, &new)?;
+            eprintln!("password changed for {address}");
+            Ok(())
+        }
+        AccountCommand::RotateKey { address, .. } => {
+            let registry = Registry::open(data_dir)?;
+            let password = read_secret_line("password")?;
+            let code = sealmail_core::account::rotate_mailbox_key(&registry, &address, &password)?;
+            if let Some(code) = code {
+                println!("new recovery code: {}", code.as_str());
+            }
+            eprintln!("mailbox key rotated for {address}");
+            Ok(())
+        }
+        AccountCommand::Recover { address, .. } => {
+            let registry = Registry::open(data_dir)?;
+            let mut lines = std::io::stdin().lock();
+            let code = read_line(&mut lines, "recovery code")?;
+            let new = read_line(&mut lines, "new password")?;
+            registry.reset_password_with_recovery_code(&address, &code, &new)?;
+            eprintln!("password reset for {address}");
+            Ok(())
+        }
+    }
+}
+
+fn import_command(data_dir: &std::path::Path, args: ImportArgs) -> Result<()> {
+    let registry = Registry::open(data_dir)?;
+    let password = read_secret_line("password")?;
+    let mut mailbox = sealmail_core::account::open_mailbox(&registry, &args.address, &password)?;
+    let show_progress = std::io::stderr().is_terminal();
+    let mut failed = 0usize;
+    let mut total = 0u64;
+    for path in &args.sources {
+        let source = ImportSource::detect(path).with_context(|| path.display().to_string())?;
+        let report = import(mailbox.mailbox_mut(), &source, &args.folder, |progress| {
+            if show_progress {
+                eprint!(
+                    "\r{}: {} messages, {:.1} MB",
+                    path.display(),
+                    progress.imported,
+                    progress.bytes as f64 / 1e6
+                );
+            }
+        })
+        .with_context(|| path.display().to_string())?;
+        if show_progress {
+            eprintln!();
+        }
+        for (origin, reason) in &report.failed {
+            eprintln!("skipped {origin}: {reason}");
+        }
+        failed += report.failed.len();
+        total += report.imported;
+    }
+    mailbox.record_usage(&registry)?;
+    eprintln!("imported {total} messages into {}", args.folder);
+    if failed > 0 {
+        bail!("{failed} message(s) could not be imported (listed above)");
+    }
+    Ok(())
+}
+
+/// One line from stdin, without its line ending, in memory that is wiped after use.
+fn read_secret_line(what: &str) -> Result<Zeroizing<String>> {
+    read_line(&mut std::io::stdin().lock(), what)
+}
+
+fn read_line(input: &mut impl BufRead, what: &str) -> Result<Zeroizing<String>> {
+    let mut line = Zeroizing::new(String::new());
+    if input.read_line(&mut line)? == 0 {
+        bail!("expected the {what} on standard input");
+    }
+    let trimmed_len = line.trim_end_matches(['\r', '\n']).len();
+    line.truncate(trimmed_len);
+    if line.is_empty() {
+        bail!("the {what} read from standard input is empty");
+    }
+    Ok(line)
+}

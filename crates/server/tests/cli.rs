@@ -1,0 +1,445 @@
+//! The real `sealmail` binary driven as a user would: accounts, import, password change.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const MARKER: &str = "kq4SECRETmarker8w";
+
+fn sealmail(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sealmail"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sealmail");
+    // A command that fails before reading its input closes the pipe early; that is fine.
+    let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// A failure: non-zero exit and exactly one line on stderr.
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "unexpected success");
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one-line error expected: {stderr:?}"
+    );
+    stderr
+}
+
+fn grep_tree(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(grep_tree(&path, needle));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+#[test]
+fn generated_password_is_printed_alone_and_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = ok(&sealmail(
+        dir.path(),
+        &["account", "add", "New.User@Example.org"],
+        "",
+    ));
+    let password = stdout.trim_end();
+    assert_eq!(stdout.lines().count(), 1);
+    assert!(
+        password.len() >= 24 && !password.contains(' '),
+        "{password:?}"
+    );
+    let list = ok(&sealmail(dir.path(), &["account", "list"], ""));
+    assert!(
+        list.starts_with("new.user@example.org\t"),
+        "normalized: {list}"
+    );
+    let mbox = dir.path().join("in.mbox");
+    std::fs::write(&mbox, "From a Sat Nov 28 20:21:38 2026\nSubject: x\n\ny\n").unwrap();
+    let mbox = mbox.to_str().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["import", "new.user@example.org", mbox, "--password-stdin"],
+        &format!("{password}\n"),
+    ));
+}
+
+#[test]
+fn imported_mail_leaves_no_plaintext_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&sealmail(
+        &data,
+        &["account", "add", "alice@example.org", "--password-stdin"],
+        "correct horse\n",
+    ));
+    let mbox = dir.path().join("mail.mbox");
+    let mut text = String::new();
+    for i in 0..50 {
+        text.push_str(&format!(
+            "From a Sat Nov 28 20:21:38 2026\nSubject: {MARKER} {i}\nFrom: a@example.org\n\
+             Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\n\
+             body {MARKER}\n--b\nContent-Type: text/plain; name=notes.txt\n\
+             Content-Disposition: attachment; filename=notes.txt\n\n{MARKER} in attachment {}\n--b--\n\n",
+            "pad ".repeat(800)
+        ));
+    }
+    std::fs::write(&mbox, text).unwrap();
+    let out = sealmail(
+        &data,
+        &[
+            "import",
+            "alice@example.org",
+            mbox.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "correct horse\n",
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imported 50 messages"));
+    assert_eq!(grep_tree(&data, MARKER.as_bytes()), Vec::<String>::new());
+    let list = ok(&sealmail(&data, &["account", "list"], ""));
+    assert!(
+        !list.contains("used=0"),
+        "usage recorded after import: {list}"
+    );
+}
+
+#[test]
+fn wrong_password_unknown_address_and_missing_registry_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let eml = dir.path().join("m.eml");
+    std::fs::write(&eml, "Subject: x\r\n\r\ny\r\n").unwrap();
+    let eml = eml.to_str().unwrap();
+    let missing = failure(&sealmail(
+        dir.path(),
+        &["import", "a@example.org", eml, "--password-stdin"],
+        "pw\n",
+    ));
+    assert!(missing.contains("registry"), "{missing}");
+    ok(&sealmail(
+        dir.path(),
+        &["account", "add", "a@example.org", "--password-stdin"],
+        "right password\n",
+    ));
+    let wrong = failure(&sealmail(
+        dir.path(),
+        &["import", "a@example.org", eml, "--password-stdin"],
+        "wrong\n",
+    ));
+    let unknown = failure(&sealmail(
+        dir.path(),
+        &["import", "b@example.org", eml, "--password-stdin"],
+        "right password\n",
+    ));
+    assert_eq!(wrong, unknown, "no address enumeration");
+    let duplicate = failure(&sealmail(
+        dir.path(),
+        &["account", "add", "A@example.org", "--password-stdin"],
+        "x y z w\n",
+    ));
+    assert!(duplicate.contains("already exists"), "{duplicate}");
+    let empty = failure(&sealmail(
+        dir.path(),
+        &["import", "a@example.org", eml, "--password-stdin"],
+        "",
+    ));
+    assert!(empty.contains("standard input"), "{empty}");
+}
+
+#[test]
+fn password_change_rewraps_without_touching_the_mailbox_file() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["account", "add", "p@example.org", "--password-stdin"],
+        "old password\n",
+    ));
+    let list = ok(&sealmail(dir.path(), &["account", "list"], ""));
+    let id = list.split('\t').nth(1).unwrap().to_string();
+    let file = dir
+        .path()
+        .join("mailboxes")
+        .join(&id[..2])
+        .join(format!("{id}.sqlite"));
+    let (inode, bytes) = (
+        std::fs::metadata(&file).unwrap().ino(),
+        std::fs::read(&file).unwrap(),
+    );
+    ok(&sealmail(
+        dir.path(),
+        &["account", "passwd", "p@example.org", "--password-stdin"],
+        "old password\nnew password\n",
+    ));
+    assert_eq!(std::fs::metadata(&file).unwrap().ino(), inode);
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    let eml = dir.path().join("m.eml");
+    std::fs::write(&eml, "Subject: x\r\n\r\ny\r\n").unwrap();
+    let eml = eml.to_str().unwrap();
+    failure(&sealmail(
+        dir.path(),
+        &["import", "p@example.org", eml, "--password-stdin"],
+        "old password\n",
+    ));
+    ok(&sealmail(
+        dir.path(),
+        &["import", "p@example.org", eml, "--password-stdin"],
+        "new password\n",
+    ));
+}
+
+#[test]
+fn recovery_code_resets_and_key_rotation_keeps_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&sealmail(
+        dir.path(),
+        &[
+            "account",
+            "add",
+            "r@example.org",
+            "--password-stdin",
+            "--recovery-code",
+        ],
+        "first password\n",
+    ));
+    let code = out
+        .trim()
+        .strip_prefix("recovery code: ")
+        .expect("code printed")
+        .to_string();
+    let eml = dir.path().join("m.eml");
+    std::fs::write(&eml, format!("Subject: {MARKER}\r\n\r\nkeep me\r\n")).unwrap();
+    let eml = eml.to_str().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["import", "r@example.org", eml, "--password-stdin"],
+        "first password\n",
+    ));
+    ok(&sealmail(
+        dir.path(),
+        &["account", "recover", "r@example.org", "--password-stdin"],
+        &format!("{code}\nsecond password\n"),
+    ));
+    let rotated = ok(&sealmail(
+        dir.path(),
+        &["account", "rotate-key", "r@example.org", "--password-stdin"],
+        "second password\n",
+    ));
+    let new_code = rotated
+        .trim()
+        .strip_prefix("new recovery code: ")
+        .expect("new code printed");
+    assert_ne!(new_code, code);
+    failure(&sealmail(
+        dir.path(),
+        &["account", "recover", "r@example.org", "--password-stdin"],
+        &format!("{code}\nthird password\n"),
+    ));
+    ok(&sealmail(
+        dir.path(),
+        &["import", "r@example.org", eml, "--password-stdin"],
+        "second password\n",
+    ));
+}
+
+#[test]
+fn remove_needs_confirmation_and_deletes_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["account", "add", "gone@example.org", "--password-stdin"],
+        "pw pw pw\n",
+    ));
+    let refused = failure(&sealmail(
+        dir.path(),
+        &["account", "remove", "gone@example.org"],
+        "",
+    ));
+    assert!(refused.contains("--yes"));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("mailboxes"))
+            .unwrap()
+            .count(),
+        1
+    );
+    ok(&sealmail(
+        dir.path(),
+        &["account", "remove", "gone@example.org", "--yes"],
+        "",
+    ));
+    assert_eq!(ok(&sealmail(dir.path(), &["account", "list"], "")), "");
+    assert_eq!(
+        grep_tree(&dir.path().join("mailboxes"), b"").len(),
+        0,
+        "no mailbox file remains"
+    );
+}
+
+#[test]
+fn delivered_mail_is_sealed_until_the_owner_logs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["account", "add", "o@example.org", "--password-stdin"],
+        "pw pw\n",
+    ));
+    let message = format!("Subject: {MARKER}\r\n\r\n{MARKER} body\r\n");
+    ok(&sealmail(
+        dir.path(),
+        &["deliver", "o@example.org"],
+        &message,
+    ));
+    ok(&sealmail(
+        dir.path(),
+        &["deliver", "o@example.org"],
+        &message,
+    ));
+    failure(&sealmail(
+        dir.path(),
+        &["deliver", "nobody@example.org"],
+        &message,
+    ));
+    failure(&sealmail(dir.path(), &["deliver", "o@example.org"], ""));
+    assert_eq!(
+        grep_tree(dir.path(), MARKER.as_bytes()),
+        Vec::<String>::new()
+    );
+    let queued = |dir: &Path| count_files(&dir.join("queue"));
+    assert_eq!(queued(dir.path()), 2);
+    // Any login drains the queue; an empty import is the cheapest login the CLI has.
+    let empty = dir.path().join("empty.mbox");
+    std::fs::write(&empty, "From x Sat Nov 28 20:21:38 2026\nSubject: y\n\nz\n").unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &[
+            "import",
+            "o@example.org",
+            empty.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert_eq!(queued(dir.path()), 0, "queue drained at login");
+    let list = ok(&sealmail(dir.path(), &["account", "list"], ""));
+    assert!(!list.contains("used=0"), "{list}");
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { count_files(&p) } else { 1 })
+        .sum()
+}
+
+#[test]
+fn query_prints_one_document_per_line_and_rejects_hostile_input() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["account", "add", "q@example.org", "--password-stdin"],
+        "pw pw\n",
+    ));
+    let mbox = dir.path().join("q.mbox");
+    let mut text = String::new();
+    for i in 0..5 {
+        text.push_str(&format!(
+            "From a Sat Nov 28 20:21:38 2026\nSubject: item {i}\nFrom: x{i}@example.org\n\nbody\n\n"
+        ));
+    }
+    std::fs::write(&mbox, text).unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &[
+            "import",
+            "q@example.org",
+            mbox.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    let request = r#"{"collection":"messages","op":"find","filter":{"subject":{"$regex":"item [13]"}},"projection":{"subject":1,"uid":1},"sort":{"uid":-1}}"#;
+    let out = ok(&sealmail(
+        dir.path(),
+        &["query", "q@example.org", request, "--password-stdin"],
+        "pw pw\n",
+    ));
+    let docs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "{out}");
+    assert_eq!(docs[0]["subject"], "item 3");
+    assert_eq!(docs[1]["subject"], "item 1");
+    let count = ok(&sealmail(
+        dir.path(),
+        &[
+            "query",
+            "q@example.org",
+            r#"{"collection":"messages","op":"count","filter":{}}"#,
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert_eq!(count.trim(), r#"{"count":5}"#);
+    let unknown = failure(&sealmail(
+        dir.path(),
+        &[
+            "query",
+            "q@example.org",
+            r#"{"collection":"messages","op":"find","filter":{"password; DROP TABLE messages":1}}"#,
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert!(
+        unknown.contains("password; DROP TABLE messages"),
+        "names the unknown field: {unknown}"
+    );
+    failure(&sealmail(
+        dir.path(),
+        &["query", "q@example.org", "{not json", "--password-stdin"],
+        "pw pw\n",
+    ));
+    let count = ok(&sealmail(
+        dir.path(),
+        &[
+            "query",
+            "q@example.org",
+            r#"{"collection":"messages","op":"count","filter":{}}"#,
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert_eq!(count.trim(), r#"{"count":5}"#, "nothing was dropped");
+}
