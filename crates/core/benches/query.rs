@@ -27,18 +27,18 @@ fn main() {
     ))
     .expect("key");
     sealmail_core::query::register_functions(&conn).expect("functions");
-    fill(&conn);
+    let inbox = fill(&conn);
     drop(mailbox);
 
     let imap_filter = json!({
-        "folder_id": 1, "deleted": false, "seen": false,
+        "folder_id": inbox, "deleted": false, "seen": false,
         "internal_date": {"$gte": "2026-03-01T00:00:00Z"}, "uid": {"$gte": 100}
     });
     compile_time(&imap_filter);
 
     // The listing an IMAP client asks for: unseen, undeleted messages of a folder with the
     // fields a FETCH (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE-subject) needs, in UID order.
-    let filter = Filter::from_json(&json!({"folder_id": 1, "deleted": false, "seen": false}))
+    let filter = Filter::from_json(&json!({"folder_id": inbox, "deleted": false, "seen": false}))
         .expect("filter");
     let fields = [
         "uid",
@@ -63,7 +63,7 @@ fn main() {
     println!("\nfind: {rows} of {MESSAGES} messages match (folder 1, unseen, not deleted)");
 
     let request = json!({"collection": "messages", "op": "find",
-        "filter": {"folder_id": 1, "deleted": false, "seen": false},
+        "filter": {"folder_id": inbox, "deleted": false, "seen": false},
         "projection": {"uid": 1, "modseq": 1, "seen": 1, "flagged": 1, "internal_date": 1,
                        "size": 1, "subject": 1},
         "sort": {"uid": 1}});
@@ -79,8 +79,8 @@ fn main() {
             sealmail_core::query::QueryOutput::Documents(docs) => docs.len(),
             _ => 0,
         }),
-        Box::new(|| hand_written_json(&conn, sql)),
-        Box::new(|| hand_written_typed(&conn, sql)),
+        Box::new(|| hand_written_json(&conn, sql, inbox)),
+        Box::new(|| hand_written_typed(&conn, sql, inbox)),
     ]);
     let [query_layer, json_request, hand_json, hand_typed] = rates[..] else {
         unreachable!()
@@ -103,8 +103,8 @@ fn main() {
     );
 
     // A selective indexed lookup, where per-query overhead dominates.
-    let point =
-        Filter::from_json(&json!({"folder_id": 1, "uid": {"$in": [10, 20, 30]}})).expect("filter");
+    let point = Filter::from_json(&json!({"folder_id": inbox, "uid": {"$in": [10, 20, 30]}}))
+        .expect("filter");
     let point_sql = "SELECT id, uid, modseq, seen, flagged, internal_date, size, subject \
                      FROM messages WHERE folder_id = ?1 AND uid IN (?2, ?3, ?4) ORDER BY uid, id";
     let rates = best_rates(vec![
@@ -116,7 +116,7 @@ fn main() {
         Box::new(|| {
             let mut statement = conn.prepare_cached(point_sql).expect("prepare");
             let rows = statement
-                .query_map((1, 10, 20, 30), row_to_json)
+                .query_map((inbox, 10, 20, 30), row_to_json)
                 .expect("query");
             rows.map(|r| r.expect("row")).collect::<Vec<_>>().len()
         }),
@@ -204,10 +204,10 @@ fn row_to_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     Ok(Value::Object(doc))
 }
 
-fn hand_written_json(conn: &Connection, sql: &str) -> usize {
+fn hand_written_json(conn: &Connection, sql: &str, folder: i64) -> usize {
     let mut statement = conn.prepare_cached(sql).expect("prepare");
     let rows = statement
-        .query_map((1, false, false), row_to_json)
+        .query_map((folder, false, false), row_to_json)
         .expect("query");
     rows.map(|r| r.expect("row")).collect::<Vec<_>>().len()
 }
@@ -224,10 +224,10 @@ struct Listing {
     subject: Option<String>,
 }
 
-fn hand_written_typed(conn: &Connection, sql: &str) -> usize {
+fn hand_written_typed(conn: &Connection, sql: &str, folder: i64) -> usize {
     let mut statement = conn.prepare_cached(sql).expect("prepare");
     let rows = statement
-        .query_map((1, false, false), |row| {
+        .query_map((folder, false, false), |row| {
             Ok(Listing {
                 id: row.get(0)?,
                 uid: row.get(1)?,
@@ -243,15 +243,23 @@ fn hand_written_typed(conn: &Connection, sql: &str) -> usize {
     black_box(rows.map(|r| r.expect("row")).collect::<Vec<_>>()).len()
 }
 
-/// 20,000 messages over two folders with varied flags, dates, sizes and senders.
-fn fill(conn: &Connection) {
+/// 20,000 messages over two folders with varied flags, dates, sizes and senders; returns the
+/// id of INBOX, which holds three quarters of them.
+fn fill(conn: &Connection) -> i64 {
     conn.execute_batch(
         "BEGIN;
-         INSERT INTO folders (path, uidvalidity, created_at) VALUES
+         INSERT OR IGNORE INTO folders (path, uidvalidity, created_at) VALUES
              ('INBOX', 1, '2026-01-01T00:00:00Z'), ('Archive', 1, '2026-01-01T00:00:00Z');
          INSERT INTO bodies (skeleton, raw_size) VALUES (x'00', 1);",
     )
     .expect("folders");
+    let folder_id = |path: &str| -> i64 {
+        conn.query_row("SELECT id FROM folders WHERE path = ?1", [path], |row| {
+            row.get(0)
+        })
+        .expect("folder id")
+    };
+    let (inbox, archive) = (folder_id("INBOX"), folder_id("Archive"));
     let mut insert = conn
         .prepare(
             "INSERT INTO messages (folder_id, uid, modseq, body_id, seen, flagged, deleted,
@@ -262,7 +270,7 @@ fn fill(conn: &Connection) {
         )
         .expect("prepare");
     for i in 0..MESSAGES {
-        let folder = if i % 4 == 3 { 2 } else { 1 };
+        let folder = if i % 4 == 3 { archive } else { inbox };
         let day = 1 + i % 28;
         let month = 1 + (i / 28) % 12;
         insert
@@ -287,5 +295,7 @@ fn fill(conn: &Connection) {
             ])
             .expect("insert");
     }
+    drop(insert);
     conn.execute_batch("COMMIT; ANALYZE;").expect("commit");
+    inbox
 }
