@@ -85,12 +85,15 @@ fn fixture() -> &'static Mutex<Fixture> {
         .expect("key mailbox");
         sealmail_core::query::register_functions(&conn).expect("register functions");
         conn.execute_batch(
-            "INSERT INTO folders (path, uidvalidity, created_at) VALUES ('INBOX', 1, '2026-01-01T00:00:00Z');
+            "INSERT OR IGNORE INTO folders (path, uidvalidity, created_at)
+                 VALUES ('INBOX', 1, '2026-01-01T00:00:00Z');
              INSERT INTO bodies (skeleton, raw_size) VALUES (x'00', 1);
              INSERT INTO messages (folder_id, uid, modseq, body_id, keywords, internal_date,
                  saved_at, size, subject, from_addr, thread_id, envelope, body_structure)
-             VALUES (1, 1, 1, 1, '[\"$label1\"]', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z',
-                 10, 'hello', '[{\"name\":\"A\",\"address\":\"a@example.com\"}]', 1, '{}', '{}');",
+             VALUES ((SELECT id FROM folders WHERE path = 'INBOX'), 1, 1,
+                 (SELECT max(id) FROM bodies), '[\"$label1\"]', '2026-01-01T00:00:00Z',
+                 '2026-01-01T00:00:00Z', 10, 'hello',
+                 '[{\"name\":\"A\",\"address\":\"a@example.com\"}]', 1, '{}', '{}');",
         )
         .expect("seed messages");
         sealmail_core::query::execute(
