@@ -711,3 +711,34 @@ fn compiled_filter_is_reusable_sql() {
     .unwrap();
     assert_eq!(compiled.sql, same_shape.sql);
 }
+
+#[test]
+fn writes_join_a_transaction_the_caller_holds() {
+    let t = items();
+    t.raw.execute_batch("BEGIN").unwrap();
+    sealmail_core::query::insert_one(&t.raw, "items", &json!({"_id": "tx", "n": 1})).unwrap();
+    let updated = sealmail_core::query::update(
+        &t.raw,
+        "items",
+        &sealmail_core::query::Filter::eq("_id", json!("tx")),
+        &sealmail_core::query::Update::from_json(&json!({"$inc": {"n": 1}})).unwrap(),
+        sealmail_core::query::UpdateOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(updated.modified, 1);
+    // a refused write inside the transaction undoes only itself
+    assert!(
+        sealmail_core::query::insert_many(
+            &t.raw,
+            "items",
+            &[json!({"_id": "tx2"}), json!({"n": "x"})]
+        )
+        .is_err()
+    );
+    assert!(!t.raw.is_autocommit());
+    t.raw.execute_batch("ROLLBACK").unwrap();
+    assert!(
+        t.ids("items", json!({"_id": {"$in": ["tx", "tx2"]}}))
+            .is_empty()
+    );
+}
