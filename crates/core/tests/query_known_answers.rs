@@ -600,6 +600,22 @@ fn builtin_messages_collection() {
     };
     assert_eq!(uids(json!({"folder": "INBOX", "seen": false})), vec![2, 3]);
     assert_eq!(uids(json!({"folder": "Archive"})), vec![1]);
+    // `folder` is looked up through folder_id; negations and null keep their meaning
+    assert_eq!(uids(json!({"folder": {"$ne": "INBOX"}})), vec![1]);
+    assert_eq!(
+        uids(json!({"folder": {"$in": ["Archive", "Nope"]}})),
+        vec![1]
+    );
+    assert_eq!(
+        uids(json!({"folder": {"$regex": "^arch", "$options": "i"}})),
+        vec![1]
+    );
+    assert_eq!(
+        uids(json!({"folder": {"$not": {"$regex": "^arch", "$options": "i"}}})),
+        vec![1, 2, 3]
+    );
+    assert_eq!(uids(json!({"folder": null})), Vec::<i64>::new());
+    assert_eq!(uids(json!({"folder": {"$exists": true}})), vec![1, 1, 2, 3]);
     assert_eq!(
         uids(json!({"from.address": {"$regex": "@example\\.com$"}})),
         vec![1, 1, 2]

@@ -68,8 +68,12 @@ pub(crate) enum Scope {
 
 /// What a path designates.
 enum Target {
-    /// A typed column (or computed expression).
-    Typed { expr: String, ty: FieldType },
+    /// A typed column (or computed expression), possibly reached through a lookup.
+    Typed {
+        expr: String,
+        ty: FieldType,
+        lookup: Option<&'static super::schema::Lookup>,
+    },
     /// A place inside JSON text: `doc` is the SQL expression of the JSON, `segments` the path.
     Json { doc: String, segments: Vec<Segment> },
 }
@@ -142,7 +146,22 @@ impl<'c> Compiler<'c> {
             Filter::Nor(parts) if parts.is_empty() => Ok("1".into()),
             Filter::Nor(parts) => Ok(negate(&self.join(parts, " OR ", scope, depth)?)),
             Filter::Field { path, condition } => match self.resolve(path, scope)? {
-                Target::Typed { expr, ty } => self.typed(&expr, ty, path, condition, depth),
+                Target::Typed {
+                    expr,
+                    ty,
+                    lookup: None,
+                } => self.typed(&expr, ty, path, condition, depth),
+                Target::Typed {
+                    ty,
+                    lookup: Some(lookup),
+                    ..
+                } => {
+                    let inner = self.typed(lookup.expr, ty, path, condition, depth)?;
+                    Ok(format!(
+                        "{} IN (SELECT {} FROM {} WHERE {inner})",
+                        lookup.key, lookup.id, lookup.source
+                    ))
+                }
                 Target::Json { doc, segments } => {
                     self.json_field(&doc, &segments, path, condition, depth)
                 }
@@ -192,6 +211,7 @@ impl<'c> Compiler<'c> {
                     ty if rest.is_empty() => Ok(Target::Typed {
                         expr: field.expr.to_string(),
                         ty,
+                        lookup: field.lookup,
                     }),
                     _ => Err(QueryError::UnknownField(path.to_owned())),
                 }
