@@ -134,7 +134,7 @@ fn main() {
 /// other processes hits them alike, and each keeps its best round.
 fn best_rates(mut variants: Vec<Box<dyn FnMut() -> usize + '_>>) -> Vec<f64> {
     let mut best = vec![0.0f64; variants.len()];
-    for _ in 0..5 {
+    for _ in 0..7 {
         for (index, run) in variants.iter_mut().enumerate() {
             best[index] = best[index].max(rate(run));
         }
@@ -175,14 +175,14 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-/// Queries per second of `run`, measured over about half a second after a warm-up.
+/// Queries per second of `run`, measured over about a second after a warm-up.
 fn rate(run: &mut dyn FnMut() -> usize) -> f64 {
     for _ in 0..3 {
         black_box(run());
     }
     let start = Instant::now();
     let mut count = 0u32;
-    while start.elapsed() < Duration::from_millis(500) {
+    while start.elapsed() < Duration::from_secs(1) {
         black_box(run());
         count += 1;
     }
