@@ -78,6 +78,9 @@ pub trait MailStore: Send + Sync + 'static {
 pub trait MailSession: Send + Sync + 'static {
     fn list_folders(&self) -> impl Future<Output = Result<Vec<FolderInfo>>> + Send;
     fn folder(&self, path: &str) -> impl Future<Output = Result<FolderInfo>> + Send;
+    /// Just the folder's HIGHESTMODSEQ: cheap, unlike the counters of [`MailSession::folder`].
+    /// Called after every command of a session with a selected folder.
+    fn highest_modseq(&self, path: &str) -> impl Future<Output = Result<u64>> + Send;
     fn create_folder(
         &self,
         path: &str,
@@ -341,6 +344,20 @@ impl MailSession for LocalSession {
     async fn folder(&self, path: &str) -> Result<FolderInfo> {
         let path = path.to_string();
         self.with(move |m| m.folder(&path)).await
+    }
+
+    async fn highest_modseq(&self, path: &str) -> Result<u64> {
+        let path = crate::store::normalize_folder_name(path)?;
+        self.with(move |m| {
+            use rusqlite::OptionalExtension;
+            m.conn()
+                .prepare_cached("SELECT highestmodseq FROM folders WHERE path = ?1")?
+                .query_row([&path], |row| row.get::<_, i64>(0))
+                .optional()?
+                .map(|modseq| modseq as u64)
+                .ok_or(Error::NoSuchFolder(path))
+        })
+        .await
     }
 
     async fn create_folder(&self, path: &str, special_use: Option<&str>) -> Result<FolderInfo> {
