@@ -208,6 +208,10 @@ async fn second_session_sees_expunge_only_when_allowed() {
     );
     let reply = a.command("a6 NOOP").await;
     assert_eq!(reply, vec!["a6 OK NOOP completed".to_string()]);
+    // SEARCH by sequence numbers on an empty folder finds nothing, without an error.
+    let reply = a.command("a8 SEARCH 1:*").await;
+    assert_eq!(reply[0], "* SEARCH");
+    assert!(tagged(&reply, "a8").starts_with("a8 OK"), "{reply:?}");
     // UID FETCH with `*` on an empty folder is fine.
     let reply = a.command("a7 UID FETCH 1:* (FLAGS)").await;
     assert_eq!(reply, vec!["a7 OK FETCH completed".to_string()]);
