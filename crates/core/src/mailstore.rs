@@ -30,6 +30,8 @@ use tokio::sync::broadcast;
 /// A data change in a mailbox, published to every session of that mailbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
+    /// The [`MailSession::id`] of the session that made the change.
+    pub origin: u64,
     pub folder: String,
     /// The folder's HIGHESTMODSEQ after the change (0 for folder-level events).
     pub modseq: u64,
@@ -76,6 +78,8 @@ pub trait MailStore: Send + Sync + 'static {
 /// An authenticated session on one mailbox. Folder names are canonical paths (`INBOX`,
 /// `Archive/2024`), UIDs are per folder.
 pub trait MailSession: Send + Sync + 'static {
+    /// Identifies this session as the origin of the [`Change`]s it causes.
+    fn id(&self) -> u64;
     fn list_folders(&self) -> impl Future<Output = Result<Vec<FolderInfo>>> + Send;
     fn folder(&self, path: &str) -> impl Future<Output = Result<FolderInfo>> + Send;
     /// Just the folder's HIGHESTMODSEQ: cheap, unlike the counters of [`MailSession::folder`].
@@ -215,6 +219,9 @@ pub struct LocalMailStore<O> {
     open: Mutex<HashMap<PathBuf, Weak<SharedMailbox>>>,
 }
 
+/// Session ids, unique within the process.
+static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// What the sessions of one mailbox share.
 struct SharedMailbox {
     /// A std mutex: only blocking threads lock it; the sessions of one mailbox take turns,
@@ -281,6 +288,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
             tokio::task::spawn_blocking(move || drop(spare));
         }
         Ok(LocalSession {
+            id: NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shared: Some(shared),
             quota_limit: opened.quota,
         })
@@ -289,6 +297,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
 
 /// A session of [`LocalMailStore`]: the shared open mailbox, used from blocking threads.
 pub struct LocalSession {
+    id: u64,
     /// `None` only inside `drop`, which moves it to a blocking thread.
     shared: Option<Arc<SharedMailbox>>,
     quota_limit: Option<u64>,
@@ -317,6 +326,7 @@ impl LocalSession {
     fn publish(&self, folder: &str, modseq: u64, event: ChangeEvent) {
         // No receivers is fine: nobody is watching this mailbox.
         let _ = self.shared().changes.send(Change {
+            origin: self.id,
             folder: folder.to_string(),
             modseq,
             event,
@@ -337,6 +347,10 @@ impl Drop for LocalSession {
 }
 
 impl MailSession for LocalSession {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
     async fn list_folders(&self) -> Result<Vec<FolderInfo>> {
         self.with(|m| m.list_folders()).await
     }
