@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// A data change in a mailbox, published to every session of that mailbox.
@@ -217,7 +218,14 @@ pub struct LocalMailStore<O> {
     /// Open mailboxes by file, held weakly: the last session to end closes the file (and drops
     /// the key). A std mutex: it is held for a map lookup only, never across an await.
     open: Mutex<HashMap<PathBuf, Weak<SharedMailbox>>>,
+    /// How long a mailbox stays open after its last session ends.
+    linger: Duration,
 }
+
+/// Keep a mailbox open this long after its last session: clients reconnect constantly, and
+/// closing checkpoints the WAL (an fsync) that the next login would wait for. The key stays in
+/// memory no longer than the login cache keeps it anyway.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(60);
 
 /// Session ids, unique within the process.
 static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -235,7 +243,14 @@ impl<O: MailboxOpener> LocalMailStore<O> {
         LocalMailStore {
             opener: Arc::new(opener),
             open: Mutex::new(HashMap::new()),
+            linger: DEFAULT_LINGER,
         }
+    }
+
+    /// Change how long a mailbox stays open after its last session (zero closes at once).
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
     }
 
     /// The shared state of the mailbox at `path`, using `opened` if it is not open yet; else
@@ -288,6 +303,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
             tokio::task::spawn_blocking(move || drop(spare));
         }
         Ok(LocalSession {
+            linger: self.linger,
             id: NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shared: Some(shared),
             quota_limit: opened.quota,
@@ -298,6 +314,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
 /// A session of [`LocalMailStore`]: the shared open mailbox, used from blocking threads.
 pub struct LocalSession {
     id: u64,
+    linger: Duration,
     /// `None` only inside `drop`, which moves it to a blocking thread.
     shared: Option<Arc<SharedMailbox>>,
     quota_limit: Option<u64>,
@@ -335,13 +352,20 @@ impl LocalSession {
 }
 
 impl Drop for LocalSession {
-    /// Closing a SQLite connection may checkpoint the WAL: do it on a blocking thread, not on
-    /// the reactor, when a runtime is around.
+    /// Keep the mailbox open for the linger time (a reconnecting client finds it open), then
+    /// release it on a blocking thread: closing a SQLite connection may checkpoint the WAL,
+    /// which must not happen on the reactor.
     fn drop(&mut self) {
         if let (Ok(runtime), Some(shared)) =
             (tokio::runtime::Handle::try_current(), self.shared.take())
         {
-            runtime.spawn_blocking(move || drop(shared));
+            let linger = self.linger;
+            runtime.spawn(async move {
+                if !linger.is_zero() {
+                    tokio::time::sleep(linger).await;
+                }
+                let _ = tokio::task::spawn_blocking(move || drop(shared)).await;
+            });
         }
     }
 }
