@@ -471,15 +471,26 @@ impl MailSession for LocalSession {
     async fn fetch_raw(&self, folder: &str, uids: UidSet) -> Result<Vec<RawMessage>> {
         let folder = folder.to_string();
         self.with(move |m| {
-            let existing = m.message_states(&folder)?;
+            // A few UIDs (the usual FETCH): look each up; a wide set: list the folder first.
+            let requested: u64 = uids
+                .ranges()
+                .iter()
+                .map(|&(a, b)| u64::from(b - a) + 1)
+                .sum();
+            let candidates: Vec<u32> = if requested <= 4096 {
+                uids.ranges().iter().flat_map(|&(a, b)| a..=b).collect()
+            } else {
+                m.message_states(&folder)?
+                    .into_iter()
+                    .map(|s| s.uid)
+                    .filter(|&uid| uids.contains(uid))
+                    .collect()
+            };
             let mut out = Vec::new();
-            for state in existing.iter().filter(|s| uids.contains(s.uid)) {
-                match m.fetch_raw(&folder, state.uid) {
-                    Ok(bytes) => out.push(RawMessage {
-                        uid: state.uid,
-                        bytes,
-                    }),
-                    // Expunged by another session since the list was read.
+            for uid in candidates {
+                match m.fetch_raw(&folder, uid) {
+                    Ok(bytes) => out.push(RawMessage { uid, bytes }),
+                    // Never existed, or expunged by another session meanwhile.
                     Err(Error::NoSuchMessage(_)) => {}
                     Err(e) => return Err(e),
                 }
