@@ -182,6 +182,14 @@ pub trait MailboxOpener: Send + Sync + 'static {
     fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox>;
 }
 
+/// A shared opener opens like the one it wraps (the server keeps a handle to the registry for
+/// housekeeping while the store uses it).
+impl<T: MailboxOpener> MailboxOpener for Arc<T> {
+    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox> {
+        T::open(self, address, password)
+    }
+}
+
 impl MailboxOpener for Registry {
     fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox> {
         let opened = account::open_mailbox(self, address, password)?;

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod config;
+mod serve;
 mod tls;
 
 use clap::Parser;
