@@ -3,10 +3,12 @@
 //! - [`key`]: the mailbox data key (DEK) and the key-encryption key derived from a password.
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
 //! - [`registry`]: accounts: addresses, mailbox ids, wrapped keys, quotas.
+//! - [`backup`]: encrypted snapshots, restore, retention, export.
 //! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod backup;
 pub mod error;
 pub mod import;
 pub mod key;

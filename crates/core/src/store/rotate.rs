@@ -101,11 +101,47 @@ impl Mailbox {
 /// The copy opens with the new key, passes `integrity_check`, and holds as many messages,
 /// bodies and attachments as the original.
 fn verify_copy(original: &Connection, copy: &Path, key: &MailboxKey) -> Result<()> {
+    let (_conn, copied) = open_verified(copy, key)?;
+    if row_counts(original)? != copied {
+        return Err(Error::Corrupt {
+            path: copy.into(),
+            reason: "rotated copy does not hold the same rows".into(),
+        });
+    }
+    Ok(())
+}
+
+/// How many rows the tables that hold mail have: a cheap check that a copy is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RowCounts {
+    pub messages: u64,
+    pub bodies: u64,
+    pub attachments: u64,
+    pub folders: u64,
+}
+
+pub(crate) fn row_counts(conn: &Connection) -> Result<RowCounts> {
+    const COUNT: &str = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM bodies),
+        (SELECT count(*) FROM attachments), (SELECT count(*) FROM folders)";
+    Ok(conn.query_row(COUNT, [], |r| {
+        Ok(RowCounts {
+            messages: r.get(0)?,
+            bodies: r.get(1)?,
+            attachments: r.get(2)?,
+            folders: r.get(3)?,
+        })
+    })?)
+}
+
+/// Open a copy of a mailbox file (a rotated file, a backup snapshot, a downloaded backup)
+/// read-only with `key`, check `PRAGMA integrity_check`, and count its rows. A wrong key or a
+/// damaged file gives [`Error::Corrupt`].
+pub(crate) fn open_verified(path: &Path, key: &MailboxKey) -> Result<(Connection, RowCounts)> {
     let corrupt = |reason: String| Error::Corrupt {
-        path: copy.into(),
+        path: path.into(),
         reason,
     };
-    let conn = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
     conn.execute_batch(&key.sqlcipher_key_pragma())?;
     let check: String = conn
@@ -114,22 +150,8 @@ fn verify_copy(original: &Connection, copy: &Path, key: &MailboxKey) -> Result<(
     if check != "ok" {
         return Err(corrupt(check));
     }
-    const COUNT: &str = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM bodies),
-        (SELECT count(*) FROM attachments), (SELECT count(*) FROM folders)";
-    let counts = |c: &Connection| {
-        c.query_row(COUNT, [], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })
-    };
-    if counts(original)? != counts(&conn)? {
-        return Err(corrupt("rotated copy does not hold the same rows".into()));
-    }
-    Ok(())
+    let counts = row_counts(&conn).map_err(|e| corrupt(e.to_string()))?;
+    Ok((conn, counts))
 }
 
 fn remove_database_files(path: &Path) -> Result<()> {
@@ -139,7 +161,7 @@ fn remove_database_files(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
+pub(crate) fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
     if e.kind() == std::io::ErrorKind::NotFound {
         Ok(())
     } else {

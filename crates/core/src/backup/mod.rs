@@ -1,0 +1,149 @@
+//! Backups that never leave anything readable: encrypted snapshots of a mailbox, verified,
+//! fingerprinted and stored only when something changed; restore, export and purge.
+//!
+//! A backup ([`run`]):
+//! 1. takes a per-mailbox lock (one backup or restore of a mailbox at a time);
+//! 2. checks there is about the mailbox's size free where the snapshot goes;
+//! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`) and writes a consistent copy with
+//!    `VACUUM INTO` beside the target; the copy is keyed with the mailbox key (checked);
+//! 4. opens the copy with the key: `PRAGMA integrity_check`, row counts;
+//! 5. computes the SHA-256 of the encrypted file and a keyed MAC of its rows;
+//! 6. stops if the MAC equals the latest stored version's (nothing changed);
+//! 7. stores the snapshot under `<mailbox_id>/<version>.sqlite` with a [`BackupManifest`]
+//!    (`<version>.json`) that records time, size, hash, schema version, row counts and the
+//!    password wrapping of the key;
+//! 8. applies the retention policy, if one is given.
+//!
+//! The target's manifests are the record of past backups: the "last recorded hash" is the
+//! newest manifest's, so a backup restored or copied elsewhere keeps its history.
+
+mod export;
+mod manifest;
+mod restore;
+mod retention;
+mod snapshot;
+mod target;
+
+pub use export::{ExportFormat, ExportReport, export, write_mbox_folder};
+pub use manifest::{BackupManifest, MANIFEST_FORMAT, ManifestKey};
+pub use restore::{RestoreOutcome, RestoreRequest, RestoreStep, restore};
+pub use retention::{RetentionPolicy, apply_retention, versions_to_delete};
+pub use target::{BackupTarget, VersionSelector};
+
+use crate::error::{Error, Result};
+use crate::key::MailboxKey;
+use crate::registry::{MailboxId, Registry, WrappedCredential};
+use crate::store::Mailbox;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Choices for one backup run.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Delete versions the policy does not keep after storing a new one.
+    pub retention: Option<RetentionPolicy>,
+    /// The time to name the version after; `None` is now. Tests set it to build histories.
+    pub now: Option<SystemTime>,
+}
+
+/// What a backup run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupOutcome {
+    /// A new version was stored; `pruned` lists versions retention deleted.
+    Stored {
+        manifest: BackupManifest,
+        pruned: Vec<String>,
+    },
+    /// The mailbox has not changed since `latest`; nothing was stored.
+    Unchanged { latest: BackupManifest },
+}
+
+/// Back up an open mailbox. `key` must be the key the mailbox is open with and `credential`
+/// its password wrapping from the registry ([`Registry::wrapped_credential`]); both go into
+/// the manifest check and the manifest. Refused while a key rotation is unresolved, because
+/// the manifest could then carry a key that does not open the snapshot.
+pub fn run(
+    mailbox: &Mailbox,
+    key: &MailboxKey,
+    credential: &WrappedCredential,
+    target: &BackupTarget,
+    options: &BackupOptions,
+) -> Result<BackupOutcome> {
+    let mailbox_id = &credential.mailbox_id;
+    if credential.has_pending_key {
+        return Err(Error::KeyRotationPending(mailbox_id.to_string()));
+    }
+    let _lock = snapshot::lock_mailbox(mailbox.path(), mailbox_id.as_str())?;
+    target.remove_incomplete(mailbox_id)?;
+    let staging = target.staging_dir(mailbox_id)?;
+    snapshot::ensure_free_space(&staging, mailbox.used_bytes()?)?;
+
+    let now = options.now.unwrap_or_else(SystemTime::now);
+    let unix_millis = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let temporary = staging.join(format!(
+        "{}{}",
+        target::TEMPORARY_PREFIX,
+        hex::encode(crate::key::random_bytes::<8>())
+    ));
+    let stored = (|| {
+        snapshot::write_snapshot(mailbox, &temporary)?;
+        let checked = snapshot::verify_snapshot(&temporary, key)?;
+        let versions = target.list_versions(mailbox_id)?;
+        if let Some(latest) = versions.last()
+            && latest.content_mac == checked.content_mac
+        {
+            return Ok(BackupOutcome::Unchanged {
+                latest: latest.clone(),
+            });
+        }
+        // Two backups in one millisecond (or a clock set back) must not overwrite a version.
+        let mut version_millis = unix_millis;
+        if let Some(latest) = versions.last() {
+            while target::version_name(version_millis) <= latest.version {
+                version_millis += 1;
+            }
+        }
+        let manifest = BackupManifest {
+            format: MANIFEST_FORMAT,
+            mailbox_id: mailbox_id.clone(),
+            version: target::version_name(version_millis),
+            created_at: crate::time::iso8601_utc(version_millis.div_euclid(1000)),
+            sha256: checked.sha256,
+            size: checked.size,
+            content_mac: checked.content_mac,
+            schema_version: checked.schema_version,
+            rows: checked.rows,
+            key: ManifestKey::from_credential(credential),
+        };
+        target.store_version(&temporary, &manifest)?;
+        let pruned = match &options.retention {
+            Some(policy) => apply_retention(target, mailbox_id, policy)?,
+            None => Vec::new(),
+        };
+        Ok(BackupOutcome::Stored { manifest, pruned })
+    })();
+    // The snapshot is encrypted, but a stray copy is still clutter: remove it on every path.
+    std::fs::remove_file(&temporary).or_else(crate::store::ignore_missing)?;
+    stored
+}
+
+/// Log in with the password, open the mailbox and back it up: what `sealmail backup` runs.
+pub fn backup_account(
+    registry: &Registry,
+    address: &str,
+    password: &str,
+    target: &BackupTarget,
+    options: &BackupOptions,
+) -> Result<BackupOutcome> {
+    let login = registry.login(address, password)?;
+    let credential = registry.wrapped_credential(&login.mailbox_id)?;
+    let mailbox = Mailbox::open(&registry.mailbox_path(&login.mailbox_id), &login.key)?;
+    run(&mailbox, &login.key, &credential, target, options)
+}
+
+/// Delete every backup of a mailbox (`sealmail account remove --purge-backups`).
+pub fn purge_backups(target: &BackupTarget, mailbox_id: &MailboxId) -> Result<usize> {
+    target.delete_all(mailbox_id)
+}

@@ -1,0 +1,225 @@
+//! Local file work shared by backup and restore: the encrypted snapshot, its checks and
+//! fingerprints, free space, durable writes and the per-mailbox lock.
+
+use crate::error::{Error, Result};
+use crate::key::MailboxKey;
+use crate::store::{Mailbox, RowCounts, open_verified};
+use hmac::{Hmac, Mac};
+use rusqlite::Connection;
+use rusqlite::types::ValueRef;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+/// First bytes of every *unencrypted* SQLite file. An encrypted SQLCipher file starts with a
+/// random salt instead, so a snapshot starting with this would be plaintext on disk.
+const PLAINTEXT_SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+/// Domain separation for the content MAC key, derived from the mailbox key.
+const CONTENT_MAC_LABEL: &[u8] = b"sealmail/backup-content-mac/v1";
+/// Read size for hashing and copying: large enough for sequential throughput, small in RSS.
+pub(crate) const IO_BUFFER: usize = 1 << 20;
+
+/// A verified snapshot file and what was learned checking it.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub size: u64,
+    pub sha256: String,
+    pub content_mac: String,
+    pub schema_version: i64,
+    pub rows: RowCounts,
+}
+
+/// Fold the WAL into the file (PASSIVE: readers are not blocked), then write a consistent copy
+/// of the mailbox to `destination` with `VACUUM INTO`. VACUUM INTO runs in one read
+/// transaction, so writers on other connections are not blocked and the copy is a single point
+/// in time. The copy is keyed with the mailbox's own key (SQLCipher attaches it with the main
+/// database's key); this is checked, and a plaintext copy is deleted at once.
+pub(crate) fn write_snapshot(mailbox: &Mailbox, destination: &Path) -> Result<()> {
+    mailbox.checkpoint()?;
+    mailbox
+        .conn()
+        .execute("VACUUM INTO ?1", [destination.to_string_lossy()])?;
+    let mut head = [0u8; 16];
+    let read = File::open(destination)?.read(&mut head)?;
+    if read < head.len() || &head == PLAINTEXT_SQLITE_MAGIC {
+        std::fs::remove_file(destination)?;
+        return Err(Error::Crypto(
+            "the snapshot was not encrypted; it was deleted",
+        ));
+    }
+    Ok(())
+}
+
+/// Open `path` with `key`, run `integrity_check`, count rows, and fingerprint it: SHA-256 of
+/// the encrypted bytes and a MAC of the decrypted rows.
+pub(crate) fn verify_snapshot(path: &Path, key: &MailboxKey) -> Result<Snapshot> {
+    let (conn, rows) = open_verified(path, key)?;
+    let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let content_mac = content_mac(&conn, key)?;
+    drop(conn);
+    let (sha256, size) = sha256_file(path)?;
+    Ok(Snapshot {
+        size,
+        sha256,
+        content_mac,
+        schema_version,
+        rows,
+    })
+}
+
+/// HMAC-SHA256 over every row of every ordinary table (the FTS index's shadow tables
+/// included), in table-name and storage order. Two snapshots of unchanged content give the
+/// same MAC although their encrypted bytes differ. Keyed, so the manifest reveals nothing
+/// about the plaintext.
+pub(crate) fn content_mac(conn: &Connection, key: &MailboxKey) -> Result<String> {
+    let mut derive =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
+    derive.update(CONTENT_MAC_LABEL);
+    let mut mac_key = zeroize::Zeroizing::new([0u8; 32]);
+    mac_key.copy_from_slice(&derive.finalize().into_bytes());
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&mac_key[..]).expect("HMAC accepts any key length");
+
+    let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    mac.update(&user_version.to_be_bytes());
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table'
+             AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for table in tables {
+        update_with_len(&mut mac, table.as_bytes());
+        let mut statement =
+            conn.prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))?;
+        let columns = statement.column_count();
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            mac.update(b"R");
+            for index in 0..columns {
+                match row.get_ref(index)? {
+                    ValueRef::Null => mac.update(b"N"),
+                    ValueRef::Integer(value) => {
+                        mac.update(b"I");
+                        mac.update(&value.to_be_bytes());
+                    }
+                    ValueRef::Real(value) => {
+                        mac.update(b"F");
+                        mac.update(&value.to_bits().to_be_bytes());
+                    }
+                    ValueRef::Text(text) => {
+                        mac.update(b"T");
+                        update_with_len(&mut mac, text);
+                    }
+                    ValueRef::Blob(blob) => {
+                        mac.update(b"B");
+                        update_with_len(&mut mac, blob);
+                    }
+                }
+            }
+        }
+    }
+    Ok(hex::encode(mac.finalize().into_bytes()))
+}
+
+fn update_with_len(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
+    mac.update(&(bytes.len() as u64).to_be_bytes());
+    mac.update(bytes);
+}
+
+/// SHA-256 (lowercase hex) and length of a file, read in bounded chunks.
+pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; IO_BUFFER];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size += read as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Refuse to start when `dir`'s file system has less than `needed` bytes free (plus a small
+/// margin), so a full disk gives a clear error before anything is written.
+pub(crate) fn ensure_free_space(dir: &Path, needed: u64) -> Result<()> {
+    const MARGIN: u64 = 1 << 20;
+    let available = available_space(dir)?;
+    let needed = needed.saturating_add(MARGIN);
+    if available < needed {
+        return Err(Error::InsufficientSpace {
+            path: dir.into(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn available_space(dir: &Path) -> Result<u64> {
+    let stats = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn available_space(_dir: &Path) -> Result<u64> {
+    Ok(u64::MAX)
+}
+
+/// Flush a file's data and metadata to disk.
+pub(crate) fn sync_file(path: &Path) -> Result<()> {
+    File::open(path)?.sync_all()?;
+    Ok(())
+}
+
+/// Flush a directory entry change (create, rename, unlink) to disk.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    let _ = dir;
+    Ok(())
+}
+
+/// Write `bytes` to `path` durably: a temporary sibling, fsync, rename, fsync of the directory.
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temporary = crate::store::sibling(path, ".tmp");
+    std::fs::write(&temporary, bytes)?;
+    sync_file(&temporary)?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Held while a backup or restore of one mailbox runs: an exclusive advisory lock on a file
+/// beside the mailbox, so two backups (threads or processes) never interleave.
+#[derive(Debug)]
+pub(crate) struct MailboxLock {
+    _file: File,
+}
+
+pub(crate) fn lock_mailbox(mailbox_path: &Path, mailbox_name: &str) -> Result<MailboxLock> {
+    if let Some(dir) = mailbox_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(crate::store::sibling(mailbox_path, ".backup-lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(MailboxLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::BackupInProgress(mailbox_name.to_owned()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
