@@ -223,3 +223,33 @@ pub(crate) fn lock_mailbox(mailbox_path: &Path, mailbox_name: &str) -> Result<Ma
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_space_check_refuses_what_does_not_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ensure_free_space(dir.path(), 1).is_ok());
+        match ensure_free_space(dir.path(), u64::MAX / 2) {
+            Err(Error::InsufficientSpace {
+                needed, available, ..
+            }) => assert!(available < needed),
+            other => panic!("expected InsufficientSpace, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_second_backup_of_one_mailbox_is_refused_while_the_first_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailbox = dir.path().join("ab/abc.sqlite");
+        let first = lock_mailbox(&mailbox, "abc").unwrap();
+        assert!(matches!(
+            lock_mailbox(&mailbox, "abc"),
+            Err(Error::BackupInProgress(_))
+        ));
+        drop(first);
+        assert!(lock_mailbox(&mailbox, "abc").is_ok());
+    }
+}
