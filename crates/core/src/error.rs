@@ -69,6 +69,9 @@ pub enum Error {
     /// Restoring over a mailbox that a session still has open would lose its writes.
     #[error("mailbox {0} is in use by an open session; close it before restoring")]
     MailboxInUse(String),
+    /// The backup storage (an S3-compatible service) refused or failed a request.
+    #[error("backup storage: {0}")]
+    BackupStorage(String),
     /// Not enough free disk space for a snapshot or a restored copy.
     #[error("not enough free space in {path}: {needed} bytes needed, {available} available")]
     InsufficientSpace {

@@ -654,3 +654,200 @@ fn mbox_export_then_import_gives_identical_messages() {
     let summary = &copy.summaries("Sent", &UidSet::all()).unwrap()[0];
     assert_eq!(summary.internal_date, "2026-11-28T20:21:38Z");
 }
+
+/// The same backup and restore against a real S3-compatible server (moto, started here).
+#[cfg(feature = "s3")]
+mod s3 {
+    use super::*;
+    use sealmail_core::backup::{S3Credentials, S3Options, S3Target};
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+
+    /// A `moto_server` on a free 127.0.0.1 port, stopped on drop. Needs moto 5.2.5 or newer:
+    /// 5.2.1 answers CompleteMultipartUpload with a root element the SDK rejects.
+    struct Moto {
+        child: Child,
+        port: u16,
+    }
+
+    impl Moto {
+        fn start() -> Self {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server must be installed: pip install 'moto[server]>=5.2.5'");
+            let moto = Self { child, port };
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "moto_server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            moto
+        }
+
+        fn endpoint(&self) -> String {
+            format!("http://127.0.0.1:{}", self.port)
+        }
+
+        /// moto accepts unsigned requests: a bare HTTP PUT creates a bucket.
+        fn create_bucket(&self, bucket: &str) {
+            let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+            write!(
+                stream,
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n",
+                self.port
+            )
+            .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        }
+
+        fn target(&self, bucket: &str, prefix: &str, part_size: Option<usize>) -> BackupTarget {
+            BackupTarget::S3(
+                S3Target::from_environment(
+                    bucket,
+                    prefix,
+                    S3Options {
+                        endpoint_url: Some(self.endpoint()),
+                        region: Some("us-east-1".into()),
+                        force_path_style: true,
+                        credentials: Some(S3Credentials {
+                            access_key_id: "testing".into(),
+                            secret_access_key: "testing".to_string().into(),
+                        }),
+                        part_size,
+                    },
+                )
+                .unwrap(),
+            )
+        }
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Pseudo-random bytes (xorshift), incompressible so the mailbox file really grows.
+    fn noise(len: usize, seed: u64) -> String {
+        let mut state = seed | 1;
+        let mut out = String::with_capacity(len + len / 76 * 2);
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for index in 0..len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.push(ALPHABET[(state % 64) as usize] as char);
+            if index % 76 == 75 {
+                out.push_str("\r\n");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn backup_restore_and_purge_through_s3() {
+        let moto = Moto::start();
+        moto.create_bucket("sealmail-backups");
+        let mut setup = setup();
+        setup.target = moto.target("sealmail-backups", "prod/mail", None);
+        append(&setup, "INBOX", "first", Flags::default());
+
+        let first = stored(backup(&setup));
+        let versions = setup.target.list_versions(&setup.mailbox_id).unwrap();
+        assert_eq!(versions, vec![first.clone()]);
+        assert_eq!(
+            setup.target.list_mailboxes().unwrap(),
+            vec![setup.mailbox_id.clone()]
+        );
+        // The stored object is the encrypted snapshot: same hash, no plaintext.
+        let downloaded = setup.data.join("downloaded.sqlite");
+        setup.target.fetch_version(&first, &downloaded).unwrap();
+        let bytes = std::fs::read(&downloaded).unwrap();
+        assert!(!contains(&bytes, MARKER));
+        assert_eq!(bytes.len() as u64, first.size);
+        // A different prefix in the same bucket sees nothing.
+        let other = moto.target("sealmail-backups", "staging", None);
+        assert!(other.list_versions(&setup.mailbox_id).unwrap().is_empty());
+
+        assert!(matches!(backup(&setup), BackupOutcome::Unchanged { .. }));
+        append(&setup, "INBOX", "second", Flags::default());
+        let second = stored(backup(&setup));
+        assert_eq!(
+            setup.target.list_versions(&setup.mailbox_id).unwrap().len(),
+            2
+        );
+
+        let expected = account_contents(&setup.registry);
+        let fresh = setup.data.parent().unwrap().join("fresh");
+        let registry = Registry::open_or_create(&fresh).unwrap();
+        let outcome = restore(
+            &registry,
+            &setup.target,
+            &request(VersionSelector::Latest),
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(outcome.manifest, second);
+        assert_eq!(account_contents(&registry), expected);
+
+        assert_eq!(purge_backups(&setup.target, &setup.mailbox_id).unwrap(), 2);
+        assert!(
+            setup
+                .target
+                .list_versions(&setup.mailbox_id)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(setup.target.list_mailboxes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn large_mailbox_goes_up_in_parts_and_comes_back_whole() {
+        let moto = Moto::start();
+        moto.create_bucket("big");
+        let mut setup = setup();
+        let part_size = 5 << 20;
+        setup.target = moto.target("big", "", Some(part_size));
+        let mut open = open_mailbox(&setup.registry, ADDRESS, PASSWORD).unwrap();
+        for index in 0..3u64 {
+            let raw = message(&format!("big{index}"), &noise(4 << 20, index + 1));
+            open.mailbox_mut()
+                .append("INBOX", &raw, &AppendOptions::default())
+                .unwrap();
+        }
+        drop(open);
+        let manifest = stored(backup(&setup));
+        assert!(
+            manifest.size > 2 * part_size as u64,
+            "{} bytes is not enough to need three parts",
+            manifest.size
+        );
+        let expected = account_contents(&setup.registry);
+        let fresh = setup.data.parent().unwrap().join("fresh");
+        let registry = Registry::open_or_create(&fresh).unwrap();
+        restore(
+            &registry,
+            &setup.target,
+            &request(VersionSelector::Latest),
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(account_contents(&registry), expected);
+    }
+}

@@ -21,6 +21,8 @@ mod export;
 mod manifest;
 mod restore;
 mod retention;
+#[cfg(feature = "s3")]
+mod s3;
 mod snapshot;
 mod target;
 
@@ -28,6 +30,8 @@ pub use export::{ExportFormat, ExportReport, export, write_mbox_folder};
 pub use manifest::{BackupManifest, MANIFEST_FORMAT, ManifestKey};
 pub use restore::{RestoreOutcome, RestoreRequest, RestoreStep, restore};
 pub use retention::{RetentionPolicy, apply_retention, versions_to_delete};
+#[cfg(feature = "s3")]
+pub use s3::{S3Credentials, S3Options, S3Target};
 pub use target::{BackupTarget, VersionSelector};
 
 use crate::error::{Error, Result};
@@ -74,7 +78,8 @@ pub fn run(
     }
     let _lock = snapshot::lock_mailbox(mailbox.path(), mailbox_id.as_str())?;
     target.remove_incomplete(mailbox_id)?;
-    let staging = target.staging_dir(mailbox_id)?;
+    let mailbox_dir = mailbox.path().parent().unwrap_or(std::path::Path::new("."));
+    let staging = target.staging_dir(mailbox_id, mailbox_dir)?;
     snapshot::ensure_free_space(&staging, mailbox.used_bytes()?)?;
 
     let now = options.now.unwrap_or_else(SystemTime::now);
@@ -82,9 +87,12 @@ pub fn run(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
+    // The id in the name: an S3 target stages beside the mailbox, in a directory shared with
+    // other mailboxes, and leftovers of a crash are recognized as this mailbox's own.
+    let own_prefix = format!("{}{}-", target::TEMPORARY_PREFIX, mailbox_id.as_str());
+    snapshot::remove_files_with_prefix(&staging, &own_prefix)?;
     let temporary = staging.join(format!(
-        "{}{}",
-        target::TEMPORARY_PREFIX,
+        "{own_prefix}{}",
         hex::encode(crate::key::random_bytes::<8>())
     ));
     let stored = (|| {

@@ -173,6 +173,17 @@ fn available_space(_dir: &Path) -> Result<u64> {
     Ok(u64::MAX)
 }
 
+/// Delete the files in `dir` whose names start with `prefix` (leftovers of a crash).
+pub(crate) fn remove_files_with_prefix(dir: &Path, prefix: &str) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            std::fs::remove_file(entry.path()).or_else(crate::store::ignore_missing)?;
+        }
+    }
+    Ok(())
+}
+
 /// Flush a file's data and metadata to disk.
 pub(crate) fn sync_file(path: &Path) -> Result<()> {
     File::open(path)?.sync_all()?;

@@ -1,6 +1,7 @@
 //! Where backups are kept, and the versions stored there.
 //!
-//! Layout (the same for every target): `<root>/<mailbox_id>/<version>.sqlite` is the encrypted
+//! Layout (the same for every target; `<root>` is a directory or a bucket and key prefix):
+//! `<root>/<mailbox_id>/<version>.sqlite` is the encrypted
 //! snapshot and `<root>/<mailbox_id>/<version>.json` its [`BackupManifest`]. The manifest is
 //! written last, so a version without one is incomplete and ignored. Names carry only the
 //! random mailbox id, never an address.
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub enum BackupTarget {
     /// A local (or mounted) directory, for operators without S3: `file:///DIR`.
     Directory(PathBuf),
+    /// An S3-compatible bucket (AWS, R2, MinIO, Garage): `s3://BUCKET/PREFIX`.
+    #[cfg(feature = "s3")]
+    S3(super::s3::S3Target),
 }
 
 /// Which version to restore.
@@ -44,11 +48,14 @@ impl std::str::FromStr for VersionSelector {
     }
 }
 
-const SNAPSHOT_SUFFIX: &str = ".sqlite";
-const MANIFEST_SUFFIX: &str = ".json";
+pub(crate) const SNAPSHOT_SUFFIX: &str = ".sqlite";
+pub(crate) const MANIFEST_SUFFIX: &str = ".json";
 
 impl BackupTarget {
-    /// `file:///DIR` (or a plain absolute path). `s3://` URLs are not supported by this build.
+    /// `file:///DIR` (or a plain absolute path), or `s3://BUCKET[/PREFIX]`. For S3 the
+    /// endpoint, region and credentials come from the standard AWS environment variables and
+    /// files (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...); with a custom
+    /// endpoint, path-style addressing is used (what MinIO, Garage and moto expect).
     pub fn parse(url: &str) -> Result<Self> {
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
@@ -61,63 +68,83 @@ impl BackupTarget {
         if url.starts_with('/') {
             return Ok(Self::Directory(PathBuf::from(url)));
         }
+        #[cfg(feature = "s3")]
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            return Ok(Self::S3(super::s3::S3Target::from_environment(
+                bucket,
+                prefix,
+                super::s3::S3Options::default(),
+            )?));
+        }
         Err(Error::InvalidArgument(format!(
-            "{url:?}: unsupported backup target (use file:///DIR)"
+            "{url:?}: unsupported backup target (use file:///DIR or s3://BUCKET/PREFIX)"
         )))
     }
 
-    /// A directory on the same file system as the final location, where a snapshot can be
-    /// written and then renamed into place.
-    pub(crate) fn staging_dir(&self, mailbox_id: &MailboxId) -> Result<PathBuf> {
-        let Self::Directory(root) = self;
-        let dir = root.join(mailbox_id.as_str());
+    /// A local directory where a snapshot is written and checked before it is stored: for a
+    /// directory target the version directory itself (so storing is a rename), for S3 the
+    /// mailbox's own directory.
+    pub(crate) fn staging_dir(
+        &self,
+        mailbox_id: &MailboxId,
+        mailbox_dir: &Path,
+    ) -> Result<PathBuf> {
+        let dir = match self {
+            Self::Directory(root) => root.join(mailbox_id.as_str()),
+            #[cfg(feature = "s3")]
+            Self::S3(_) => mailbox_dir.to_path_buf(),
+        };
+        let _ = mailbox_dir;
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
     }
 
-    /// Move a verified snapshot into place as `manifest.version`, then write its manifest. Both
-    /// are synced before the manifest appears, so a listed version is always complete.
+    /// Store a verified snapshot as `manifest.version`, then its manifest. The manifest
+    /// appears only once the snapshot is durably stored, so a listed version is complete.
     pub(crate) fn store_version(&self, snapshot: &Path, manifest: &BackupManifest) -> Result<()> {
-        let dir = self.staging_dir(&manifest.mailbox_id)?;
-        let data = dir.join(format!("{}{SNAPSHOT_SUFFIX}", manifest.version));
-        sync_file(snapshot)?;
-        std::fs::rename(snapshot, &data)?;
-        sync_dir(&dir)?;
-        write_file_atomically(
-            &dir.join(format!("{}{MANIFEST_SUFFIX}", manifest.version)),
-            &manifest.to_json(),
-        )
+        let snapshot_name = format!("{}{SNAPSHOT_SUFFIX}", manifest.version);
+        let manifest_name = format!("{}{MANIFEST_SUFFIX}", manifest.version);
+        match self {
+            Self::Directory(root) => {
+                let dir = root.join(manifest.mailbox_id.as_str());
+                sync_file(snapshot)?;
+                std::fs::rename(snapshot, dir.join(snapshot_name))?;
+                sync_dir(&dir)?;
+                write_file_atomically(&dir.join(manifest_name), &manifest.to_json())
+            }
+            #[cfg(feature = "s3")]
+            Self::S3(s3) => {
+                s3.upload_file(
+                    &manifest.mailbox_id,
+                    &snapshot_name,
+                    snapshot,
+                    &manifest.sha256,
+                )?;
+                s3.put_bytes(&manifest.mailbox_id, &manifest_name, manifest.to_json())
+            }
+        }
     }
 
     /// Every complete version of a mailbox, oldest first.
     pub fn list_versions(&self, mailbox_id: &MailboxId) -> Result<Vec<BackupManifest>> {
-        let Self::Directory(root) = self;
-        let dir = root.join(mailbox_id.as_str());
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if let Some(version) = name.strip_suffix(MANIFEST_SUFFIX)
-                && is_version_name(version)
-                && dir.join(format!("{version}{SNAPSHOT_SUFFIX}")).is_file()
-            {
-                names.push(version.to_owned());
-            }
-        }
-        names.sort();
-        let mut manifests = Vec::with_capacity(names.len());
-        for name in names {
-            let manifest = BackupManifest::from_json(&std::fs::read(
-                dir.join(format!("{name}{MANIFEST_SUFFIX}")),
-            )?)?;
-            if manifest.mailbox_id != *mailbox_id || manifest.version != name {
+        let names = self.list_names(mailbox_id)?;
+        let mut versions: Vec<&str> = names
+            .iter()
+            .filter_map(|name| name.strip_suffix(MANIFEST_SUFFIX))
+            .filter(|version| {
+                is_version_name(version) && names.contains(&format!("{version}{SNAPSHOT_SUFFIX}"))
+            })
+            .collect();
+        versions.sort();
+        let mut manifests = Vec::with_capacity(versions.len());
+        for version in versions {
+            let bytes = self.read_object(mailbox_id, &format!("{version}{MANIFEST_SUFFIX}"))?;
+            let manifest = BackupManifest::from_json(&bytes)?;
+            if manifest.mailbox_id != *mailbox_id || manifest.version != version {
                 return Err(Error::BackupDamaged {
                     mailbox_id: mailbox_id.to_string(),
-                    version: name,
+                    version: version.to_owned(),
                     reason: "the manifest names another mailbox or version".into(),
                 });
             }
@@ -146,35 +173,39 @@ impl BackupTarget {
         })
     }
 
-    /// Every mailbox id that has a directory at the target.
+    /// Every mailbox id that has backups (or leftovers of them) at the target.
     pub fn list_mailboxes(&self) -> Result<Vec<MailboxId>> {
-        let Self::Directory(root) = self;
-        let entries = match std::fs::read_dir(root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            if let Ok(id) = entry?.file_name().to_string_lossy().parse::<MailboxId>() {
-                ids.push(id);
+        let mut ids = match self {
+            Self::Directory(root) => {
+                let mut ids = Vec::new();
+                for name in directory_entries(root)? {
+                    if let Ok(id) = name.parse::<MailboxId>() {
+                        ids.push(id);
+                    }
+                }
+                ids
             }
-        }
+            #[cfg(feature = "s3")]
+            Self::S3(s3) => s3.list_mailbox_ids()?,
+        };
         ids.sort();
+        ids.dedup();
         Ok(ids)
     }
 
-    /// Copy a version's snapshot to `destination` (synced), for a restore.
-    pub(crate) fn fetch_version(
-        &self,
-        manifest: &BackupManifest,
-        destination: &Path,
-    ) -> Result<()> {
-        let Self::Directory(root) = self;
-        let source = root
-            .join(manifest.mailbox_id.as_str())
-            .join(format!("{}{SNAPSHOT_SUFFIX}", manifest.version));
-        std::fs::copy(&source, destination)?;
+    /// Copy a version's snapshot (still encrypted) to `destination`, synced.
+    pub fn fetch_version(&self, manifest: &BackupManifest, destination: &Path) -> Result<()> {
+        let name = format!("{}{SNAPSHOT_SUFFIX}", manifest.version);
+        match self {
+            Self::Directory(root) => {
+                std::fs::copy(
+                    root.join(manifest.mailbox_id.as_str()).join(name),
+                    destination,
+                )?;
+            }
+            #[cfg(feature = "s3")]
+            Self::S3(s3) => s3.download_file(&manifest.mailbox_id, &name, destination)?,
+        }
         sync_file(destination)
     }
 
@@ -185,55 +216,89 @@ impl BackupTarget {
                 "{version:?} is not a backup version"
             )));
         }
-        let Self::Directory(root) = self;
-        let dir = root.join(mailbox_id.as_str());
-        std::fs::remove_file(dir.join(format!("{version}{MANIFEST_SUFFIX}")))
-            .or_else(ignore_missing)?;
-        std::fs::remove_file(dir.join(format!("{version}{SNAPSHOT_SUFFIX}")))
-            .or_else(ignore_missing)?;
-        Ok(())
+        self.delete_object(mailbox_id, &format!("{version}{MANIFEST_SUFFIX}"))?;
+        self.delete_object(mailbox_id, &format!("{version}{SNAPSHOT_SUFFIX}"))
     }
 
     /// Delete every backup of a mailbox (account purge). Returns how many versions went.
     pub fn delete_all(&self, mailbox_id: &MailboxId) -> Result<usize> {
-        let Self::Directory(root) = self;
-        let dir = root.join(mailbox_id.as_str());
         let versions = self.list_versions(mailbox_id)?.len();
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        // Manifests first: an interrupted purge leaves no listed version behind.
+        let mut names = self.list_names(mailbox_id)?;
+        names.sort_by_key(|name| !name.ends_with(MANIFEST_SUFFIX));
+        for name in names {
+            self.delete_object(mailbox_id, &name)?;
         }
-        sync_dir(root).or_else(|e| match e {
-            Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            other => Err(other),
-        })?;
+        match self {
+            Self::Directory(root) => match std::fs::remove_dir(root.join(mailbox_id.as_str())) {
+                Ok(()) => sync_dir(root)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            },
+            // Object stores have no directories to remove.
+            #[cfg(feature = "s3")]
+            Self::S3(_) => {}
+        }
         Ok(versions)
     }
 
     /// Remove leftovers of interrupted backups of this mailbox (temporary snapshots and
     /// snapshots whose manifest was never written). Call only while holding the mailbox lock.
     pub(crate) fn remove_incomplete(&self, mailbox_id: &MailboxId) -> Result<()> {
-        let Self::Directory(root) = self;
-        let dir = root.join(mailbox_id.as_str());
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(());
-        };
-        for entry in entries {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        let names = self.list_names(mailbox_id)?;
+        for name in &names {
             let orphan = name
                 .strip_suffix(SNAPSHOT_SUFFIX)
-                .is_some_and(|version| !dir.join(format!("{version}{MANIFEST_SUFFIX}")).exists());
+                .is_some_and(|version| !names.contains(&format!("{version}{MANIFEST_SUFFIX}")));
             if name.starts_with(TEMPORARY_PREFIX) || name.ends_with(".tmp") || orphan {
-                std::fs::remove_file(&path).or_else(ignore_missing)?;
+                self.delete_object(mailbox_id, name)?;
             }
         }
         Ok(())
     }
+
+    /// Names of the objects stored for a mailbox.
+    fn list_names(&self, mailbox_id: &MailboxId) -> Result<Vec<String>> {
+        match self {
+            Self::Directory(root) => directory_entries(&root.join(mailbox_id.as_str())),
+            #[cfg(feature = "s3")]
+            Self::S3(s3) => s3.list_names(mailbox_id),
+        }
+    }
+
+    fn read_object(&self, mailbox_id: &MailboxId, name: &str) -> Result<Vec<u8>> {
+        match self {
+            Self::Directory(root) => Ok(std::fs::read(root.join(mailbox_id.as_str()).join(name))?),
+            #[cfg(feature = "s3")]
+            Self::S3(s3) => s3.get_bytes(mailbox_id, name),
+        }
+    }
+
+    fn delete_object(&self, mailbox_id: &MailboxId, name: &str) -> Result<()> {
+        match self {
+            Self::Directory(root) => {
+                std::fs::remove_file(root.join(mailbox_id.as_str()).join(name))
+                    .or_else(ignore_missing)?;
+                Ok(())
+            }
+            #[cfg(feature = "s3")]
+            Self::S3(s3) => s3.delete(mailbox_id, name),
+        }
+    }
+}
+
+/// File names in `dir`; none when it does not exist.
+fn directory_entries(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    Ok(names)
 }
 
 /// Prefix of snapshot files still being written and checked.
