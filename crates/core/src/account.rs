@@ -1,11 +1,15 @@
 //! Opening an account's mailbox: the steps every front end (CLI, IMAP, POP3, submission, the
 //! Node binding) takes after a password arrives, kept in one place.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::MailboxKey;
 use crate::registry::{Address, MailboxId, Registry};
+use crate::seal::{DrainReport, ItemId, SealedQueue, SealingPublicKey};
 use crate::store::{KeyUsed, Mailbox};
 use zeroize::Zeroizing;
+
+/// Folder that sealed (and directly delivered) mail lands in.
+pub const DELIVERY_FOLDER: &str = "INBOX";
 
 /// A mailbox opened for its owner, with who it belongs to.
 #[derive(Debug)]
@@ -15,7 +19,8 @@ pub struct OpenMailbox {
     mailbox_id: MailboxId,
 }
 
-/// Verify `password`, then open the mailbox with the unwrapped key. If a key rotation was
+/// Verify `password`, then open the mailbox with the unwrapped key and fold in the mail sealed
+/// for it while its owner was away. If a key rotation was
 /// interrupted after the file swap, the pending key opens it; the rotation is finished by
 /// running it again, never silently here (finishing replaces the recovery code, which only the
 /// owner may be shown).
@@ -25,11 +30,27 @@ pub fn open_mailbox(registry: &Registry, address: &str, password: &str) -> Resul
     let (mut mailbox, _used) =
         Mailbox::open_with_keys(&path, &login.key, login.pending_key.as_ref())?;
     mailbox.set_quota_limit(login.quota);
-    Ok(OpenMailbox {
+    let mut open = OpenMailbox {
         mailbox,
         address: login.address,
         mailbox_id: login.mailbox_id,
-    })
+    };
+    open.drain_sealed(registry)?;
+    Ok(open)
+}
+
+/// Deliver mail to an address whose owner may be offline: seal it to the mailbox's public key
+/// and queue it durably. When this returns, the message survives a crash (SMTP may answer 250),
+/// and nothing on the server can read it until its owner logs in.
+pub fn deliver_sealed(registry: &Registry, address: &str, raw: &[u8]) -> Result<ItemId> {
+    let account = registry
+        .lookup(address)?
+        .ok_or_else(|| Error::NoSuchAccount(address.into()))?;
+    let public_key = registry
+        .sealing_public_key(&account.mailbox_id)?
+        .ok_or_else(|| Error::NoSuchAccount(format!("{address} has no sealing key")))?;
+    let public_key = SealingPublicKey::from_bytes(&public_key)?;
+    SealedQueue::new(registry.data_dir()).enqueue(account.mailbox_id.as_str(), &public_key, raw)
 }
 
 impl OpenMailbox {
@@ -47,6 +68,26 @@ impl OpenMailbox {
 
     pub fn mailbox_id(&self) -> &MailboxId {
         &self.mailbox_id
+    }
+
+    /// Append the sealed items waiting for this mailbox to INBOX, oldest first. Each item's id is
+    /// recorded in the same transaction as its message, so a crash before the queue file is
+    /// removed never delivers it twice.
+    pub fn drain_sealed(&mut self, registry: &Registry) -> Result<DrainReport> {
+        let queue = SealedQueue::new(registry.data_dir());
+        if queue.pending_count(self.mailbox_id.as_str())? == 0 {
+            return Ok(DrainReport::default());
+        }
+        let secret = self.mailbox.sealing_secret_key()?;
+        let mailbox = &mut self.mailbox;
+        let report = queue.drain(self.mailbox_id.as_str(), &secret, |id, raw| {
+            let arrived = (id.arrived_at_unix_nanos() / 1_000_000_000) as i64;
+            mailbox
+                .append_delivered(id.as_str(), DELIVERY_FOLDER, &raw, arrived)
+                .map(|_| ())
+        })?;
+        self.record_usage(registry)?;
+        Ok(report)
     }
 
     /// Write the mailbox's current disk usage to the registry (for quota reports and listing).

@@ -81,10 +81,22 @@ pub enum Error {
     },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error(transparent)]
+    Query(#[from] crate::query::QueryError),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A sealed queue item that does not open: damaged, truncated, renamed, or sealed to another
+    /// key (the AEAD cannot tell these apart, deliberately).
+    #[error("sealed item is corrupt, truncated, or sealed to another key: {0}")]
+    SealedItemCorrupt(&'static str),
+    #[error("invalid sealing key: {0}")]
+    InvalidSealingKey(String),
+    #[error("invalid mailbox id {0:?}: expected 24 lowercase hex characters")]
+    InvalidMailboxId(String),
+    #[error("invalid queue item id {0:?}")]
+    InvalidItemId(String),
     #[error("cryptographic failure: {0}")]
     Crypto(&'static str),
 }

@@ -29,6 +29,18 @@ pub enum Command {
     Account(AccountCommand),
     /// Import .eml files, mbox files or Maildir folders into a mailbox.
     Import(ImportArgs),
+    /// Run a Mongo-style JSON query against a mailbox; prints one JSON document per line.
+    /// Example: '{"collection":"messages","op":"find","filter":{"seen":false},"limit":10}'
+    Query {
+        address: String,
+        /// The request: collection, op, filter, projection, sort, skip, limit, ...
+        request: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Deliver one message read from stdin (a local delivery agent for another MTA): it is
+    /// sealed to the mailbox's public key and folded in at the owner's next login.
+    Deliver { address: String },
 }
 
 #[derive(Debug, Subcommand)]

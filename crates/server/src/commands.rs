@@ -11,6 +11,39 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Account(command) => account(&cli.data_dir, command),
         Command::Import(args) => import_command(&cli.data_dir, args),
+        Command::Query {
+            address, request, ..
+        } => {
+            let request: serde_json::Value =
+                serde_json::from_str(&request).context("the request is not valid JSON")?;
+            let registry = Registry::open(&cli.data_dir)?;
+            let password = read_secret_line("password")?;
+            let opened = sealmail_core::account::open_mailbox(&registry, &address, &password)?;
+            let output = opened.mailbox().query(&request)?;
+            let mut out = std::io::stdout().lock();
+            for line in output.into_lines() {
+                writeln!(out, "{line}")?;
+            }
+            opened.record_usage(&registry)?;
+            Ok(())
+        }
+        Command::Deliver { address } => {
+            let registry = Registry::open(&cli.data_dir)?;
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut raw)?;
+            if raw.is_empty() {
+                bail!("expected a message on standard input");
+            }
+            let limit = sealmail_core::seal::MAX_SEALED_MESSAGE_LEN;
+            if raw.len() > limit {
+                bail!(
+                    "message of {} bytes exceeds the {limit}-byte limit",
+                    raw.len()
+                );
+            }
+            sealmail_core::account::deliver_sealed(&registry, &address, &raw)?;
+            Ok(())
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 
 mod cli;
 mod commands;
+mod config;
+mod tls;
 
 use clap::Parser;
 use std::process::ExitCode;

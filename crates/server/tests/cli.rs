@@ -16,12 +16,11 @@ fn sealmail(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run sealmail");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // A command that fails before reading its input closes the pipe early; that is fine.
+    let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -302,4 +301,145 @@ fn remove_needs_confirmation_and_deletes_the_files() {
         0,
         "no mailbox file remains"
     );
+}
+
+#[test]
+fn delivered_mail_is_sealed_until_the_owner_logs_in() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["account", "add", "o@example.org", "--password-stdin"],
+        "pw pw\n",
+    ));
+    let message = format!("Subject: {MARKER}\r\n\r\n{MARKER} body\r\n");
+    ok(&sealmail(
+        dir.path(),
+        &["deliver", "o@example.org"],
+        &message,
+    ));
+    ok(&sealmail(
+        dir.path(),
+        &["deliver", "o@example.org"],
+        &message,
+    ));
+    failure(&sealmail(
+        dir.path(),
+        &["deliver", "nobody@example.org"],
+        &message,
+    ));
+    failure(&sealmail(dir.path(), &["deliver", "o@example.org"], ""));
+    assert_eq!(
+        grep_tree(dir.path(), MARKER.as_bytes()),
+        Vec::<String>::new()
+    );
+    let queued = |dir: &Path| count_files(&dir.join("queue"));
+    assert_eq!(queued(dir.path()), 2);
+    // Any login drains the queue; an empty import is the cheapest login the CLI has.
+    let empty = dir.path().join("empty.mbox");
+    std::fs::write(&empty, "From x Sat Nov 28 20:21:38 2026\nSubject: y\n\nz\n").unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &[
+            "import",
+            "o@example.org",
+            empty.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert_eq!(queued(dir.path()), 0, "queue drained at login");
+    let list = ok(&sealmail(dir.path(), &["account", "list"], ""));
+    assert!(!list.contains("used=0"), "{list}");
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { count_files(&p) } else { 1 })
+        .sum()
+}
+
+#[test]
+fn query_prints_one_document_per_line_and_rejects_hostile_input() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &["account", "add", "q@example.org", "--password-stdin"],
+        "pw pw\n",
+    ));
+    let mbox = dir.path().join("q.mbox");
+    let mut text = String::new();
+    for i in 0..5 {
+        text.push_str(&format!(
+            "From a Sat Nov 28 20:21:38 2026\nSubject: item {i}\nFrom: x{i}@example.org\n\nbody\n\n"
+        ));
+    }
+    std::fs::write(&mbox, text).unwrap();
+    ok(&sealmail(
+        dir.path(),
+        &[
+            "import",
+            "q@example.org",
+            mbox.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    let request = r#"{"collection":"messages","op":"find","filter":{"subject":{"$regex":"item [13]"}},"projection":{"subject":1,"uid":1},"sort":{"uid":-1}}"#;
+    let out = ok(&sealmail(
+        dir.path(),
+        &["query", "q@example.org", request, "--password-stdin"],
+        "pw pw\n",
+    ));
+    let docs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "{out}");
+    assert_eq!(docs[0]["subject"], "item 3");
+    assert_eq!(docs[1]["subject"], "item 1");
+    let count = ok(&sealmail(
+        dir.path(),
+        &[
+            "query",
+            "q@example.org",
+            r#"{"collection":"messages","op":"count","filter":{}}"#,
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert_eq!(count.trim(), r#"{"count":5}"#);
+    let unknown = failure(&sealmail(
+        dir.path(),
+        &[
+            "query",
+            "q@example.org",
+            r#"{"collection":"messages","op":"find","filter":{"password; DROP TABLE messages":1}}"#,
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert!(
+        unknown.contains("password; DROP TABLE messages"),
+        "names the unknown field: {unknown}"
+    );
+    failure(&sealmail(
+        dir.path(),
+        &["query", "q@example.org", "{not json", "--password-stdin"],
+        "pw pw\n",
+    ));
+    let count = ok(&sealmail(
+        dir.path(),
+        &[
+            "query",
+            "q@example.org",
+            r#"{"collection":"messages","op":"count","filter":{}}"#,
+            "--password-stdin",
+        ],
+        "pw pw\n",
+    ));
+    assert_eq!(count.trim(), r#"{"count":5}"#, "nothing was dropped");
 }

@@ -4,8 +4,9 @@
 //! A backup ([`run`]):
 //! 1. takes a per-mailbox lock (one backup or restore of a mailbox at a time);
 //! 2. checks there is about the mailbox's size free where the snapshot goes;
-//! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`) and writes a consistent copy with
-//!    `VACUUM INTO` beside the target; the copy is keyed with the mailbox key (checked);
+//! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`) and writes a consistent copy in
+//!    one read transaction beside the target (`sqlcipher_export`, keyed with the mailbox key and
+//!    its cipher settings; `VACUUM INTO` would drop the page size and HMAC settings);
 //! 4. opens the copy with the key: `PRAGMA integrity_check`, row counts;
 //! 5. computes the SHA-256 of the encrypted file and a keyed MAC of its rows;
 //! 6. stops if the MAC equals the latest stored version's (nothing changed);
@@ -96,7 +97,7 @@ pub fn run(
         hex::encode(crate::key::random_bytes::<8>())
     ));
     let stored = (|| {
-        snapshot::write_snapshot(mailbox, &temporary)?;
+        snapshot::write_snapshot(mailbox, key, &temporary)?;
         let checked = snapshot::verify_snapshot(&temporary, key)?;
         let versions = target.list_versions(mailbox_id)?;
         if let Some(latest) = versions.last()

@@ -11,6 +11,7 @@ use crate::registry::MailboxId;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use base64ct::Encoding;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -234,7 +235,7 @@ impl S3Target {
             if chunk.is_empty() {
                 break;
             }
-            let checksum = aws_smithy_types::base64::encode(Sha256::digest(&chunk));
+            let checksum = base64ct::Base64::encode_string(&Sha256::digest(&chunk));
             let uploaded = self
                 .client
                 .upload_part()
@@ -270,7 +271,7 @@ impl S3Target {
     }
 
     fn put(&self, key: &str, bytes: Vec<u8>, sha256_metadata: Option<&str>) -> Result<()> {
-        let checksum = aws_smithy_types::base64::encode(Sha256::digest(&bytes));
+        let checksum = base64ct::Base64::encode_string(&Sha256::digest(&bytes));
         self.runtime.block_on(async {
             let mut request = self
                 .client

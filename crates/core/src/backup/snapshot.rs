@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::key::MailboxKey;
-use crate::store::{Mailbox, RowCounts, open_verified};
+use crate::store::{Mailbox, RowCounts, export_encrypted_copy, open_verified};
 use hmac::{Hmac, Mac};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -30,16 +30,17 @@ pub(crate) struct Snapshot {
     pub rows: RowCounts,
 }
 
-/// Fold the WAL into the file (PASSIVE: readers are not blocked), then write a consistent copy
-/// of the mailbox to `destination` with `VACUUM INTO`. VACUUM INTO runs in one read
-/// transaction, so writers on other connections are not blocked and the copy is a single point
-/// in time. The copy is keyed with the mailbox's own key (SQLCipher attaches it with the main
-/// database's key); this is checked, and a plaintext copy is deleted at once.
-pub(crate) fn write_snapshot(mailbox: &Mailbox, destination: &Path) -> Result<()> {
+/// Fold the WAL into the file (PASSIVE: readers are not blocked), then write a consistent,
+/// encrypted copy of the mailbox to `destination`, keyed with the mailbox's own `key`. The copy
+/// is one read transaction, so writers on other connections are not blocked. That the copy is
+/// not plaintext is checked, and a plaintext copy is deleted at once.
+pub(crate) fn write_snapshot(
+    mailbox: &Mailbox,
+    key: &MailboxKey,
+    destination: &Path,
+) -> Result<()> {
     mailbox.checkpoint()?;
-    mailbox
-        .conn()
-        .execute("VACUUM INTO ?1", [destination.to_string_lossy()])?;
+    export_encrypted_copy(mailbox.conn(), destination, key)?;
     let mut head = [0u8; 16];
     let read = File::open(destination)?.read(&mut head)?;
     if read < head.len() || &head == PLAINTEXT_SQLITE_MAGIC {

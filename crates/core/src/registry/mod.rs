@@ -278,16 +278,22 @@ impl Registry {
         };
 
         let path = self.mailbox_path(&mailbox_id);
-        drop(Mailbox::create(&path, &key)?);
-        let inserted = self.insert_account(&NewAccountRow {
-            address: &address,
-            mailbox_id: &mailbox_id,
-            kdf_salt: &kdf_salt,
-            kdf: &options.kdf,
-            wrapped_key: &wrapped_key,
-            recovery: recovery.as_ref(),
-            quota,
-        });
+        // The mailbox keeps its sealing secret key inside; the registry gets the public half
+        // so mail for an offline owner can be sealed to it.
+        let sealing_public_key = Mailbox::create(&path, &key)?.sealing_public_key()?;
+        let inserted = self
+            .insert_account(&NewAccountRow {
+                address: &address,
+                mailbox_id: &mailbox_id,
+                kdf_salt: &kdf_salt,
+                kdf: &options.kdf,
+                wrapped_key: &wrapped_key,
+                recovery: recovery.as_ref(),
+                quota,
+            })
+            .and_then(|()| {
+                self.set_sealing_public_key(&mailbox_id, &sealing_public_key.to_bytes())
+            });
         if let Err(error) = inserted {
             // Best effort: the error that matters is the insert's, and an orphaned file
             // without a row reveals nothing and opens with nothing stored.

@@ -14,7 +14,7 @@ pub mod types;
 pub use folders::{DELIMITER, normalize_folder_name};
 pub use messages::DEFAULT_MAX_MESSAGE_SIZE;
 pub use rotate::{KeyUsed, RotationStep, RowCounts};
-pub(crate) use rotate::{ignore_missing, open_verified};
+pub(crate) use rotate::{export_encrypted_copy, ignore_missing, open_verified};
 pub use schema::SCHEMA_VERSION;
 pub use search::SearchKey;
 pub use types::*;
@@ -40,6 +40,9 @@ impl std::fmt::Debug for Mailbox {
             .finish_non_exhaustive()
     }
 }
+
+/// Settings row holding the sealing secret key.
+const SEALING_SECRET_KEY: &str = "sealing_secret_key";
 
 /// The WAL file SQLite keeps beside a database.
 pub(crate) fn wal_path(path: &Path) -> PathBuf {
@@ -74,8 +77,30 @@ impl Mailbox {
         for (name, special_use) in folders::DEFAULT_FOLDERS {
             folders::insert_folder(&tx, name, *special_use)?;
         }
+        let sealing = crate::seal::SealingKeyPair::generate();
+        tx.execute(
+            "INSERT INTO settings (name, value) VALUES (?1, ?2)",
+            rusqlite::params![SEALING_SECRET_KEY, sealing.secret.to_bytes().as_slice()],
+        )?;
         tx.commit()?;
         Ok(mailbox)
+    }
+
+    /// The secret half of this mailbox's sealing key pair, which opens mail sealed for it.
+    pub fn sealing_secret_key(&self) -> Result<crate::seal::SealingSecretKey> {
+        let bytes =
+            zeroize::Zeroizing::new(self.setting(SEALING_SECRET_KEY)?.ok_or_else(|| {
+                Error::Corrupt {
+                    path: self.path.clone(),
+                    reason: "sealing key missing".into(),
+                }
+            })?);
+        crate::seal::SealingSecretKey::from_bytes(&bytes)
+    }
+
+    /// The public half, published in the registry for sealed delivery.
+    pub fn sealing_public_key(&self) -> Result<crate::seal::SealingPublicKey> {
+        Ok(self.sealing_secret_key()?.public_key().clone())
     }
 
     /// An *unencrypted* mailbox with the same schema, only for benchmarks that measure what
@@ -84,7 +109,7 @@ impl Mailbox {
     pub fn create_plaintext_for_benchmark(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )?;
         let mut mailbox = Self::finish_open(conn, path)?;
         let tx = mailbox.conn.transaction()?;
@@ -93,6 +118,15 @@ impl Mailbox {
         }
         tx.commit()?;
         Ok(mailbox)
+    }
+
+    /// A bare keyed connection to a mailbox file, bypassing every invariant of the store: for
+    /// tests and inspection tools only.
+    #[doc(hidden)]
+    pub fn raw_connection(path: &Path, key: &MailboxKey) -> Result<Connection> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(&key.sqlcipher_key_pragma())?;
+        Ok(conn)
     }
 
     /// Open an existing mailbox file. A wrong key, a file that is not SQLite, or a truncated or
@@ -137,7 +171,9 @@ impl Mailbox {
     fn finish_open(mut conn: Connection, path: &Path) -> Result<Self> {
         schema::migrate(&mut conn)?;
         search::register_functions(&conn)?;
-        conn.set_prepared_statement_cache_capacity(64);
+        crate::query::register_functions(&conn)?;
+        // Query shapes of IMAP and the query layer together stay well under this.
+        conn.set_prepared_statement_cache_capacity(128);
         Ok(Self {
             conn,
             path: path.into(),
@@ -185,7 +221,6 @@ impl Mailbox {
     }
 
     /// A small named value stored inside the encrypted file (e.g. the sealing secret key).
-    #[allow(dead_code)] // used by the sealing module, which lands separately
     pub(crate) fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
         use rusqlite::OptionalExtension;
         Ok(self

@@ -4,7 +4,7 @@
 //! the new key as the account's *pending* key before rotating and promotes it afterwards, so at
 //! every instant one of the two keys the registry holds opens the file.
 
-use super::{Mailbox, SCHEMA_VERSION, sibling, wal_path};
+use super::{Mailbox, sibling, wal_path};
 use crate::error::{Error, Result};
 use crate::key::MailboxKey;
 use rusqlite::{Connection, OpenFlags};
@@ -62,20 +62,7 @@ impl Mailbox {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         hook(RotationStep::Checkpointed)?;
 
-        let key_spec = zeroize::Zeroizing::new(format!("x'{}'", hex::encode(new_key.as_bytes())));
-        self.conn.execute(
-            "ATTACH DATABASE ?1 AS rotated KEY ?2",
-            rusqlite::params![rotating.to_string_lossy(), key_spec.as_str()],
-        )?;
-        let exported = self
-            .conn
-            .query_row("SELECT sqlcipher_export('rotated')", [], |_| Ok(()))
-            .and_then(|_| {
-                self.conn
-                    .execute_batch(&format!("PRAGMA rotated.user_version = {SCHEMA_VERSION}"))
-            });
-        self.conn.execute_batch("DETACH DATABASE rotated")?;
-        exported?;
+        export_encrypted_copy(&self.conn, &rotating, new_key)?;
         hook(RotationStep::Exported)?;
 
         verify_copy(&self.conn, &rotating, new_key)?;
@@ -96,6 +83,42 @@ impl Mailbox {
         mailbox.max_message_size = max_message_size;
         Ok(mailbox)
     }
+}
+
+/// Write a copy of the database open on `conn` to `destination` (which must not exist), keyed
+/// with `key` and the mailbox cipher settings, schema version included. It runs in one read
+/// transaction, so the copy is a single point in time even while other connections write.
+/// (`VACUUM INTO` would be simpler, but its output gets SQLCipher's default page size and
+/// HMAC, not the settings of the source, so it would not open like a mailbox file.)
+pub(crate) fn export_encrypted_copy(
+    conn: &Connection,
+    destination: &Path,
+    key: &MailboxKey,
+) -> Result<()> {
+    let key_spec = zeroize::Zeroizing::new(format!("x'{}'", hex::encode(key.as_bytes())));
+    conn.execute(
+        "ATTACH DATABASE ?1 AS export_copy KEY ?2",
+        rusqlite::params![destination.to_string_lossy(), key_spec.as_str()],
+    )?;
+    let exported = (|| -> Result<()> {
+        conn.execute_batch(&crate::key::cipher_settings("export_copy"))?;
+        conn.execute_batch("BEGIN")?;
+        let copied = conn
+            .query_row("SELECT sqlcipher_export('export_copy')", [], |_| Ok(()))
+            .and_then(|_| {
+                let version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
+                conn.execute_batch(&format!("PRAGMA export_copy.user_version = {version}"))
+            });
+        match copied {
+            Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+            Err(error) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(error.into())
+            }
+        }
+    })();
+    conn.execute_batch("DETACH DATABASE export_copy")?;
+    exported
 }
 
 /// The copy opens with the new key, passes `integrity_check`, and holds as many messages,

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::Connection;
 
 /// Each entry takes the schema from version `index` to `index + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -83,8 +83,10 @@ CREATE TABLE messages (
     UNIQUE (folder_id, uid)
 );
 CREATE INDEX messages_folder_modseq ON messages(folder_id, modseq);
-CREATE INDEX messages_folder_seen ON messages(folder_id, seen);
-CREATE INDEX messages_folder_deleted ON messages(folder_id, deleted);
+-- Covering index for the hot paths that touch every message of a folder (SELECT's state load,
+-- flag searches, UNSEEN counts): message rows are wide, so reading them is what costs.
+CREATE INDEX messages_folder_state ON messages(
+    folder_id, uid, modseq, seen, answered, flagged, deleted, draft, keywords, body_id, size);
 CREATE INDEX messages_folder_date ON messages(folder_id, header_date);
 CREATE INDEX messages_message_id ON messages(message_id);
 CREATE INDEX messages_thread ON messages(thread_id);
@@ -144,3 +146,23 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit()?;
     Ok(())
 }
+
+/// Version 2: application collections declared through the query layer. Each collection's
+/// current definition (JSON: fields with types, indexes) and the history of the additive
+/// changes applied to it; the collections themselves live in tables named `app_<name>`.
+const MIGRATION_2: &str = r#"
+CREATE TABLE query_collections (
+    name        TEXT PRIMARY KEY,
+    definition  TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    updated_at  TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE query_collection_changes (
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    applied_at  TEXT NOT NULL,
+    changes     TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+) WITHOUT ROWID;
+"#;

@@ -65,13 +65,35 @@ impl Mailbox {
     /// UIDs of the messages in `folder` matching `key`, ascending.
     pub fn search(&self, folder: &str, key: &SearchKey) -> Result<Vec<u32>> {
         let id = folder_id(&self.conn, folder)?;
-        let mut sql = String::from("SELECT m.uid FROM messages m WHERE m.folder_id = ? AND ");
+        // When a full-text key must hold for every hit, drive the query from the index's few
+        // matches instead of scanning the folder: `+` keeps SQLite from picking the folder
+        // index first.
+        let folder_term = if key.requires_full_text() {
+            "+m.folder_id"
+        } else {
+            "m.folder_id"
+        };
+        let mut sql = format!("SELECT m.uid FROM messages m WHERE {folder_term} = ? AND ");
         let mut params = vec![Value::Integer(id)];
         compile(key, &mut sql, &mut params, 0)?;
         sql.push_str(" ORDER BY m.uid");
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl SearchKey {
+    /// Whether every match must also match a trigram full-text lookup (a TEXT, BODY or
+    /// SUBJECT key of three characters or more, at the top level or under AND).
+    fn requires_full_text(&self) -> bool {
+        match self {
+            SearchKey::Text(n) | SearchKey::Body(n) | SearchKey::Subject(n) => {
+                n.chars().count() >= 3
+            }
+            SearchKey::And(keys) => keys.iter().any(SearchKey::requires_full_text),
+            _ => false,
+        }
     }
 }
 
