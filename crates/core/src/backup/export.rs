@@ -89,7 +89,8 @@ pub fn write_mbox_folder(
     out: &mut impl Write,
 ) -> Result<(u64, u64)> {
     let (mut messages, mut bytes) = (0, 0);
-    for summary in mailbox.summaries(folder, &UidSet::all())? {
+    for summary in summaries_in_batches(mailbox, folder)? {
+        let summary = summary?;
         let raw = mailbox.fetch_raw(folder, summary.uid)?;
         writeln!(
             out,
@@ -130,7 +131,8 @@ fn write_maildir_folder(
         // Maildir++ marks subfolders with this empty file.
         File::create(dir.join("maildirfolder"))?;
     }
-    for summary in mailbox.summaries(folder, &UidSet::all())? {
+    for summary in summaries_in_batches(mailbox, folder)? {
+        let summary = summary?;
         let raw = mailbox.fetch_raw(folder, summary.uid)?;
         let internal = internal_unix(&summary);
         // Unique within the folder (the UID), and sorted by UID so an import keeps the order.
@@ -150,6 +152,27 @@ fn write_maildir_folder(
         report.bytes += raw.len() as u64;
     }
     Ok(())
+}
+
+/// The summaries of a folder in UID order, loaded a batch at a time so a folder of any size
+/// exports in bounded memory.
+fn summaries_in_batches<'a>(
+    mailbox: &'a Mailbox,
+    folder: &'a str,
+) -> Result<impl Iterator<Item = Result<MessageSummary>> + 'a> {
+    const BATCH: usize = 256;
+    let uids: Vec<u32> = mailbox
+        .message_states(folder)?
+        .into_iter()
+        .map(|state| state.uid)
+        .collect();
+    let batches: Vec<Vec<u32>> = uids.chunks(BATCH).map(<[u32]>::to_vec).collect();
+    Ok(batches.into_iter().flat_map(move |batch| {
+        match mailbox.summaries(folder, &UidSet::from_uids(batch)) {
+            Ok(summaries) => summaries.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) => vec![Err(error)],
+        }
+    }))
 }
 
 /// The Maildir++ directory of a folder and the folder path it represents.
