@@ -75,7 +75,7 @@ fn main() {
     let backup = started.elapsed().as_secs_f64();
     assert!(matches!(outcome, BackupOutcome::Stored { .. }));
     println!(
-        "backup (snapshot + verify + MAC + sha256 + store): {backup:.2} s = {:.2}x floor; \
+        "backup (MAC + snapshot + verify + sha256 + store): {backup:.2} s = {:.2}x floor; \
          peak RSS {} MiB (was {} MiB before)",
         backup / floor,
         peak_rss_kib() / 1024,
@@ -93,7 +93,7 @@ fn main() {
     .unwrap();
     assert!(matches!(outcome, BackupOutcome::Unchanged { .. }));
     println!(
-        "unchanged backup (snapshot + verify + MAC, skipped): {:.2} s",
+        "unchanged backup (MAC only, skipped): {:.2} s",
         started.elapsed().as_secs_f64()
     );
 }

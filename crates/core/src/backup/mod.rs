@@ -4,18 +4,20 @@
 //! A backup ([`run`]):
 //! 1. takes a per-mailbox lock (one backup or restore of a mailbox at a time);
 //! 2. checks there is about the mailbox's size free where the snapshot goes;
-//! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`) and writes a consistent copy in
-//!    one read transaction beside the target (`sqlcipher_export`, keyed with the mailbox key and
-//!    its cipher settings; `VACUUM INTO` would drop the page size and HMAC settings);
+//! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`), then in one read transaction
+//!    computes a keyed MAC of the mailbox's rows and stops if it equals the latest stored
+//!    version's (nothing changed; SQLCipher's per-page random IVs make the encrypted bytes,
+//!    and so their SHA-256, differ on every copy, so the file hash cannot tell), else writes a
+//!    consistent copy beside the target (`sqlcipher_export`, keyed with the mailbox key and its
+//!    cipher settings; `VACUUM INTO` would drop the page size and HMAC settings);
 //! 4. opens the copy with the key: `PRAGMA integrity_check`, row counts;
-//! 5. computes the SHA-256 of the encrypted file and a keyed MAC of its rows;
-//! 6. stops if the MAC equals the latest stored version's (nothing changed);
-//! 7. stores the snapshot under `<mailbox_id>/<version>.sqlite` with a [`BackupManifest`]
+//! 5. computes the SHA-256 of the encrypted file (checked again on restore);
+//! 6. stores the snapshot under `<mailbox_id>/<version>.sqlite` with a [`BackupManifest`]
 //!    (`<version>.json`) that records time, size, hash, schema version, row counts and the
 //!    password wrapping of the key;
-//! 8. applies the retention policy, if one is given.
+//! 7. applies the retention policy, if one is given.
 //!
-//! The target's manifests are the record of past backups: the "last recorded hash" is the
+//! The target's manifests are the record of past backups: the "last recorded" MAC is the
 //! newest manifest's, so a backup restored or copied elsewhere keeps its history.
 
 mod export;
@@ -97,16 +99,18 @@ pub fn run(
         hex::encode(crate::key::random_bytes::<8>())
     ));
     let stored = (|| {
-        snapshot::write_snapshot(mailbox, key, &temporary)?;
-        let checked = snapshot::verify_snapshot(&temporary, key)?;
         let versions = target.list_versions(mailbox_id)?;
-        if let Some(latest) = versions.last()
-            && latest.content_mac == checked.content_mac
-        {
-            return Ok(BackupOutcome::Unchanged {
-                latest: latest.clone(),
-            });
-        }
+        let previous_mac = versions.last().map(|latest| latest.content_mac.as_str());
+        let Some(content_mac) =
+            snapshot::write_snapshot_if_changed(mailbox, key, &temporary, previous_mac)?
+        else {
+            let latest = versions
+                .last()
+                .expect("a MAC matched the latest version")
+                .clone();
+            return Ok(BackupOutcome::Unchanged { latest });
+        };
+        let checked = snapshot::verify_snapshot(&temporary, key)?;
         // Two backups in one millisecond (or a clock set back) must not overwrite a version.
         let mut version_millis = unix_millis;
         if let Some(latest) = versions.last() {
@@ -121,7 +125,7 @@ pub fn run(
             created_at: crate::time::iso8601_utc(version_millis.div_euclid(1000)),
             sha256: checked.sha256,
             size: checked.size,
-            content_mac: checked.content_mac,
+            content_mac,
             schema_version: checked.schema_version,
             rows: checked.rows,
             key: ManifestKey::from_credential(credential),

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::key::MailboxKey;
-use crate::store::{Mailbox, RowCounts, export_encrypted_copy, open_verified};
+use crate::store::{Mailbox, RowCounts, export_encrypted_copy_if, open_verified};
 use hmac::{Hmac, Mac};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -25,22 +25,30 @@ pub(crate) const IO_BUFFER: usize = 1 << 20;
 pub(crate) struct Snapshot {
     pub size: u64,
     pub sha256: String,
-    pub content_mac: String,
     pub schema_version: i64,
     pub rows: RowCounts,
 }
 
-/// Fold the WAL into the file (PASSIVE: readers are not blocked), then write a consistent,
-/// encrypted copy of the mailbox to `destination`, keyed with the mailbox's own `key`. The copy
-/// is one read transaction, so writers on other connections are not blocked. That the copy is
-/// not plaintext is checked, and a plaintext copy is deleted at once.
-pub(crate) fn write_snapshot(
+/// Fold the WAL into the file (PASSIVE: readers are not blocked), then, in one read
+/// transaction: compute the content MAC of the mailbox and, unless it equals `previous_mac`
+/// (nothing changed since the last backup), write an encrypted copy keyed with the mailbox's
+/// own `key` to `destination`. Writers on other connections are not blocked. Returns the MAC
+/// of a written copy, `None` when nothing changed. A copy that is not encrypted is deleted.
+pub(crate) fn write_snapshot_if_changed(
     mailbox: &Mailbox,
     key: &MailboxKey,
     destination: &Path,
-) -> Result<()> {
+    previous_mac: Option<&str>,
+) -> Result<Option<String>> {
     mailbox.checkpoint()?;
-    export_encrypted_copy(mailbox.conn(), destination, key)?;
+    let mut mac = String::new();
+    let written = export_encrypted_copy_if(mailbox.conn(), destination, key, |conn| {
+        mac = content_mac(conn, key)?;
+        Ok(previous_mac != Some(mac.as_str()))
+    })?;
+    if !written {
+        return Ok(None);
+    }
     let mut head = [0u8; 16];
     let read = File::open(destination)?.read(&mut head)?;
     if read < head.len() || &head == PLAINTEXT_SQLITE_MAGIC {
@@ -49,30 +57,27 @@ pub(crate) fn write_snapshot(
             "the snapshot was not encrypted; it was deleted",
         ));
     }
-    Ok(())
+    Ok(Some(mac))
 }
 
-/// Open `path` with `key`, run `integrity_check`, count rows, and fingerprint it: SHA-256 of
-/// the encrypted bytes and a MAC of the decrypted rows.
+/// Open `path` with `key`, run `integrity_check`, count rows, and hash the encrypted bytes.
 pub(crate) fn verify_snapshot(path: &Path, key: &MailboxKey) -> Result<Snapshot> {
     let (conn, rows) = open_verified(path, key)?;
     let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let content_mac = content_mac(&conn, key)?;
     drop(conn);
     let (sha256, size) = sha256_file(path)?;
     Ok(Snapshot {
         size,
         sha256,
-        content_mac,
         schema_version,
         rows,
     })
 }
 
-/// HMAC-SHA256 over every row of every ordinary table (the FTS index's shadow tables
-/// included), in table-name and storage order. Two snapshots of unchanged content give the
-/// same MAC although their encrypted bytes differ. Keyed, so the manifest reveals nothing
-/// about the plaintext.
+/// HMAC-SHA256 over every row of every ordinary table of `main` (the FTS index's shadow
+/// tables included), in table-name and storage order. Unchanged content gives the same MAC
+/// although every snapshot's encrypted bytes differ, and a copy has the MAC of its source.
+/// Keyed, so the manifest reveals nothing about the plaintext.
 pub(crate) fn content_mac(conn: &Connection, key: &MailboxKey) -> Result<String> {
     let mut derive =
         <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
@@ -82,19 +87,21 @@ pub(crate) fn content_mac(conn: &Connection, key: &MailboxKey) -> Result<String>
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(&mac_key[..]).expect("HMAC accepts any key length");
 
-    let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let user_version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
     mac.update(&user_version.to_be_bytes());
     let tables: Vec<String> = conn
         .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table'
+            "SELECT name FROM main.sqlite_master WHERE type = 'table'
              AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
         )?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for table in tables {
         update_with_len(&mut mac, table.as_bytes());
-        let mut statement =
-            conn.prepare(&format!("SELECT * FROM \"{}\"", table.replace('"', "\"\"")))?;
+        let mut statement = conn.prepare(&format!(
+            "SELECT * FROM main.\"{}\"",
+            table.replace('"', "\"\"")
+        ))?;
         let columns = statement.column_count();
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {

@@ -95,25 +95,43 @@ pub(crate) fn export_encrypted_copy(
     destination: &Path,
     key: &MailboxKey,
 ) -> Result<()> {
+    export_encrypted_copy_if(conn, destination, key, |_| Ok(true)).map(|_| ())
+}
+
+/// [`export_encrypted_copy`], after `wanted` has looked at the database in the same read
+/// transaction (so at the same point in time) and agreed; `Ok(false)` when it did not and
+/// nothing was copied (the destination may then exist, empty).
+pub(crate) fn export_encrypted_copy_if(
+    conn: &Connection,
+    destination: &Path,
+    key: &MailboxKey,
+    wanted: impl FnOnce(&Connection) -> Result<bool>,
+) -> Result<bool> {
     let key_spec = zeroize::Zeroizing::new(format!("x'{}'", hex::encode(key.as_bytes())));
     conn.execute(
         "ATTACH DATABASE ?1 AS export_copy KEY ?2",
         rusqlite::params![destination.to_string_lossy(), key_spec.as_str()],
     )?;
-    let exported = (|| -> Result<()> {
+    let exported = (|| -> Result<bool> {
         conn.execute_batch(&crate::key::cipher_settings("export_copy"))?;
         conn.execute_batch("BEGIN")?;
-        let copied = conn
-            .query_row("SELECT sqlcipher_export('export_copy')", [], |_| Ok(()))
-            .and_then(|_| {
-                let version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
-                conn.execute_batch(&format!("PRAGMA export_copy.user_version = {version}"))
-            });
+        let copied = wanted(conn).and_then(|wanted| {
+            if !wanted {
+                return Ok(false);
+            }
+            conn.query_row("SELECT sqlcipher_export('export_copy')", [], |_| Ok(()))?;
+            let version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
+            conn.execute_batch(&format!("PRAGMA export_copy.user_version = {version}"))?;
+            Ok(true)
+        });
         match copied {
-            Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+            Ok(copied) => {
+                conn.execute_batch("COMMIT")?;
+                Ok(copied)
+            }
             Err(error) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                Err(error.into())
+                Err(error)
             }
         }
     })();
