@@ -6,6 +6,8 @@
 mod cli;
 mod commands;
 mod config;
+mod metrics;
+mod serve;
 mod tls;
 
 use clap::Parser;

@@ -1,8 +1,8 @@
 //! TLS for every listener: the operator's certificate, or a self-signed one generated into the
 //! data directory on first start so `sealmail serve` works at once on 127.0.0.1.
 //!
-//! rustls with the aws-lc-rs provider offers and prefers the post-quantum hybrid key exchange
-//! X25519MLKEM768, falling back to X25519 for clients that lack it.
+//! The policy (rustls with aws-lc-rs, X25519MLKEM768 offered and preferred, X25519 for clients
+//! that lack it) is `sealmail_imap::server::tls_server_config`, shared by every listener.
 
 use anyhow::{Context, Result};
 use rustls::ServerConfig;
@@ -33,12 +33,8 @@ pub fn server_config(data_dir: &Path, files: &TlsFiles) -> Result<Arc<ServerConf
     }
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("reading private key {}", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
+    // One TLS policy for every protocol (post-quantum hybrid first, server's order wins).
+    let config = sealmail_imap::server::tls_server_config(certs, key)
         .context("certificate and key do not match")?;
     Ok(Arc::new(config))
 }
