@@ -117,7 +117,7 @@ impl Mailbox {
         })
     }
 
-    /// The mailbox's address, normalized (lowercase domain).
+    /// The mailbox's address as the registry normalized it (lowercase).
     #[napi(getter)]
     pub fn address(&self) -> String {
         self.address.clone()
