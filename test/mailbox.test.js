@@ -2,6 +2,10 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const crypto = require('node:crypto')
+const fs = require('node:fs')
+const path = require('node:path')
+const { execFile } = require('node:child_process')
+const { promisify } = require('node:util')
 const { sealmail, PASSWORD, FAST_KDF, withAccount, openMailbox, message, rejectsWithCode } = require('./helpers')
 const { Mailbox } = sealmail
 
@@ -290,4 +294,45 @@ test('concurrent calls on several mailboxes and two handles on one mailbox', asy
   await Promise.all([second.append('INBOX', message()), mailboxes[0].append('INBOX', message())])
   assert.equal(await second.count('messages'), 12)
   assert.equal(await mailboxes[0].count('messages'), 12)
+})
+
+/** The mailbox file's write-ahead log; SQLite removes it when the last connection closes. */
+async function walPath(registry, address) {
+  const { mailboxId } = await registry.lookup(address)
+  return path.join('mailboxes', mailboxId.slice(0, 2), `${mailboxId}.sqlite-wal`)
+}
+
+test('close() releases the mailbox file', async (t) => {
+  const { dataDir, registry, address } = await withAccount(t)
+  const wal = path.join(dataDir, await walPath(registry, address))
+  const mailbox = await Mailbox.open(dataDir, address, PASSWORD)
+  await mailbox.append('INBOX', message())
+  assert.ok(fs.existsSync(wal), 'an open mailbox keeps its WAL')
+  await mailbox.close()
+  assert.ok(!fs.existsSync(wal), 'the connection was not closed')
+})
+
+test('a handle dropped without close() is released by the garbage collector', async (t) => {
+  const { dataDir, registry, address } = await withAccount(t)
+  const wal = path.join(dataDir, await walPath(registry, address))
+  const script = `
+    const { Mailbox } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const fs = require('node:fs')
+    ;(async () => {
+      let mailbox = await Mailbox.open(${JSON.stringify(dataDir)}, ${JSON.stringify(address)}, ${JSON.stringify(PASSWORD)})
+      await mailbox.append('INBOX', Buffer.from('Subject: gc\\r\\n\\r\\nbody\\r\\n'))
+      const before = fs.existsSync(${JSON.stringify(wal)})
+      mailbox = null
+      for (let i = 0; i < 20 && fs.existsSync(${JSON.stringify(wal)}); i++) {
+        global.gc()
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      console.log(JSON.stringify({ before, after: fs.existsSync(${JSON.stringify(wal)}) }))
+    })()
+  `
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '-e', script])
+  assert.deepEqual(JSON.parse(stdout), { before: true, after: false })
+  const reopened = await Mailbox.open(dataDir, address, PASSWORD)
+  assert.equal(await reopened.count('messages', { subject: 'gc' }), 1)
+  await reopened.close()
 })
