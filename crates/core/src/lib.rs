@@ -1,6 +1,8 @@
 //! sealmail-core: everything about mail data, and nothing about sockets.
 //!
 //! - [`key`]: the mailbox data key (DEK) and the key-encryption key derived from a password.
+//! - [`mailstore`]: the async `MailStore` boundary protocol servers use, and its local
+//!   implementation.
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
 //! - [`registry`]: accounts: addresses, mailbox ids, wrapped keys, quotas.
 //! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
@@ -14,6 +16,7 @@ pub mod error;
 pub mod import;
 pub mod key;
 pub mod login_cache;
+pub mod mailstore;
 pub mod query;
 pub mod registry;
 pub mod seal;

@@ -170,10 +170,11 @@ fn typed_condition(ty: FieldType) -> BoxedStrategy<Condition> {
         v().prop_map(Condition::Gte).boxed(),
         v().prop_map(Condition::Lt).boxed(),
         v().prop_map(Condition::Lte).boxed(),
-        prop::collection::vec(v(), 0..4)
+        // up to 11 values: both the short (placeholder) and long (json_each) list forms
+        prop::collection::vec(v(), 0..12)
             .prop_map(Condition::In)
             .boxed(),
-        prop::collection::vec(v(), 0..4)
+        prop::collection::vec(v(), 0..12)
             .prop_map(Condition::Nin)
             .boxed(),
         any::<bool>().prop_map(Condition::Exists).boxed(),

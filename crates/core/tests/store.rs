@@ -214,13 +214,7 @@ fn attachment_in_100_messages_is_stored_once_and_freed_by_expunge() {
 
 /// A second, raw connection to a mailbox file, for checks the public API does not offer.
 fn raw_connection(path: &Path, key: &MailboxKey) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch(&format!(
-        "PRAGMA key = \"x'{}'\";",
-        hex::encode(key.as_bytes())
-    ))
-    .unwrap();
-    conn
+    Mailbox::raw_connection(path, key).unwrap()
 }
 
 fn count_rows(path: &Path, key: &MailboxKey, table: &str) -> i64 {

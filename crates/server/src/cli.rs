@@ -24,6 +24,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the mail server (IMAP, IMAPS) on the listeners from the config file or defaults.
+    Serve {
+        /// TOML configuration file; without one, everything listens on 127.0.0.1.
+        #[arg(long, env = "SEALMAIL_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Manage accounts (addresses and their encrypted mailboxes).
     #[command(subcommand)]
     Account(AccountCommand),

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Serve { config } => crate::serve::serve(&cli.data_dir, config.as_deref()),
         Command::Account(command) => account(&cli.data_dir, command),
         Command::Import(args) => import_command(&cli.data_dir, args),
         Command::Query {

@@ -5,6 +5,10 @@
 
 mod cli;
 mod commands;
+mod config;
+mod metrics;
+mod serve;
+mod tls;
 
 use clap::Parser;
 use std::process::ExitCode;

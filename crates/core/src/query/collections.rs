@@ -7,7 +7,7 @@ use super::schema::{
     validate_collection_name, validate_field_name,
 };
 use super::value::now_date;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -194,7 +194,7 @@ pub fn define_collection(
 ) -> Result<DefineOutcome, QueryError> {
     validate_collection_name(name)?;
     definition.validate()?;
-    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let tx = super::write_scope::WriteScope::begin(conn)?;
     let table = format!("\"{APP_TABLE_PREFIX}{name}\"");
     let now = now_date();
     let outcome = match load_definition(&tx, name)? {

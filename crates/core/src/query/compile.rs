@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt::Write as _;
 
+/// Lists up to this long are bound value by value (`IN (?1, ?2)`), longer ones as one JSON
+/// array (`IN (SELECT value FROM json_each(?1))`) so that any size shares one statement.
+const SMALL_LIST: usize = 8;
+
 /// SQLite's default limit on parameters in one statement.
 const MAX_PARAMS: usize = 32_766;
 
@@ -64,8 +68,12 @@ pub(crate) enum Scope {
 
 /// What a path designates.
 enum Target {
-    /// A typed column (or computed expression).
-    Typed { expr: String, ty: FieldType },
+    /// A typed column (or computed expression), possibly reached through a lookup.
+    Typed {
+        expr: String,
+        ty: FieldType,
+        lookup: Option<&'static super::schema::Lookup>,
+    },
     /// A place inside JSON text: `doc` is the SQL expression of the JSON, `segments` the path.
     Json { doc: String, segments: Vec<Segment> },
 }
@@ -138,7 +146,22 @@ impl<'c> Compiler<'c> {
             Filter::Nor(parts) if parts.is_empty() => Ok("1".into()),
             Filter::Nor(parts) => Ok(negate(&self.join(parts, " OR ", scope, depth)?)),
             Filter::Field { path, condition } => match self.resolve(path, scope)? {
-                Target::Typed { expr, ty } => self.typed(&expr, ty, path, condition, depth),
+                Target::Typed {
+                    expr,
+                    ty,
+                    lookup: None,
+                } => self.typed(&expr, ty, path, condition, depth),
+                Target::Typed {
+                    ty,
+                    lookup: Some(lookup),
+                    ..
+                } => {
+                    let inner = self.typed(lookup.expr, ty, path, condition, depth)?;
+                    Ok(format!(
+                        "{} IN (SELECT {} FROM {} WHERE {inner})",
+                        lookup.key, lookup.id, lookup.source
+                    ))
+                }
                 Target::Json { doc, segments } => {
                     self.json_field(&doc, &segments, path, condition, depth)
                 }
@@ -188,6 +211,7 @@ impl<'c> Compiler<'c> {
                     ty if rest.is_empty() => Ok(Target::Typed {
                         expr: field.expr.to_string(),
                         ty,
+                        lookup: field.lookup,
                     }),
                     _ => Err(QueryError::UnknownField(path.to_owned())),
                 }
@@ -289,8 +313,9 @@ impl<'c> Compiler<'c> {
         if present.is_empty() {
             return Ok(or_all(parts));
         }
-        if ty == FieldType::Binary {
-            // Bytes have no JSON form for json_each: bind each one.
+        if ty == FieldType::Binary || present.len() <= SMALL_LIST {
+            // Short lists (the common case) plan and run fastest as plain placeholders; bytes
+            // have no JSON form for json_each, so they always take this path.
             let mut placeholders = Vec::with_capacity(present.len());
             for value in present {
                 let bound = to_sql(ty, value, name, Use::Filter)?;

@@ -8,7 +8,7 @@ use super::schema::{APP_KEY, Collection, Field};
 use super::update::Update;
 use super::value::{Use, from_sql, now_date, to_sql};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, TransactionBehavior, params_from_iter};
+use rusqlite::{Connection, params_from_iter};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -311,7 +311,7 @@ pub fn insert_many(
 ) -> Result<Vec<Value>, QueryError> {
     let collection = collection(conn, collection_name)?;
     let table = collection.table()?;
-    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let tx = super::write_scope::WriteScope::begin(conn)?;
     let mut ids = Vec::with_capacity(documents.len());
     for document in documents {
         let Value::Object(map) = document else {
@@ -406,7 +406,7 @@ pub fn update(
 ) -> Result<UpdateResult, QueryError> {
     let collection = collection(conn, collection_name)?;
     let table = collection.table()?;
-    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let tx = super::write_scope::WriteScope::begin(conn)?;
     let find_options = FindOptions {
         limit: (!options.many).then_some(1),
         ..FindOptions::default()

@@ -29,6 +29,7 @@ pub mod regex;
 pub mod schema;
 pub mod update;
 pub mod value;
+mod write_scope;
 
 pub use collections::{
     CollectionDefinition, DefineOutcome, IndexDefinition, collection, define_collection,

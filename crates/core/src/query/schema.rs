@@ -55,7 +55,28 @@ pub struct Field {
     pub ty: FieldType,
     /// The SQL expression that yields the value, over the row alias `t`.
     pub(crate) expr: Cow<'static, str>,
+    /// For a value looked up in another table: how filters reach it through an index instead
+    /// of evaluating `expr` (a correlated subquery) on every row.
+    pub(crate) lookup: Option<&'static Lookup>,
 }
+
+/// `key IN (SELECT id FROM source WHERE <condition on expr>)`: the filter form of a field whose
+/// value lives in another table, always present for each row (so negations stay equivalent).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Lookup {
+    pub key: &'static str,
+    pub id: &'static str,
+    pub source: &'static str,
+    pub expr: &'static str,
+}
+
+/// `messages.folder`: the folder path, reached through `folder_id`.
+static FOLDER_LOOKUP: Lookup = Lookup {
+    key: "t.folder_id",
+    id: "f.id",
+    source: "folders AS f",
+    expr: "f.path",
+};
 
 /// A collection: a table (or a read-only view of one) and its declared fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,12 +124,14 @@ pub(crate) fn app_collection(name: &str, fields: &[(String, FieldType)]) -> Coll
         name: Cow::Borrowed(APP_KEY),
         ty: FieldType::Text,
         expr: Cow::Owned(format!("t.\"{APP_KEY}\"")),
+        lookup: None,
     });
     for (field_name, ty) in fields {
         all.push(Field {
             name: Cow::Owned(field_name.clone()),
             ty: *ty,
             expr: Cow::Owned(format!("t.\"{field_name}\"")),
+            lookup: None,
         });
     }
     Collection {
@@ -156,10 +179,11 @@ fn builtin(
         key: Cow::Borrowed("id"),
         fields: fields
             .iter()
-            .map(|(name, ty, expr)| Field {
-                name: Cow::Borrowed(name),
+            .map(|(field_name, ty, expr)| Field {
+                name: Cow::Borrowed(field_name),
                 ty: *ty,
                 expr: Cow::Borrowed(expr),
+                lookup: (name == "messages" && *field_name == "folder").then_some(&FOLDER_LOOKUP),
             })
             .collect(),
         writable: false,

@@ -108,7 +108,7 @@ impl Mailbox {
     pub fn create_plaintext_for_benchmark(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )?;
         let mut mailbox = Self::finish_open(conn, path)?;
         let tx = mailbox.conn.transaction()?;
@@ -117,6 +117,15 @@ impl Mailbox {
         }
         tx.commit()?;
         Ok(mailbox)
+    }
+
+    /// A bare keyed connection to a mailbox file, bypassing every invariant of the store: for
+    /// tests and inspection tools only.
+    #[doc(hidden)]
+    pub fn raw_connection(path: &Path, key: &MailboxKey) -> Result<Connection> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(&key.sqlcipher_key_pragma())?;
+        Ok(conn)
     }
 
     /// Open an existing mailbox file. A wrong key, a file that is not SQLite, or a truncated or

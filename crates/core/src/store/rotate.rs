@@ -67,6 +67,8 @@ impl Mailbox {
             "ATTACH DATABASE ?1 AS rotated KEY ?2",
             rusqlite::params![rotating.to_string_lossy(), key_spec.as_str()],
         )?;
+        self.conn
+            .execute_batch(&crate::key::cipher_settings("rotated"))?;
         let exported = self
             .conn
             .query_row("SELECT sqlcipher_export('rotated')", [], |_| Ok(()))

@@ -24,12 +24,8 @@ impl TestMailbox {
         let path = dir.path().join("mailbox.sqlite");
         let key = MailboxKey::generate();
         let mailbox = Mailbox::create(&path, &key).unwrap();
-        let raw = Connection::open(&path).unwrap();
-        raw.execute_batch(&format!(
-            "PRAGMA key = \"x'{}'\"; PRAGMA busy_timeout = 5000;",
-            hex::encode(key.as_bytes())
-        ))
-        .unwrap();
+        let raw = Mailbox::raw_connection(&path, &key).unwrap();
+        raw.execute_batch("PRAGMA busy_timeout = 5000;").unwrap();
         sealmail_core::query::register_functions(&raw).unwrap();
         Self {
             mailbox,
@@ -137,6 +133,11 @@ impl TestMailbox {
 
     /// Every table's schema and rows, in a stable textual form.
     pub fn dump(&self) -> String {
+        self.dump_tables(|_| true)
+    }
+
+    /// [`Self::dump`] restricted to the tables (and indexes) whose name `keep` accepts.
+    pub fn dump_tables(&self, keep: impl Fn(&str) -> bool) -> String {
         let mut out = String::new();
         let tables: Vec<(String, String)> = self
             .raw
@@ -146,7 +147,7 @@ impl TestMailbox {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        for (name, sql) in tables {
+        for (name, sql) in tables.into_iter().filter(|(name, _)| keep(name)) {
             out.push_str(&format!("{name}: {sql}\n"));
             if !sql.starts_with("CREATE TABLE") {
                 continue;

@@ -1,0 +1,599 @@
+//! The `MailStore` boundary: the one interface between protocol servers (IMAP, POP3, SMTP
+//! delivery, later the cluster) and mailbox data.
+//!
+//! Rules (ARCHITECTURE.md, "The `MailStore` boundary"):
+//! - async methods on a session handle obtained by [`MailStore::login`]; the handle owns the key
+//!   (inside the open mailbox) and wipes it on drop;
+//! - arguments and results are plain owned serde types from [`crate::store::types`], never SQLite
+//!   types, so a remote implementation can send every call over a socket;
+//! - calls are coarse: one call per command, not one per message;
+//! - changes come back as a subscription of [`Change`]s, which IDLE, NOTIFY and the cluster
+//!   consume.
+//!
+//! [`LocalMailStore`] is the in-process implementation: it runs every SQLite call on tokio's
+//! blocking threads, never on the reactor.
+
+use crate::account::{self, OpenMailbox};
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use crate::store::{
+    AppendOptions, Appended, Copied, FlagMode, Flags, FlagsChanged, FolderInfo, Mailbox,
+    MessageState, MessageSummary, SearchKey, UidSet,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::broadcast;
+
+/// A data change in a mailbox, published to every session of that mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub folder: String,
+    /// The folder's HIGHESTMODSEQ after the change (0 for folder-level events).
+    pub modseq: u64,
+    pub event: ChangeEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeEvent {
+    MessagesAdded,
+    FlagsChanged,
+    MessagesExpunged,
+    FolderCreated,
+    FolderDeleted,
+    FolderRenamed { to: String },
+}
+
+/// Storage use and limit of an account (QUOTA, APPENDLIMIT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUsage {
+    pub used_bytes: u64,
+    pub limit_bytes: Option<u64>,
+}
+
+/// One message's raw bytes, as FETCH BODY[] needs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawMessage {
+    pub uid: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Entry point: verify credentials and open a session on the account's mailbox.
+pub trait MailStore: Send + Sync + 'static {
+    type Session: MailSession;
+
+    /// Verify `password` for `address` and open the mailbox. A wrong password and an unknown
+    /// address give the same [`Error::WrongPassword`].
+    fn login(
+        &self,
+        address: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<Self::Session>> + Send;
+}
+
+/// An authenticated session on one mailbox. Folder names are canonical paths (`INBOX`,
+/// `Archive/2024`), UIDs are per folder.
+pub trait MailSession: Send + Sync + 'static {
+    fn list_folders(&self) -> impl Future<Output = Result<Vec<FolderInfo>>> + Send;
+    fn folder(&self, path: &str) -> impl Future<Output = Result<FolderInfo>> + Send;
+    fn create_folder(
+        &self,
+        path: &str,
+        special_use: Option<&str>,
+    ) -> impl Future<Output = Result<FolderInfo>> + Send;
+    fn delete_folder(&self, path: &str) -> impl Future<Output = Result<()>> + Send;
+    fn rename_folder(&self, from: &str, to: &str) -> impl Future<Output = Result<()>> + Send;
+    fn set_subscribed(
+        &self,
+        path: &str,
+        subscribed: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Append messages in one transaction: all are stored or none (MULTIAPPEND).
+    fn append(
+        &self,
+        folder: &str,
+        messages: Vec<(Vec<u8>, AppendOptions)>,
+    ) -> impl Future<Output = Result<Vec<Appended>>> + Send;
+    /// UID, MODSEQ and flags of every message (SELECT).
+    fn message_states(
+        &self,
+        folder: &str,
+    ) -> impl Future<Output = Result<Vec<MessageState>>> + Send;
+    /// Messages with MODSEQ above `modseq` (CONDSTORE, and change tracking of selected folders).
+    fn changed_since(
+        &self,
+        folder: &str,
+        modseq: u64,
+    ) -> impl Future<Output = Result<Vec<MessageState>>> + Send;
+    /// UIDs expunged after `modseq` (QRESYNC, and change tracking).
+    fn expunged_since(
+        &self,
+        folder: &str,
+        modseq: u64,
+    ) -> impl Future<Output = Result<Vec<u32>>> + Send;
+    /// Everything but the bytes for the messages of `uids`, in UID order.
+    fn summaries(
+        &self,
+        folder: &str,
+        uids: UidSet,
+    ) -> impl Future<Output = Result<Vec<MessageSummary>>> + Send;
+    /// Raw bytes of the messages of `uids` that exist, in UID order.
+    fn fetch_raw(
+        &self,
+        folder: &str,
+        uids: UidSet,
+    ) -> impl Future<Output = Result<Vec<RawMessage>>> + Send;
+    fn set_flags(
+        &self,
+        folder: &str,
+        uids: UidSet,
+        mode: FlagMode,
+        flags: Flags,
+        unchanged_since: Option<u64>,
+    ) -> impl Future<Output = Result<FlagsChanged>> + Send;
+    fn copy_messages(
+        &self,
+        from: &str,
+        uids: UidSet,
+        to: &str,
+    ) -> impl Future<Output = Result<Copied>> + Send;
+    fn move_messages(
+        &self,
+        from: &str,
+        uids: UidSet,
+        to: &str,
+    ) -> impl Future<Output = Result<Copied>> + Send;
+    /// Remove `\Deleted` messages (only those in `uids` when given); returns their UIDs.
+    fn expunge(
+        &self,
+        folder: &str,
+        uids: Option<UidSet>,
+    ) -> impl Future<Output = Result<Vec<u32>>> + Send;
+    /// UIDs matching `key`, ascending.
+    fn search(&self, folder: &str, key: SearchKey)
+    -> impl Future<Output = Result<Vec<u32>>> + Send;
+    fn quota(&self) -> impl Future<Output = Result<QuotaUsage>> + Send;
+    /// Changes made by any session of this mailbox from now on (this one included).
+    fn subscribe(&self) -> broadcast::Receiver<Change>;
+}
+
+/// A mailbox opened after a successful password check, as [`MailboxOpener`] hands it over.
+pub struct OpenedMailbox {
+    /// The open file (a plain [`Mailbox`], or the account layer's [`OpenMailbox`]).
+    pub mailbox: Box<dyn AsMut<Mailbox> + Send>,
+    /// The account's storage limit, for QUOTA and APPENDLIMIT answers.
+    pub quota: Option<u64>,
+}
+
+/// Password check plus opening of the mailbox file, used by [`LocalMailStore`]. Blocking
+/// (Argon2id, SQLCipher): it runs on a blocking thread. The [`Registry`] implements it with
+/// [`account::open_mailbox`], which also drains mail sealed while the owner was away.
+pub trait MailboxOpener: Send + Sync + 'static {
+    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox>;
+}
+
+/// A shared opener opens like the one it wraps (the server keeps a handle to the registry for
+/// housekeeping while the store uses it).
+impl<T: MailboxOpener> MailboxOpener for Arc<T> {
+    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox> {
+        T::open(self, address, password)
+    }
+}
+
+impl MailboxOpener for Registry {
+    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox> {
+        let opened = account::open_mailbox(self, address, password)?;
+        let quota = self
+            .lookup(opened.address().as_str())?
+            .and_then(|info| info.quota);
+        Ok(OpenedMailbox {
+            mailbox: Box::new(opened),
+            quota,
+        })
+    }
+}
+
+impl AsMut<Mailbox> for OpenMailbox {
+    fn as_mut(&mut self) -> &mut Mailbox {
+        self.mailbox_mut()
+    }
+}
+
+impl AsMut<Mailbox> for Mailbox {
+    fn as_mut(&mut self) -> &mut Mailbox {
+        self
+    }
+}
+
+/// How many change events a slow session may lag behind before it resynchronises fully.
+const CHANGE_BUFFER: usize = 1024;
+
+/// The in-process [`MailStore`]. Sessions of one mailbox share its open connection and its
+/// change channel: a phone, a laptop and a webmail tab cost one SQLCipher connection (about
+/// 200 KiB), not three.
+pub struct LocalMailStore<O> {
+    opener: Arc<O>,
+    /// Open mailboxes by file, held weakly: the last session to end closes the file (and drops
+    /// the key). A std mutex: it is held for a map lookup only, never across an await.
+    open: Mutex<HashMap<PathBuf, Weak<SharedMailbox>>>,
+}
+
+/// What the sessions of one mailbox share.
+struct SharedMailbox {
+    /// A std mutex: only blocking threads lock it; the sessions of one mailbox take turns,
+    /// as SQLite writers do anyway.
+    mailbox: Mutex<Box<dyn AsMut<Mailbox> + Send>>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl<O: MailboxOpener> LocalMailStore<O> {
+    pub fn new(opener: O) -> Self {
+        LocalMailStore {
+            opener: Arc::new(opener),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The shared state of the mailbox at `path`, using `opened` if it is not open yet; else
+    /// `opened` is handed back to be closed.
+    fn share(
+        &self,
+        path: &std::path::Path,
+        opened: Box<dyn AsMut<Mailbox> + Send>,
+    ) -> (Arc<SharedMailbox>, Option<Box<dyn AsMut<Mailbox> + Send>>) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = open.get(path).and_then(Weak::upgrade) {
+            return (shared, Some(opened));
+        }
+        open.retain(|_, weak| weak.strong_count() > 0);
+        let shared = Arc::new(SharedMailbox {
+            mailbox: Mutex::new(opened),
+            changes: broadcast::channel(CHANGE_BUFFER).0,
+        });
+        open.insert(path.to_path_buf(), Arc::downgrade(&shared));
+        (shared, None)
+    }
+}
+
+/// Run blocking work off the reactor; a panic in it is re-raised here.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::Io(std::io::Error::other(
+            "blocking task cancelled: runtime shutting down",
+        ))),
+    }
+}
+
+impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
+    type Session = LocalSession;
+
+    async fn login(&self, address: &str, password: &str) -> Result<LocalSession> {
+        let opener = Arc::clone(&self.opener);
+        let address = address.to_string();
+        let password = zeroize::Zeroizing::new(password.to_string());
+        // Always through the opener: it checks the password and drains sealed mail, even when
+        // another session already has the file open.
+        let mut opened = blocking(move || opener.open(&address, &password)).await?;
+        let path = (*opened.mailbox).as_mut().path().to_path_buf();
+        let (shared, spare) = self.share(&path, opened.mailbox);
+        if let Some(spare) = spare {
+            tokio::task::spawn_blocking(move || drop(spare));
+        }
+        Ok(LocalSession {
+            shared: Some(shared),
+            quota_limit: opened.quota,
+        })
+    }
+}
+
+/// A session of [`LocalMailStore`]: the shared open mailbox, used from blocking threads.
+pub struct LocalSession {
+    /// `None` only inside `drop`, which moves it to a blocking thread.
+    shared: Option<Arc<SharedMailbox>>,
+    quota_limit: Option<u64>,
+}
+
+impl LocalSession {
+    fn shared(&self) -> &Arc<SharedMailbox> {
+        self.shared
+            .as_ref()
+            .expect("the shared mailbox is present until drop")
+    }
+
+    /// Run `work` with the mailbox on a blocking thread.
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Mailbox) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let shared = Arc::clone(self.shared());
+        blocking(move || {
+            let mut guard = shared.mailbox.lock().unwrap_or_else(|p| p.into_inner());
+            work(guard.as_mut().as_mut())
+        })
+        .await
+    }
+
+    fn publish(&self, folder: &str, modseq: u64, event: ChangeEvent) {
+        // No receivers is fine: nobody is watching this mailbox.
+        let _ = self.shared().changes.send(Change {
+            folder: folder.to_string(),
+            modseq,
+            event,
+        });
+    }
+}
+
+impl Drop for LocalSession {
+    /// Closing a SQLite connection may checkpoint the WAL: do it on a blocking thread, not on
+    /// the reactor, when a runtime is around.
+    fn drop(&mut self) {
+        if let (Ok(runtime), Some(shared)) =
+            (tokio::runtime::Handle::try_current(), self.shared.take())
+        {
+            runtime.spawn_blocking(move || drop(shared));
+        }
+    }
+}
+
+impl MailSession for LocalSession {
+    async fn list_folders(&self) -> Result<Vec<FolderInfo>> {
+        self.with(|m| m.list_folders()).await
+    }
+
+    async fn folder(&self, path: &str) -> Result<FolderInfo> {
+        let path = path.to_string();
+        self.with(move |m| m.folder(&path)).await
+    }
+
+    async fn create_folder(&self, path: &str, special_use: Option<&str>) -> Result<FolderInfo> {
+        let (path, special_use) = (path.to_string(), special_use.map(str::to_string));
+        let info = self
+            .with(move |m| m.create_folder(&path, special_use.as_deref()))
+            .await?;
+        self.publish(&info.path, 0, ChangeEvent::FolderCreated);
+        Ok(info)
+    }
+
+    async fn delete_folder(&self, path: &str) -> Result<()> {
+        let owned = path.to_string();
+        self.with(move |m| m.delete_folder(&owned)).await?;
+        self.publish(path, 0, ChangeEvent::FolderDeleted);
+        Ok(())
+    }
+
+    async fn rename_folder(&self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (from.to_string(), to.to_string());
+        self.with(move |m| m.rename_folder(&f, &t)).await?;
+        self.publish(from, 0, ChangeEvent::FolderRenamed { to: to.to_string() });
+        Ok(())
+    }
+
+    async fn set_subscribed(&self, path: &str, subscribed: bool) -> Result<()> {
+        let path = path.to_string();
+        self.with(move |m| m.set_subscribed(&path, subscribed))
+            .await
+    }
+
+    async fn append(
+        &self,
+        folder: &str,
+        messages: Vec<(Vec<u8>, AppendOptions)>,
+    ) -> Result<Vec<Appended>> {
+        let owned = folder.to_string();
+        let appended = self
+            .with(move |m| {
+                let batch: Vec<(&[u8], AppendOptions)> = messages
+                    .iter()
+                    .map(|(raw, options)| (raw.as_slice(), options.clone()))
+                    .collect();
+                m.append_many(&owned, &batch)
+            })
+            .await?;
+        if let Some(last) = appended.last() {
+            self.publish(folder, last.modseq, ChangeEvent::MessagesAdded);
+        }
+        Ok(appended)
+    }
+
+    async fn message_states(&self, folder: &str) -> Result<Vec<MessageState>> {
+        let folder = folder.to_string();
+        self.with(move |m| m.message_states(&folder)).await
+    }
+
+    async fn changed_since(&self, folder: &str, modseq: u64) -> Result<Vec<MessageState>> {
+        let folder = folder.to_string();
+        self.with(move |m| m.changed_since(&folder, modseq)).await
+    }
+
+    async fn expunged_since(&self, folder: &str, modseq: u64) -> Result<Vec<u32>> {
+        let folder = folder.to_string();
+        self.with(move |m| m.expunged_since(&folder, modseq)).await
+    }
+
+    async fn summaries(&self, folder: &str, uids: UidSet) -> Result<Vec<MessageSummary>> {
+        let folder = folder.to_string();
+        self.with(move |m| m.summaries(&folder, &uids)).await
+    }
+
+    async fn fetch_raw(&self, folder: &str, uids: UidSet) -> Result<Vec<RawMessage>> {
+        let folder = folder.to_string();
+        self.with(move |m| {
+            let existing = m.message_states(&folder)?;
+            let mut out = Vec::new();
+            for state in existing.iter().filter(|s| uids.contains(s.uid)) {
+                match m.fetch_raw(&folder, state.uid) {
+                    Ok(bytes) => out.push(RawMessage {
+                        uid: state.uid,
+                        bytes,
+                    }),
+                    // Expunged by another session since the list was read.
+                    Err(Error::NoSuchMessage(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_flags(
+        &self,
+        folder: &str,
+        uids: UidSet,
+        mode: FlagMode,
+        flags: Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagsChanged> {
+        let owned = folder.to_string();
+        let changed = self
+            .with(move |m| m.set_flags(&owned, &uids, mode, &flags, unchanged_since))
+            .await?;
+        if let Some(state) = changed.updated.first() {
+            self.publish(folder, state.modseq, ChangeEvent::FlagsChanged);
+        }
+        Ok(changed)
+    }
+
+    async fn copy_messages(&self, from: &str, uids: UidSet, to: &str) -> Result<Copied> {
+        let (f, t) = (from.to_string(), to.to_string());
+        let copied = self.with(move |m| m.copy_messages(&f, &uids, &t)).await?;
+        if !copied.pairs.is_empty() {
+            self.publish(to, 0, ChangeEvent::MessagesAdded);
+        }
+        Ok(copied)
+    }
+
+    async fn move_messages(&self, from: &str, uids: UidSet, to: &str) -> Result<Copied> {
+        let (f, t) = (from.to_string(), to.to_string());
+        let moved = self.with(move |m| m.move_messages(&f, &uids, &t)).await?;
+        if !moved.pairs.is_empty() {
+            self.publish(to, 0, ChangeEvent::MessagesAdded);
+            self.publish(from, 0, ChangeEvent::MessagesExpunged);
+        }
+        Ok(moved)
+    }
+
+    async fn expunge(&self, folder: &str, uids: Option<UidSet>) -> Result<Vec<u32>> {
+        let owned = folder.to_string();
+        let expunged = self.with(move |m| m.expunge(&owned, uids.as_ref())).await?;
+        if !expunged.is_empty() {
+            self.publish(folder, 0, ChangeEvent::MessagesExpunged);
+        }
+        Ok(expunged)
+    }
+
+    async fn search(&self, folder: &str, key: SearchKey) -> Result<Vec<u32>> {
+        let folder = folder.to_string();
+        self.with(move |m| m.search(&folder, &key)).await
+    }
+
+    async fn quota(&self) -> Result<QuotaUsage> {
+        let limit_bytes = self.quota_limit;
+        self.with(move |m| {
+            Ok(QuotaUsage {
+                used_bytes: m.used_bytes()?,
+                limit_bytes,
+            })
+        })
+        .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.shared().changes.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{AccountOptions, KdfParams, RegistryOptions};
+
+    /// Argon2id parameters small enough for tests.
+    fn cheap_kdf() -> KdfParams {
+        KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        }
+    }
+
+    fn store(dir: &std::path::Path) -> LocalMailStore<Registry> {
+        let registry = Registry::open_with(
+            dir,
+            RegistryOptions {
+                create_if_missing: true,
+                unknown_address_kdf: cheap_kdf(),
+                ..RegistryOptions::default()
+            },
+        )
+        .unwrap();
+        registry
+            .add_account(
+                "a@example.org",
+                Some("pw-long-enough"),
+                &AccountOptions {
+                    quota: Some(1 << 20),
+                    with_recovery_code: false,
+                    kdf: cheap_kdf(),
+                },
+            )
+            .unwrap();
+        LocalMailStore::new(registry)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn login_append_and_change_notification_across_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        assert!(matches!(
+            store.login("a@example.org", "wrong").await,
+            Err(Error::WrongPassword)
+        ));
+        assert!(matches!(
+            store.login("nobody@example.org", "pw-long-enough").await,
+            Err(Error::WrongPassword)
+        ));
+        let first = store
+            .login("a@example.org", "pw-long-enough")
+            .await
+            .unwrap();
+        let second = store
+            .login("A@example.org", "pw-long-enough")
+            .await
+            .unwrap();
+        let mut changes = second.subscribe();
+        let appended = first
+            .append(
+                "INBOX",
+                vec![(
+                    b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+                    AppendOptions::default(),
+                )],
+            )
+            .await
+            .unwrap();
+        let change = changes.recv().await.unwrap();
+        assert_eq!(change.folder, "INBOX");
+        assert_eq!(change.event, ChangeEvent::MessagesAdded);
+        assert_eq!(change.modseq, appended[0].modseq);
+        // The second session reads what the first wrote.
+        let states = second.message_states("INBOX").await.unwrap();
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].uid, appended[0].uid);
+        let raw = second
+            .fetch_raw("INBOX", UidSet::from_uids([appended[0].uid, 999]))
+            .await
+            .unwrap();
+        assert_eq!(raw.len(), 1);
+        assert_eq!(raw[0].bytes, b"Subject: hi\r\n\r\nbody\r\n");
+        let quota = second.quota().await.unwrap();
+        assert_eq!(quota.limit_bytes, Some(1 << 20));
+        assert!(quota.used_bytes > 0);
+    }
+}

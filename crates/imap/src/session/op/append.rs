@@ -1,0 +1,44 @@
+//! APPEND (RFC 9051 section 6.3.12, MULTIAPPEND from RFC 3502, APPENDUID from RFC 4315).
+
+use crate::proto::{AppendMessage, Code};
+use crate::session::{Done, Failure, OpResult, Session, convert};
+use sealmail_core::mailstore::{MailSession, MailStore};
+use sealmail_core::store::AppendOptions;
+
+pub(crate) async fn run<M: MailStore>(
+    session: &mut Session<M>,
+    folder: String,
+    messages: Vec<AppendMessage>,
+) -> OpResult {
+    let limit = session.config.max_message_size;
+    let mut batch = Vec::with_capacity(messages.len());
+    for message in messages {
+        if message.data.len() as u64 > limit {
+            return Err(Failure::no_code(
+                Code::TooBig,
+                "message exceeds APPENDLIMIT",
+            ));
+        }
+        let options = AppendOptions {
+            flags: convert::store_flags(&message.flags)?,
+            internal_date: message.internal_date.map(|d| d.unix_timestamp()),
+        };
+        batch.push((message.data, options));
+    }
+    let authed = session.authed()?;
+    let appended = authed
+        .mail
+        .append(&folder, batch)
+        .await
+        .map_err(|e| Failure::store(e, Code::TryCreate))?;
+    let Some(first) = appended.first() else {
+        return Err(Failure::bad("no message to append"));
+    };
+    Ok(Done::with_code(
+        Code::AppendUid {
+            uid_validity: first.uidvalidity,
+            uids: appended.iter().map(|a| a.uid).collect(),
+        },
+        "APPEND completed",
+    ))
+}

@@ -1,0 +1,178 @@
+//! The selected folder as this session knows it: the message sequence (UIDs in order, with
+//! flags and MODSEQ), and the watermarks up to which changes have been reported to the client.
+
+use super::responder::Responder;
+use super::{Failure, convert};
+use crate::proto::{Code, Data, FetchItem, Response, SeqNumber, SequenceSet};
+use sealmail_core::mailstore::MailSession;
+use sealmail_core::store::{MessageState, UidSet};
+
+pub(crate) struct Selected {
+    pub folder: String,
+    pub read_only: bool,
+    /// Messages in sequence-number order (ascending UID): index + 1 is the sequence number.
+    pub messages: Vec<MessageState>,
+    /// Flag changes and new messages up to this MODSEQ have been reported.
+    pub known_modseq: u64,
+    /// Expunges up to this MODSEQ have been reported.
+    pub expunge_modseq: u64,
+    /// Expunges are waiting for a command that may report them.
+    pub expunge_pending: bool,
+    /// UIDs saved by `SEARCH RETURN (SAVE)` for `$` (RFC 5182).
+    pub saved_search: Vec<u32>,
+}
+
+impl Selected {
+    pub fn largest_uid(&self) -> u32 {
+        self.messages.last().map_or(0, |m| m.uid)
+    }
+
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
+        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// Message indexes (0-based) a sequence set or UID set names, ascending and unique.
+    /// Sequence numbers beyond the folder are an error (RFC 9051 section 9: "invalid"); UIDs that
+    /// do not exist are simply skipped.
+    pub fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, Failure> {
+        let len = self.messages.len();
+        let mut indexes = Vec::new();
+        match set {
+            SequenceSet::Saved => {
+                for &u in &self.saved_search {
+                    if let Some(i) = self.index_of(u) {
+                        indexes.push(i);
+                    }
+                }
+            }
+            SequenceSet::Ranges(ranges) if uid => {
+                let largest = self.largest_uid();
+                for &(a, b) in ranges {
+                    // `*` on an empty folder names nothing (a real-client quirk: UID FETCH 1:*).
+                    if largest == 0 && (a == SeqNumber::Largest || b == SeqNumber::Largest) {
+                        continue;
+                    }
+                    let (a, b) = (a.resolve(largest), b.resolve(largest));
+                    let (lo, hi) = (a.min(b), a.max(b));
+                    let start = self.messages.partition_point(|m| m.uid < lo);
+                    let end = self.messages.partition_point(|m| m.uid <= hi);
+                    indexes.extend(start..end);
+                }
+            }
+            SequenceSet::Ranges(ranges) => {
+                for &(a, b) in ranges {
+                    let (a, b) = (a.resolve(len as u32), b.resolve(len as u32));
+                    let (lo, hi) = (a.min(b), a.max(b));
+                    if lo == 0 || hi as usize > len {
+                        return Err(Failure::bad("invalid message sequence number"));
+                    }
+                    indexes.extend(lo as usize - 1..hi as usize);
+                }
+            }
+        }
+        indexes.sort_unstable();
+        indexes.dedup();
+        Ok(indexes)
+    }
+
+    pub fn uid_set(&self, indexes: &[usize]) -> UidSet {
+        UidSet::from_uids(indexes.iter().map(|&i| self.messages[i].uid))
+    }
+
+    /// Forget an expunged message; returns its sequence number before removal.
+    pub fn remove_uid(&mut self, uid: u32) -> Option<u32> {
+        let index = self.index_of(uid)?;
+        self.messages.remove(index);
+        Some(index as u32 + 1)
+    }
+
+    /// Report changes since the watermarks: EXPUNGE (or VANISHED with QRESYNC) when allowed,
+    /// EXISTS for new messages, FETCH FLAGS for changed flags.
+    pub async fn synchronise<S: MailSession>(
+        &mut self,
+        mail: &S,
+        out: &mut Responder<'_>,
+        allow_expunge: bool,
+        condstore: bool,
+        qresync: bool,
+    ) -> Result<(), Failure> {
+        let info = mail
+            .folder(&self.folder)
+            .await
+            .map_err(|e| Failure::store(e, Code::NonExistent))?;
+        if info.highest_modseq > self.expunge_modseq {
+            if allow_expunge {
+                let gone = mail
+                    .expunged_since(&self.folder, self.expunge_modseq)
+                    .await
+                    .map_err(|e| Failure::store(e, Code::NonExistent))?;
+                self.report_expunged(&gone, qresync, out);
+                self.expunge_modseq = info.highest_modseq;
+                self.expunge_pending = false;
+            } else {
+                self.expunge_pending = true;
+            }
+        }
+        if info.highest_modseq > self.known_modseq {
+            let changed = mail
+                .changed_since(&self.folder, self.known_modseq)
+                .await
+                .map_err(|e| Failure::store(e, Code::NonExistent))?;
+            let before = self.messages.len();
+            let mut changed_indexes = Vec::new();
+            for state in changed {
+                match self.messages.binary_search_by_key(&state.uid, |m| m.uid) {
+                    Ok(i) => {
+                        if self.messages[i] != state {
+                            self.messages[i] = state;
+                            changed_indexes.push(i);
+                        }
+                    }
+                    Err(i) if i == self.messages.len() => self.messages.push(state),
+                    // Below our highest UID but unknown: expunged and already reported.
+                    Err(_) => {}
+                }
+            }
+            if self.messages.len() != before {
+                out.push(&Response::Data(Data::Exists(self.messages.len() as u32)));
+            }
+            for i in changed_indexes {
+                let m = &self.messages[i];
+                let mut items = vec![
+                    FetchItem::Uid(m.uid),
+                    FetchItem::Flags(convert::flags(&m.flags)),
+                ];
+                if condstore {
+                    items.push(FetchItem::ModSeq(m.modseq));
+                }
+                out.push(&Response::Data(Data::Fetch {
+                    seq: i as u32 + 1,
+                    items,
+                }));
+            }
+            self.known_modseq = info.highest_modseq;
+        }
+        Ok(())
+    }
+
+    /// Report removed UIDs as EXPUNGE (sequence numbers, each after the previous removal) or
+    /// as one VANISHED (QRESYNC).
+    pub fn report_expunged(&mut self, uids: &[u32], qresync: bool, out: &mut Responder<'_>) {
+        let mut vanished = Vec::new();
+        for &uid in uids {
+            if let Some(seq) = self.remove_uid(uid) {
+                if qresync {
+                    vanished.push(uid);
+                } else {
+                    out.push(&Response::Data(Data::Expunge(seq)));
+                }
+            }
+        }
+        if !vanished.is_empty() {
+            out.push(&Response::Data(Data::Vanished {
+                earlier: false,
+                uids: vanished,
+            }));
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! `sealmail serve`: the embedded default, one process holding the mailbox files and running
+//! the protocol listeners on top of the local `MailStore`.
+
+use crate::config::Config;
+use crate::metrics::{ServerMetrics, serve_metrics};
+use crate::tls;
+use anyhow::{Context, Result};
+use sealmail_core::mailstore::LocalMailStore;
+use sealmail_core::registry::Registry;
+use sealmail_imap::server::{ServerConfig as ImapConfig, TlsSettings};
+use sealmail_imap::session::SessionConfig;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How often idle entries of the login cache are wiped from memory.
+const LOGIN_CACHE_SWEEP: Duration = Duration::from_secs(60);
+
+pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
+    let config = Config::load(config_path, |name| std::env::var(name).ok())?;
+    init_logging();
+    let registry = Arc::new(
+        Registry::open_or_create(data_dir)
+            .with_context(|| format!("opening the registry in {}", data_dir.display()))?,
+    );
+    let tls_config = tls::server_config(data_dir, &config.tls)?;
+    let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
+    let metrics = Arc::new(ServerMetrics::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut servers = tokio::task::JoinSet::new();
+        let imap_config = |implicit: bool| ImapConfig {
+            max_connections: config.imap_limits.max_connections,
+            max_connections_per_ip: config.imap_limits.max_connections_per_ip,
+            idle_timeout: Duration::from_secs(config.imap_limits.idle_timeout_secs),
+            loopback_plaintext_auth: config.imap_limits.allow_plaintext_auth_from_loopback,
+            tls: Some(TlsSettings {
+                config: Arc::clone(&tls_config),
+                implicit,
+            }),
+            session: SessionConfig {
+                metrics: metrics.clone(),
+                ..SessionConfig::default()
+            },
+            ..ImapConfig::default()
+        };
+        for (name, addr, implicit) in [("IMAP", config.imap, false), ("IMAPS", config.imaps, true)]
+        {
+            let Some(addr) = addr else { continue };
+            let listener = bind(name, addr).await?;
+            let stop = stopped(stop_rx.clone());
+            let store = Arc::clone(&store);
+            let server_config = imap_config(implicit);
+            servers.spawn(async move {
+                sealmail_imap::server::run(listener, store, server_config, stop).await
+            });
+        }
+        if let Some(addr) = config.metrics {
+            let listener = bind("metrics", addr).await?;
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(serve_metrics(listener, Arc::clone(&metrics), stop));
+        }
+        let sweeper_registry = Arc::clone(&registry);
+        let mut sweeper_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LOGIN_CACHE_SWEEP);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sweeper_registry.purge_expired_logins(),
+                    _ = sweeper_stop.changed() => break,
+                }
+            }
+        });
+        eprintln!(
+            "sealmail is running; data in {} (Ctrl-C to stop)",
+            data_dir.display()
+        );
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections, letting commands finish");
+        let _ = stop_tx.send(true);
+        while let Some(result) = servers.join_next().await {
+            result
+                .context("listener task panicked")?
+                .context("listener failed")?;
+        }
+        Ok(())
+    })
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{name}: cannot listen on {addr}"))?;
+    eprintln!("{name} listening on {}", listener.local_addr()?);
+    Ok(listener)
+}
+
+/// Completes once the stop flag is raised.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// Structured logs on stderr, filtered by `RUST_LOG` (default `info`). Nothing logged anywhere
+/// carries a password, a key or message content.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,275 @@
+//! `sealmail serve` as a user runs it: the real binary on 127.0.0.1, driven by Python's imaplib
+//! over STARTTLS and implicit TLS, then stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sealmail(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sealmail"));
+    command.arg("--data-dir").arg(data_dir);
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running server; killed if the test fails before stopping it.
+struct Server {
+    child: Child,
+    imap: u16,
+    imaps: u16,
+    metrics: u16,
+    /// The certificate the server generated, which clients verify against.
+    cert: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let (imap, imaps, metrics) = (free_port(), free_port(), free_port());
+        let mut child = sealmail(data_dir)
+            .arg("serve")
+            .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
+            .env("SEALMAIL_IMAPS_LISTEN", format!("127.0.0.1:{imaps}"))
+            .env("SEALMAIL_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sealmail serve");
+        // Wait until it says it is running (both listeners bound).
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = String::new();
+        while Instant::now() < deadline {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("server exited early: {seen}");
+            }
+            seen.push_str(&line);
+            if line.contains("sealmail is running") {
+                break;
+            }
+        }
+        assert!(
+            seen.contains("sealmail is running"),
+            "server did not start: {seen}"
+        );
+        // Keep draining stderr so the server never blocks on a full pipe; also check that no
+        // log line ever carries the password.
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let line = line.unwrap_or_default();
+                assert!(!line.contains(PASSWORD), "password in logs: {line}");
+            }
+        });
+        let cert = data_dir.join("tls/cert.pem");
+        Server {
+            child,
+            imap,
+            imaps,
+            metrics,
+            cert,
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+const PASSWORD: &str = "s3rve-test password";
+
+fn python(script: &str, server: &Server) -> String {
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("IMAP_PORT", server.imap.to_string())
+        .env("IMAPS_PORT", server.imaps.to_string())
+        .env("PASSWORD", PASSWORD)
+        .env("CAFILE", &server.cert)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn add_account(data_dir: &Path, address: &str) {
+    let mut child = sealmail(data_dir)
+        .args(["account", "add", address, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+const CLIENT: &str = r#"
+import imaplib, os, ssl
+# Verify the server's generated certificate for 127.0.0.1, as a careful client would.
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+user, password = "user@example.org", os.environ["PASSWORD"]
+
+plain = imaplib.IMAP4("127.0.0.1", int(os.environ["IMAP_PORT"]))
+assert "STARTTLS" in plain.capabilities, plain.capabilities
+plain.starttls(ssl_context=ctx)
+plain.login(user, password)
+typ, data = plain.append("INBOX", "(\\Flagged)", None, b"Subject: over starttls\r\nFrom: a@example.org\r\n\r\nneedle-in-body\r\n")
+assert typ == "OK" and b"APPENDUID" in data[0], data
+typ, data = plain.select("INBOX")
+print("exists", data[0].decode())
+typ, data = plain.search(None, "TEXT", "needle-in-body")
+print("search", data[0].decode())
+plain.logout()
+
+secure = imaplib.IMAP4_SSL("127.0.0.1", int(os.environ["IMAPS_PORT"]), ssl_context=ctx)
+try:
+    secure.login(user, "wrong password")
+    print("wrong password accepted")
+except imaplib.IMAP4.error as e:
+    print("wrong password refused")
+secure.login(user, password)
+secure.select("INBOX")
+typ, data = secure.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+print("fetch", data[0][0].decode(), data[0][1].decode().strip())
+secure.logout()
+"#;
+
+#[test]
+fn serve_answers_imap_clients_over_starttls_and_implicit_tls_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    add_account(dir.path(), "user@example.org");
+    let server = Server::start(dir.path());
+    let out = python(CLIENT, &server);
+    assert!(out.contains("exists 1"), "{out}");
+    assert!(out.contains("search 1"), "{out}");
+    assert!(out.contains("wrong password refused"), "{out}");
+    assert!(out.contains("\\Flagged"), "{out}");
+    assert!(out.contains("Subject: over starttls"), "{out}");
+    let scraped = http_get(server.metrics, "/metrics");
+    assert!(scraped.starts_with("HTTP/1.1 200 OK"), "{scraped}");
+    assert!(
+        scraped.contains("sealmail_logins_total{result=\"failed\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("sealmail_logins_total{result=\"ok\"} 2"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("command=\"APPEND\",outcome=\"ok\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        !scraped.contains("user@example.org"),
+        "no addresses in metrics"
+    );
+    assert!(http_get(server.metrics, "/other").starts_with("HTTP/1.1 404"));
+    let status = server.stop();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    // The generated certificate is reused on the next start, and the mail is still there.
+    let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(
+        std::fs::read(dir.path().join("tls/cert.pem")).unwrap(),
+        cert
+    );
+    let recount = python(
+        r#"
+import imaplib, os, ssl
+s = imaplib.IMAP4_SSL("127.0.0.1", int(os.environ["IMAPS_PORT"]), ssl_context=ssl._create_unverified_context())
+s.login("user@example.org", os.environ["PASSWORD"])
+print("exists", s.select("INBOX")[1][0].decode())
+s.logout()
+"#,
+        &server,
+    );
+    assert!(recount.contains("exists 1"), "{recount}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn mail_delivered_while_offline_appears_at_the_next_imap_login() {
+    let dir = tempfile::tempdir().unwrap();
+    add_account(dir.path(), "user@example.org");
+    let server = Server::start(dir.path());
+    let mut deliver = sealmail(dir.path())
+        .args(["deliver", "user@example.org"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    deliver
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: sealed while offline\r\n\r\nopened only by the owner\r\n")
+        .unwrap();
+    assert!(deliver.wait().unwrap().success());
+    let out = python(
+        r#"
+import imaplib, os, ssl
+s = imaplib.IMAP4_SSL("127.0.0.1", int(os.environ["IMAPS_PORT"]), ssl_context=ssl._create_unverified_context())
+s.login("user@example.org", os.environ["PASSWORD"])
+print("exists", s.select("INBOX")[1][0].decode())
+print(s.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1].decode().strip())
+s.logout()
+"#,
+        &server,
+    );
+    assert!(out.contains("exists 1"), "{out}");
+    assert!(out.contains("Subject: sealed while offline"), "{out}");
+    assert!(server.stop().success());
+}
