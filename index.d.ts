@@ -24,8 +24,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * An open mailbox. The decryption key lives only inside the native addon (in SQLCipher's
  * memory) and is wiped when the handle is closed with `close()` or garbage-collected.
  *
- * Calls on one handle run one at a time, in the order they were made; calls on different
- * handles run in parallel.
+ * Calls on one handle run one at a time, in no guaranteed order (await a call when the next
+ * depends on it); calls on different handles run in parallel. Waiting calls occupy threads of
+ * libuv's pool (`UV_THREADPOOL_SIZE`, 4 by default), so a server with many busy mailboxes
+ * should raise it.
  */
 export declare class Mailbox {
   /**
@@ -35,7 +37,7 @@ export declare class Mailbox {
    * accounts.
    */
   static open(dataDir: string, address: string, password: string): Promise<Mailbox>
-  /** The mailbox's address, normalized (lowercase domain). */
+  /** The mailbox's address as the registry normalized it (lowercase). */
   get address(): string
   /**
    * Store a raw RFC 5322 message in `folder`, byte for byte. Rejects with `NO_SUCH_FOLDER`,
@@ -57,13 +59,13 @@ export declare class Mailbox {
    */
   quota(): Promise<Quota>
   /** Documents of `collection` matching `filter` (every document when omitted). */
-  find<T extends Document = Document>(collection: string, filter?: Filter<T> | null, options?: FindOptions<T>): Promise<T[]>
+  find<T extends Document = Document>(collection: string, filter?: Filter<NoInfer<T>> | null, options?: FindOptions<NoInfer<T>>): Promise<T[]>
   /** The first document matching `filter` (after `sort` and `skip`), or `null`. */
-  findOne<T extends Document = Document>(collection: string, filter?: Filter<T> | null, options?: FindOneOptions<T>): Promise<T | null>
+  findOne<T extends Document = Document>(collection: string, filter?: Filter<NoInfer<T>> | null, options?: FindOneOptions<NoInfer<T>>): Promise<T | null>
   /** How many documents match `filter`. */
-  count<T extends Document = Document>(collection: string, filter?: Filter<T> | null): Promise<number>
+  count<T extends Document = Document>(collection: string, filter?: Filter<NoInfer<T>> | null): Promise<number>
   /** The distinct values of `field` among the documents matching `filter`. */
-  distinct<T extends Document = Document>(collection: string, field: string, filter?: Filter<T> | null): Promise<JsonValue[]>
+  distinct<T extends Document = Document>(collection: string, field: string, filter?: Filter<NoInfer<T>> | null): Promise<JsonValue[]>
   /**
    * Insert a document into an application collection; resolves with its `_id` (generated
    * when the document has none).
@@ -75,13 +77,13 @@ export declare class Mailbox {
    */
   insertMany<T extends Document = Document>(collection: string, documents: T[]): Promise<string[]>
   /** Apply `update` (`$set`, `$inc`, `$push`, ...) to the first document matching `filter`. */
-  updateOne<T extends Document = Document>(collection: string, filter: Filter<T> | null, update: Update<T>, options?: UpdateOptions): Promise<UpdateSummary>
+  updateOne<T extends Document = Document>(collection: string, filter: Filter<NoInfer<T>> | null, update: Update<NoInfer<T>>, options?: UpdateOptions): Promise<UpdateSummary>
   /** Apply `update` to every document matching `filter`, in one transaction. */
-  updateMany<T extends Document = Document>(collection: string, filter: Filter<T> | null, update: Update<T>, options?: UpdateOptions): Promise<UpdateSummary>
+  updateMany<T extends Document = Document>(collection: string, filter: Filter<NoInfer<T>> | null, update: Update<NoInfer<T>>, options?: UpdateOptions): Promise<UpdateSummary>
   /** Delete the first document matching `filter`; resolves with the number deleted (0 or 1). */
-  deleteOne<T extends Document = Document>(collection: string, filter: Filter<T> | null): Promise<number>
+  deleteOne<T extends Document = Document>(collection: string, filter: Filter<NoInfer<T>> | null): Promise<number>
   /** Delete every document matching `filter`; resolves with the number deleted. */
-  deleteMany<T extends Document = Document>(collection: string, filter: Filter<T> | null): Promise<number>
+  deleteMany<T extends Document = Document>(collection: string, filter: Filter<NoInfer<T>> | null): Promise<number>
   /**
    * Declare an application collection, or extend one (new fields and indexes only: a
    * change that would lose data is refused with `DESTRUCTIVE_SCHEMA_CHANGE`).
@@ -122,7 +124,7 @@ export declare class Registry {
 export interface Account {
   address: string
   mailboxId: string
-  /** Storage limit in bytes, `null` when unlimited. */
+  /** Storage limit in bytes; absent when unlimited. */
   quota?: number
   /** Bytes used, as last recorded (on login, `quota()` and `close()`). */
   usedBytes: number
@@ -185,7 +187,7 @@ export declare function deliver(dataDir: string, address: string, raw: Buffer): 
 /** A folder and its counters. */
 export interface Folder {
   path: string
-  /** RFC 6154 attribute such as `\\Sent`, or `null`. */
+  /** RFC 6154 attribute such as `\\Sent`; absent for ordinary folders. */
   specialUse?: string
   uidvalidity: number
   uidnext: number
@@ -222,7 +224,7 @@ export interface NewAccount {
 export interface Quota {
   /** Bytes the encrypted file (with its write-ahead log) occupies. */
   usedBytes: number
-  /** The account's limit in bytes, `null` when unlimited. */
+  /** The account's limit in bytes; absent when unlimited. */
   limitBytes?: number
 }
 
@@ -230,6 +232,6 @@ export interface Quota {
 export interface UpdateSummary {
   matched: number
   modified: number
-  /** `_id` of the document inserted by an upsert, else `null`. */
-  upsertedId?: string | null
+  /** `_id` of the document inserted by an upsert; absent otherwise. */
+  upsertedId?: string
 }

@@ -1,7 +1,7 @@
 /**
  * Hand-written TypeScript types of the `sealmail` package: documents, Mongo-style filters,
  * updates and options, and error codes. `index.d.ts` (generated from the Rust binding)
- * re-exports everything here.
+ * re-exports everything here. Filters use `NoInfer`, so TypeScript 5.4 or newer is needed.
  */
 
 /** Any JSON value, as documents and query results hold them. */
@@ -39,20 +39,44 @@ export type TypeName =
   | 'date'
   | 'binData'
 
+/** Extended JSON literals: a date (`{ $date: '2026-11-28T00:00:00Z' }`) or bytes. */
+export type ExtendedLiteral = { $date: string | number } | BinaryValue
+
+/**
+ * An object compared whole. Its top-level keys may not start with `$`, which marks operators,
+ * so a misspelt operator is a type error rather than an equality test.
+ */
+export type ObjectLiteral = { [key: string]: JsonValue } & { [key: `$${string}`]: never }
+
+/** A value a filter may compare an untyped field with. */
+export type FilterLiteral = string | number | boolean | null | JsonValue[] | ObjectLiteral | ExtendedLiteral
+
+/** The element type of an array type, else `never`. */
+type ElementOf<V> = V extends readonly (infer E)[] ? E : never
+
+/**
+ * What a field of type `V` may be compared with: a `V`, or one element of it when it is an
+ * array (`{ keywords: '$Forwarded' }` matches a message with that keyword), or `null` (absent).
+ * Untyped fields (plain `Document`s) take any `FilterLiteral`.
+ */
+export type Literal<V> = JsonValue extends V | null
+  ? FilterLiteral
+  : NonNullable<V> | ElementOf<NonNullable<V>> | null | ExtendedLiteral
+
 /** Operators on one field. Several in one object must all hold (`{ $gt: 1, $lt: 5 }`). */
 export interface Condition<V = JsonValue> {
   /** Equal (for arrays: one element equals, or the whole array equals). */
-  $eq?: V | JsonValue
-  $ne?: V | JsonValue
-  $gt?: V | JsonValue
-  $gte?: V | JsonValue
-  $lt?: V | JsonValue
-  $lte?: V | JsonValue
+  $eq?: Literal<V>
+  $ne?: Literal<V>
+  $gt?: Literal<V>
+  $gte?: Literal<V>
+  $lt?: Literal<V>
+  $lte?: Literal<V>
   /** Equal to one of these. */
-  $in?: Array<V | JsonValue>
-  $nin?: Array<V | JsonValue>
+  $in?: Literal<V>[]
+  $nin?: Literal<V>[]
   /** An array field holding every one of these. */
-  $all?: JsonValue[]
+  $all?: Literal<V>[]
   /** The field is present (`true`) or absent (`false`). */
   $exists?: boolean
   $type?: TypeName
@@ -73,12 +97,13 @@ export interface Condition<V = JsonValue> {
 }
 
 /** A field's value: a literal (equality) or a condition. */
-export type FieldFilter<V = JsonValue> = V | JsonValue | Condition<V>
+export type FieldFilter<V = JsonValue> = Literal<V> | Condition<V>
 
 /**
  * A Mongo-style filter: `{ folder: 'INBOX', seen: false, size: { $gt: 1000 } }`. Dotted paths
  * reach inside JSON fields (`'from.address'`). `$and`, `$or` and `$nor` combine filters.
- * Unknown fields are refused with the code `UNKNOWN_FIELD`.
+ * Unknown fields are refused with the code `UNKNOWN_FIELD`. With a document type `T`, the
+ * values of its fields are type-checked.
  */
 export type Filter<T extends Document = Document> = {
   [K in keyof T]?: FieldFilter<T[K]>

@@ -17,8 +17,10 @@ use zeroize::Zeroizing;
 /// An open mailbox. The decryption key lives only inside the native addon (in SQLCipher's
 /// memory) and is wiped when the handle is closed with `close()` or garbage-collected.
 ///
-/// Calls on one handle run one at a time, in the order they were made; calls on different
-/// handles run in parallel.
+/// Calls on one handle run one at a time, in no guaranteed order (await a call when the next
+/// depends on it); calls on different handles run in parallel. Waiting calls occupy threads of
+/// libuv's pool (`UV_THREADPOOL_SIZE`, 4 by default), so a server with many busy mailboxes
+/// should raise it.
 #[napi]
 pub struct Mailbox {
     /// `None` once closed. A std mutex because only blocking pool threads lock it; the JS
@@ -202,7 +204,7 @@ impl Mailbox {
     /// Documents of `collection` matching `filter` (every document when omitted).
     #[napi(
         ts_generic_types = "T extends Document = Document",
-        ts_args_type = "collection: string, filter?: Filter<T> | null, options?: FindOptions<T>",
+        ts_args_type = "collection: string, filter?: Filter<NoInfer<T>> | null, options?: FindOptions<NoInfer<T>>",
         ts_return_type = "Promise<T[]>"
     )]
     pub fn find(
@@ -218,7 +220,7 @@ impl Mailbox {
     /// The first document matching `filter` (after `sort` and `skip`), or `null`.
     #[napi(
         ts_generic_types = "T extends Document = Document",
-        ts_args_type = "collection: string, filter?: Filter<T> | null, options?: FindOneOptions<T>",
+        ts_args_type = "collection: string, filter?: Filter<NoInfer<T>> | null, options?: FindOneOptions<NoInfer<T>>",
         ts_return_type = "Promise<T | null>"
     )]
     pub fn find_one(
@@ -234,7 +236,7 @@ impl Mailbox {
     /// How many documents match `filter`.
     #[napi(
         ts_generic_types = "T extends Document = Document",
-        ts_args_type = "collection: string, filter?: Filter<T> | null",
+        ts_args_type = "collection: string, filter?: Filter<NoInfer<T>> | null",
         ts_return_type = "Promise<number>"
     )]
     pub fn count(&self, collection: String, filter: Option<Value>) -> AsyncTask<Blocking<i64>> {
@@ -248,7 +250,7 @@ impl Mailbox {
     /// The distinct values of `field` among the documents matching `filter`.
     #[napi(
         ts_generic_types = "T extends Document = Document",
-        ts_args_type = "collection: string, field: string, filter?: Filter<T> | null",
+        ts_args_type = "collection: string, field: string, filter?: Filter<NoInfer<T>> | null",
         ts_return_type = "Promise<JsonValue[]>"
     )]
     pub fn distinct(
@@ -315,7 +317,7 @@ impl Mailbox {
     /// Apply `update` (`$set`, `$inc`, `$push`, ...) to the first document matching `filter`.
     #[napi(
         ts_generic_types = "T extends Document = Document",
-        ts_args_type = "collection: string, filter: Filter<T> | null, update: Update<T>, options?: UpdateOptions",
+        ts_args_type = "collection: string, filter: Filter<NoInfer<T>> | null, update: Update<NoInfer<T>>, options?: UpdateOptions",
         ts_return_type = "Promise<UpdateSummary>"
     )]
     pub fn update_one(
@@ -337,7 +339,7 @@ impl Mailbox {
     /// Apply `update` to every document matching `filter`, in one transaction.
     #[napi(
         ts_generic_types = "T extends Document = Document",
-        ts_args_type = "collection: string, filter: Filter<T> | null, update: Update<T>, options?: UpdateOptions",
+        ts_args_type = "collection: string, filter: Filter<NoInfer<T>> | null, update: Update<NoInfer<T>>, options?: UpdateOptions",
         ts_return_type = "Promise<UpdateSummary>"
     )]
     pub fn update_many(
@@ -359,7 +361,7 @@ impl Mailbox {
     /// Delete the first document matching `filter`; resolves with the number deleted (0 or 1).
     #[napi(
         ts_generic_types = "T extends Document = Document",
-        ts_args_type = "collection: string, filter: Filter<T> | null",
+        ts_args_type = "collection: string, filter: Filter<NoInfer<T>> | null",
         ts_return_type = "Promise<number>"
     )]
     pub fn delete_one(
@@ -374,7 +376,7 @@ impl Mailbox {
     /// Delete every document matching `filter`; resolves with the number deleted.
     #[napi(
         ts_generic_types = "T extends Document = Document",
-        ts_args_type = "collection: string, filter: Filter<T> | null",
+        ts_args_type = "collection: string, filter: Filter<NoInfer<T>> | null",
         ts_return_type = "Promise<number>"
     )]
     pub fn delete_many(
