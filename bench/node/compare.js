@@ -3,7 +3,7 @@
 // `better-sqlite3-multiple-ciphers` with its chacha20 cipher and a key, plain SQL) on the same
 // 1,000 messages, in the same Node process. Prints one line per measurement and the ratio.
 //
-//   npm --prefix bench/node install && npm run build:release && node bench/node/compare.js
+//   npm run bench    (installs the peer into bench/node, builds the addon in release mode, runs)
 //
 // Conservative for the peer: it gets the header fields pre-parsed (sealmail parses MIME on
 // every append), keeps no full-text index (sealmail maintains its FTS5 index on append), and its
