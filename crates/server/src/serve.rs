@@ -36,6 +36,12 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
+        // One session configuration for both IMAP listeners, so the failed-login limits
+        // count attempts across them (an attacker gets no extra tries on the other port).
+        let session_config = SessionConfig {
+            metrics: metrics.clone(),
+            ..SessionConfig::default()
+        };
         let imap_config = |implicit: bool| ImapConfig {
             max_connections: config.imap_limits.max_connections,
             max_connections_per_ip: config.imap_limits.max_connections_per_ip,
@@ -45,10 +51,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 config: Arc::clone(&tls_config),
                 implicit,
             }),
-            session: SessionConfig {
-                metrics: metrics.clone(),
-                ..SessionConfig::default()
-            },
+            session: session_config.clone(),
             ..ImapConfig::default()
         };
         for (name, addr, implicit) in [("IMAP", config.imap, false), ("IMAPS", config.imaps, true)]
