@@ -48,6 +48,7 @@ test('addAccount refuses a duplicate address and an invalid one', async (t) => {
   await rejectsWithCode(registry.addAccount('ALICE@example.com', { password: PASSWORD, kdf: FAST_KDF }), 'ADDRESS_EXISTS')
   await rejectsWithCode(registry.addAccount('not an address', { password: PASSWORD, kdf: FAST_KDF }), 'INVALID_ADDRESS')
   await rejectsWithCode(registry.addAccount('x@example.com', { password: PASSWORD, kdf: { memoryKib: 1, iterations: 0, parallelism: 0 } }), 'INVALID_ARGUMENT')
+  await rejectsWithCode(registry.addAccount('x@example.com', { password: PASSWORD, kdf: FAST_KDF, quota: -1 }), 'INVALID_ARGUMENT')
 })
 
 test('verify answers false for a wrong password and for an unknown address', async (t) => {

@@ -108,7 +108,7 @@ impl Registry {
         &self,
         address: String,
         options: Option<AddAccountOptions>,
-    ) -> napi::Result<AsyncTask<Blocking<NewAccount>>> {
+    ) -> AsyncTask<Blocking<NewAccount>> {
         let registry = self.registry.clone();
         let options = options.unwrap_or(AddAccountOptions {
             password: None,
@@ -117,25 +117,24 @@ impl Registry {
             kdf: None,
         });
         let password = options.password.map(Zeroizing::new);
-        let account_options = AccountOptions {
-            quota: options
-                .quota
-                .map(|quota| {
-                    u64::try_from(quota).map_err(|_| {
-                        napi::Error::from_reason("quota must be a non-negative number of bytes")
-                    })
-                })
-                .transpose()?,
-            with_recovery_code: options.recovery_code.unwrap_or(false),
-            kdf: options
-                .kdf
-                .map_or_else(KdfParams::default, |kdf| KdfParams {
-                    m_cost_kib: kdf.memory_kib,
-                    t_cost: kdf.iterations,
-                    p_cost: kdf.parallelism,
-                }),
-        };
-        Ok(blocking(move || {
+        let quota = options.quota.map(u64::try_from).transpose();
+        let with_recovery_code = options.recovery_code.unwrap_or(false);
+        let kdf = options
+            .kdf
+            .map_or_else(KdfParams::default, |kdf| KdfParams {
+                m_cost_kib: kdf.memory_kib,
+                t_cost: kdf.iterations,
+                p_cost: kdf.parallelism,
+            });
+        blocking(move || {
+            let quota = quota.map_err(|_| {
+                Failure::invalid_argument("quota must be a non-negative number of bytes")
+            })?;
+            let account_options = AccountOptions {
+                quota,
+                with_recovery_code,
+                kdf,
+            };
             let account = registry.add_account(
                 &address,
                 password.as_ref().map(|p| p.as_str()),
@@ -147,7 +146,7 @@ impl Registry {
                 password: account.generated_password.as_ref().map(|p| p.to_string()),
                 recovery_code: account.recovery_code.as_ref().map(|c| c.to_string()),
             })
-        }))
+        })
     }
 
     /// Whether `password` opens `address`. Resolves `false` for a wrong password and for an
