@@ -157,3 +157,27 @@ async fn swaks_pipelining_starttls_and_chunking() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("550 5.1.1"));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodemailer_over_starttls() {
+    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    assert!(
+        node_dir.join("node_modules/nodemailer").is_dir(),
+        "nodemailer is required: npm ci --prefix crates/smtp/tests/node"
+    );
+    let server = TestServer::mx().await;
+    let marker = marker("nodemailer");
+    let mut command = Command::new("node");
+    command
+        .current_dir(&node_dir)
+        .args(["send.mjs", &server.addr.port().to_string(), &marker]);
+    let result = run_blocking(command).await;
+    assert!(
+        result.contains(r#""accepted":["alice@example.test"]"#)
+            && result.contains(r#""rejected":["nobody@example.test"]"#)
+            && result.contains("250 2.0.0"),
+        "{result}"
+    );
+    assert_sealed_then_delivered(&server, ALICE, "INBOX", &marker).await;
+    server.shutdown().await;
+}
