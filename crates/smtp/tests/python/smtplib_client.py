@@ -1,6 +1,7 @@
 """Drive sealmail's SMTP listeners with Python's smtplib, as a real client would.
 
-Usage: smtplib_client.py mx|submission PORT MARKER
+Usage: smtplib_client.py mx|submission|implicit PORT MARKER
+(implicit: submission over implicit TLS, port 465 style)
 Exits non-zero (with a message) when any reply differs from what the server must answer.
 """
 import smtplib
@@ -24,6 +25,20 @@ def message(sender, to):
 def check(condition, what):
     if not condition:
         sys.exit("FAILED: " + what)
+
+if mode == "implicit":
+    with smtplib.SMTP_SSL("127.0.0.1", port, timeout=20, context=context) as smtp:
+        smtp.ehlo("smtplib.test")
+        check(smtp.has_extn("auth") and not smtp.has_extn("starttls"), "AUTH without STARTTLS")
+        smtp.login("alice@example.test", "correct horse")
+        refused = smtp.send_message(
+            message("alice@example.test", ["bob@example.test"]),
+            from_addr="alice@example.test",
+            to_addrs=["bob@example.test"],
+        )
+        check(refused == {}, "local recipient accepted")
+    print("ok")
+    sys.exit(0)
 
 with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
     code, _ = smtp.ehlo("smtplib.test")

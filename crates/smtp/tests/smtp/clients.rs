@@ -98,6 +98,32 @@ async fn python_smtplib_submission_stores_sent_and_seals_local_recipient() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_smtplib_submission_over_implicit_tls() {
+    let server = TestServer::start(|config| {
+        config.session.mode = sealmail_smtp::Mode::Submission;
+        config.loopback_plaintext_auth = false;
+        config.tls = Some(sealmail_smtp::TlsSettings {
+            config: crate::common::tls_config(),
+            implicit: true,
+        });
+    })
+    .await;
+    let marker = marker("implicit");
+    let mut command = Command::new("python3");
+    command.args([
+        python_script(),
+        "implicit".into(),
+        server.addr.port().to_string(),
+        marker.clone(),
+    ]);
+    assert_eq!(run_blocking(command).await.trim(), "ok");
+    assert_sealed_then_delivered(&server, BOB, "INBOX", &marker).await;
+    let text = String::from_utf8(server.messages(BOB, "INBOX").await.remove(0)).unwrap();
+    assert!(text.contains("with ESMTPSA id"), "{text}");
+    server.shutdown().await;
+}
+
 fn swaks_available() -> bool {
     Command::new("swaks")
         .arg("--version")
@@ -106,7 +132,7 @@ fn swaks_available() -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swaks_pipelining_starttls_and_chunking() {
+async fn swaks_pipelining_and_starttls() {
     assert!(
         swaks_available(),
         "swaks is required: apt-get install -y swaks"
