@@ -7,6 +7,7 @@
 //! imaps = "127.0.0.1:1993"     # implicit TLS
 //! smtp = "127.0.0.1:2525"      # MX (inbound), STARTTLS
 //! submission = "127.0.0.1:1587" # authenticated submission, STARTTLS
+//! metrics = "127.0.0.1:9464"   # Prometheus text format at /metrics
 //!
 //! [tls]
 //! cert = "/etc/sealmail/fullchain.pem"
@@ -37,6 +38,8 @@ pub struct Config {
     pub imap: Option<SocketAddr>,
     /// IMAP over implicit TLS.
     pub imaps: Option<SocketAddr>,
+    /// Prometheus metrics (`GET /metrics`), plain HTTP: keep it on loopback or a private network.
+    pub metrics: Option<SocketAddr>,
     pub tls: TlsFiles,
     pub imap_limits: ImapLimits,
     /// SMTP MX (inbound) with STARTTLS.
@@ -105,6 +108,7 @@ struct ListenSection {
     imaps: Option<String>,
     smtp: Option<String>,
     submission: Option<String>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +122,7 @@ pub const DEFAULT_IMAP: &str = "127.0.0.1:1143";
 pub const DEFAULT_IMAPS: &str = "127.0.0.1:1993";
 pub const DEFAULT_SMTP: &str = "127.0.0.1:2525";
 pub const DEFAULT_SUBMISSION: &str = "127.0.0.1:1587";
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 impl Config {
     /// Load `path` (if any), then apply `SEALMAIL_*_LISTEN` from `env`.
@@ -139,6 +144,7 @@ impl Config {
         Ok(Config {
             imap: listener("IMAP", file.listen.imap, DEFAULT_IMAP)?,
             imaps: listener("IMAPS", file.listen.imaps, DEFAULT_IMAPS)?,
+            metrics: listener("METRICS", file.listen.metrics, DEFAULT_METRICS)?,
             tls: TlsFiles {
                 cert: file.tls.cert,
                 key: file.tls.key,

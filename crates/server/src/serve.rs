@@ -2,11 +2,13 @@
 //! the protocol listeners on top of the local `MailStore`.
 
 use crate::config::Config;
+use crate::metrics::{ServerMetrics, serve_metrics};
 use crate::tls;
 use anyhow::{Context, Result};
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::Registry;
 use sealmail_imap::server::{ServerConfig as ImapConfig, TlsSettings};
+use sealmail_imap::session::SessionConfig;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     );
     let tls_config = tls::server_config(data_dir, &config.tls)?;
     let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
+    let metrics = Arc::new(ServerMetrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -33,6 +36,12 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
+        // One session configuration for both IMAP listeners, so the failed-login limits
+        // count attempts across them (an attacker gets no extra tries on the other port).
+        let session_config = SessionConfig {
+            metrics: metrics.clone(),
+            ..SessionConfig::default()
+        };
         let imap_config = |implicit: bool| ImapConfig {
             max_connections: config.imap_limits.max_connections,
             max_connections_per_ip: config.imap_limits.max_connections_per_ip,
@@ -42,6 +51,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 config: Arc::clone(&tls_config),
                 implicit,
             }),
+            session: session_config.clone(),
             ..ImapConfig::default()
         };
         for (name, addr, implicit) in [("IMAP", config.imap, false), ("IMAPS", config.imaps, true)]
@@ -90,6 +100,11 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
             servers.spawn(async move {
                 sealmail_smtp::run(listener, delivery, smtp_config, stop).await
             });
+        }
+        if let Some(addr) = config.metrics {
+            let listener = bind("metrics", addr).await?;
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(serve_metrics(listener, Arc::clone(&metrics), stop));
         }
         let sweeper_registry = Arc::clone(&registry);
         let mut sweeper_stop = stop_rx.clone();

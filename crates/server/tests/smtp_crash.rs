@@ -34,6 +34,7 @@ fn start(data_dir: &Path, smtp: u16) -> Child {
         .env("SEALMAIL_SUBMISSION_LISTEN", "off")
         .env("SEALMAIL_IMAP_LISTEN", "off")
         .env("SEALMAIL_IMAPS_LISTEN", "off")
+        .env("SEALMAIL_METRICS_LISTEN", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -103,7 +104,11 @@ fn deliver(port: u16, marker: &str) -> std::io::Result<Result<(), String>> {
         format!("Subject: {marker}\r\n\r\n{marker}\r\n{filler}\r\n.\r\nQUIT\r\n").as_bytes(),
     )?;
     let last = reply()?;
-    Ok(if last.starts_with("250 ") { Ok(()) } else { Err(last) })
+    Ok(if last.starts_with("250 ") {
+        Ok(())
+    } else {
+        Err(last)
+    })
 }
 
 #[test]
