@@ -6,6 +6,7 @@ use sealmail_core::Error;
 use sealmail_core::account;
 use sealmail_core::mailstore::{MailSession, MailStore};
 use sealmail_core::registry::{Address, Registry};
+use sealmail_core::seal::SealedQueue;
 use sealmail_core::store::{AppendOptions, Flags};
 use std::sync::Arc;
 
@@ -129,8 +130,12 @@ fn check_recipient(
         });
     };
     if let Some(quota) = account.quota {
-        let expected = account.used_bytes.saturating_add(size_hint.unwrap_or(0));
-        if account.used_bytes >= quota || expected > quota {
+        // The recorded use is from the owner's last session; what arrived since waits sealed.
+        let used = account.used_bytes.saturating_add(
+            SealedQueue::new(registry.data_dir()).pending_bytes(account.mailbox_id.as_str())?,
+        );
+        let expected = used.saturating_add(size_hint.unwrap_or(0));
+        if used >= quota || expected > quota {
             return Ok(RecipientVerdict::OverQuota);
         }
     }

@@ -3,7 +3,7 @@
 //! [`LocalDelivery`], and shut down gracefully.
 
 use crate::delivery::LocalDelivery;
-use crate::session::{Action, Mode, Session, SessionConfig};
+use crate::session::{Action, AuthFailure, Mode, Session, SessionConfig};
 use sealmail_core::mailstore::MailStore;
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,6 +47,12 @@ pub struct ServerConfig {
     pub tls_handshake_timeout: Duration,
     /// Let submission clients on loopback authenticate without TLS.
     pub loopback_plaintext_auth: bool,
+    /// Pause before answering a failed AUTH, to slow down password guessing (the session
+    /// also closes after `session.max_errors` failures).
+    pub failed_auth_delay: Duration,
+    /// On shutdown, how long a client in the middle of a transaction may take to finish it
+    /// before it gets `421` (its message was not acknowledged, so the sender retries).
+    pub shutdown_grace: Duration,
     pub tls: Option<TlsSettings>,
 }
 
@@ -59,6 +65,8 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(5 * 60),
             tls_handshake_timeout: Duration::from_secs(30),
             loopback_plaintext_auth: true,
+            failed_auth_delay: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(10),
             tls: None,
         }
     }
@@ -205,23 +213,36 @@ impl<M: MailStore> Connection<'_, M> {
         mut stop: watch::Receiver<bool>,
     ) -> io::Result<Ended> {
         let mut buf = vec![0u8; 16 * 1024];
+        // Set when shutdown is first seen: the end of the grace period for an open transaction.
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
         loop {
             match session.next_action() {
                 Action::NeedInput => {
                     let stopping = *stop.borrow();
-                    if stopping && session.is_idle() {
-                        session.shutting_down();
-                        continue;
+                    let now = tokio::time::Instant::now();
+                    if stopping {
+                        let deadline =
+                            *stop_deadline.get_or_insert(now + self.config.shutdown_grace);
+                        if session.is_idle() || now >= deadline {
+                            session.shutting_down();
+                            continue;
+                        }
                     }
                     write_output(session, stream).await?;
+                    let wait = match stop_deadline {
+                        Some(deadline) => deadline.saturating_duration_since(now),
+                        None => self.config.idle_timeout,
+                    };
                     tokio::select! {
-                        read = tokio::time::timeout(self.config.idle_timeout, stream.read(&mut buf)) => {
+                        read = tokio::time::timeout(wait, stream.read(&mut buf)) => {
                             match read {
                                 // The client left; whatever transaction was open is dropped
                                 // unstored (no 250 was given for it).
                                 Ok(Ok(0)) => return Ok(Ended::Closed),
                                 Ok(Ok(n)) => session.push_input(&buf[..n]),
                                 Ok(Err(e)) => return Err(e),
+                                // Shutdown's grace period is over: the top of the loop says 421.
+                                Err(_elapsed) if stop_deadline.is_some() => {}
                                 Err(_elapsed) => session.timed_out(),
                             }
                         }
@@ -253,7 +274,12 @@ impl<M: MailStore> Connection<'_, M> {
                             self.mail_session = Some(mail_session);
                             session.authenticated(Ok(address));
                         }
-                        Err(failure) => session.authenticated(Err(failure)),
+                        Err(failure) => {
+                            if failure == AuthFailure::InvalidCredentials {
+                                tokio::time::sleep(self.config.failed_auth_delay).await;
+                            }
+                            session.authenticated(Err(failure));
+                        }
                     }
                 }
                 Action::StartTls => {

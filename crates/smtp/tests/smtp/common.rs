@@ -14,8 +14,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 pub const ALICE: &str = "alice@example.test";
 pub const BOB: &str = "bob@example.test";
-/// Bob's quota is tiny and already used up, for the 552 5.2.2 answer.
+/// Quota 1 byte, 4096 used: every RCPT gets 552 5.2.2.
 pub const FULL: &str = "full@example.test";
+/// Quota 3000 bytes, nothing used: room for one small message, then its sealed copy counts.
+pub const SMALL: &str = "small@example.test";
 pub const PASSWORD: &str = "correct horse";
 
 fn cheap_kdf() -> KdfParams {
@@ -91,7 +93,12 @@ impl TestServer {
             )
             .unwrap(),
         );
-        for (address, quota) in [(ALICE, Some(100 << 20)), (BOB, None), (FULL, Some(1))] {
+        for (address, quota) in [
+            (ALICE, Some(100 << 20)),
+            (BOB, None),
+            (FULL, Some(1)),
+            (SMALL, Some(3000)),
+        ] {
             let options = AccountOptions {
                 quota,
                 with_recovery_code: false,
@@ -112,6 +119,8 @@ impl TestServer {
         let mut config = ServerConfig::default();
         config.session.hostname = "mx.example.test".into();
         config.session.max_message_size = 1 << 20;
+        config.failed_auth_delay = Duration::from_millis(50);
+        config.shutdown_grace = Duration::from_millis(500);
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,6 +1,6 @@
 //! Raw-socket tests: sealed delivery end to end, bad input, disconnects, pipelining, BDAT.
 
-use crate::common::{ALICE, BOB, FULL, RawClient, TestServer, files_containing, marker};
+use crate::common::{ALICE, BOB, FULL, RawClient, SMALL, TestServer, files_containing, marker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_delivery_to_two_offline_recipients_then_login() {
@@ -177,5 +177,36 @@ async fn shutdown_says_421_to_idle_clients() {
     let shutdown = tokio::spawn(server.shutdown());
     assert!(client.reply().await.starts_with("421 4.3.2"));
     assert!(client.is_closed().await);
+    shutdown.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_counts_mail_waiting_sealed_for_an_offline_owner() {
+    let server = TestServer::mx().await;
+    let (mut client, _) = RawClient::connect(server.addr).await;
+    client.codes(b"EHLO c.test\r\n", 1).await;
+    let start = format!("MAIL FROM:<s@r.test> SIZE=2000\r\nRCPT TO:<{SMALL}>\r\n");
+    assert_eq!(
+        client.codes(start.as_bytes(), 2).await,
+        ["250 2.1.0", "250 2.1.5"]
+    );
+    let body = format!(
+        "Subject: fill\r\n\r\n{}.\r\n",
+        "0123456789abcdef\r\n".repeat(100)
+    );
+    assert_eq!(
+        client.codes(format!("DATA\r\n{body}").as_bytes(), 2).await,
+        ["354 end d", "250 2.0.0"]
+    );
+    // Nothing recorded as used (the owner never logged in), but the sealed item counts: with
+    // SIZE=2000 the next message would pass the 3000-byte quota.
+    assert_eq!(
+        client.codes(start.as_bytes(), 2).await,
+        ["250 2.1.0", "552 5.2.2"]
+    );
+    assert_eq!(server.queued(SMALL), 1);
+    // Shutdown while this client's transaction is open: after the grace period, 421.
+    let shutdown = tokio::spawn(server.shutdown());
+    assert!(client.reply().await.starts_with("421 4.3.2"));
     shutdown.await.unwrap();
 }
