@@ -772,9 +772,9 @@ impl Session {
                 self.authenticated = Some(address);
                 self.reply(Reply::new(235, "2.7.0", "authentication successful"));
             }
+            // Counted with the other errors, so password guessing ends with a 421.
             Err(AuthFailure::InvalidCredentials) => {
-                self.errors += 1;
-                self.reply(Reply::new(
+                self.refuse(Reply::new(
                     535,
                     "5.7.8",
                     "authentication credentials invalid",

@@ -386,3 +386,21 @@ fn date_format() {
         "Sat, 28 Nov 2026 21:23:20 +0000"
     );
 }
+
+#[test]
+fn repeated_auth_failures_close_the_connection() {
+    let mut h = Harness::new(Mode::Submission);
+    h.session = h.session.allow_plaintext_auth();
+    h.send(b"EHLO c.test\r\n");
+    let wrong = Base64::encode_string(b"\0me@example.test\0wrong");
+    let line = format!("AUTH PLAIN {wrong}\r\n");
+    for _ in 0..4 {
+        assert_eq!(h.codes(line.as_bytes()), ["535 5.7.8"]);
+    }
+    assert_eq!(
+        h.codes(line.as_bytes()),
+        ["535 5.7.8", "421 4.7.0"],
+        "max_errors is 5"
+    );
+    assert!(matches!(h.session.next_action(), Action::Close));
+}
