@@ -64,6 +64,12 @@ impl From<CoreError> for Failure {
             CoreError::Sqlite(_) => "DATABASE",
             CoreError::Io(_) => "IO",
             CoreError::Crypto(_) => "CRYPTO",
+            CoreError::NoSuchBackup { .. } => "NO_SUCH_BACKUP",
+            CoreError::BackupDamaged { .. } => "BACKUP_DAMAGED",
+            CoreError::BackupInProgress(_) => "BACKUP_IN_PROGRESS",
+            CoreError::MailboxInUse(_) => "MAILBOX_IN_USE",
+            CoreError::InsufficientSpace { .. } => "INSUFFICIENT_SPACE",
+            CoreError::BackupStorage(_) => "BACKUP_STORAGE",
         };
         Self::new(code, error.to_string())
     }

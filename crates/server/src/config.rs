@@ -5,6 +5,8 @@
 //! [listen]
 //! imap = "127.0.0.1:1143"      # plain with STARTTLS; "" disables a listener
 //! imaps = "127.0.0.1:1993"     # implicit TLS
+//! smtp = "127.0.0.1:2525"      # MX (inbound), STARTTLS
+//! submission = "127.0.0.1:1587" # authenticated submission, STARTTLS
 //! metrics = "127.0.0.1:9464"   # Prometheus text format at /metrics
 //!
 //! [tls]
@@ -15,6 +17,11 @@
 //! max_connections = 10000
 //! max_connections_per_ip = 50
 //! idle_timeout_secs = 1800
+//! allow_plaintext_auth_from_loopback = true
+//!
+//! [smtp]
+//! hostname = "mx.example.org"  # greeting and Received: headers
+//! max_message_size = 26214400
 //! allow_plaintext_auth_from_loopback = true
 //! ```
 
@@ -35,6 +42,32 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub tls: TlsFiles,
     pub imap_limits: ImapLimits,
+    /// SMTP MX (inbound) with STARTTLS.
+    pub smtp: Option<SocketAddr>,
+    /// SMTP submission with STARTTLS and AUTH.
+    pub submission: Option<SocketAddr>,
+    pub smtp_settings: SmtpSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Our name in the SMTP greeting and in Received: headers.
+    pub hostname: String,
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub max_message_size: usize,
+    /// Accept AUTH on submission without TLS from 127.0.0.0/8 and ::1.
+    pub allow_plaintext_auth_from_loopback: bool,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            max_message_size: 25 * 1024 * 1024,
+            allow_plaintext_auth_from_loopback: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -65,6 +98,7 @@ struct ConfigFile {
     listen: ListenSection,
     tls: TlsSection,
     imap: ImapLimits,
+    smtp: SmtpSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +106,8 @@ struct ConfigFile {
 struct ListenSection {
     imap: Option<String>,
     imaps: Option<String>,
+    smtp: Option<String>,
+    submission: Option<String>,
     metrics: Option<String>,
 }
 
@@ -84,6 +120,8 @@ struct TlsSection {
 
 pub const DEFAULT_IMAP: &str = "127.0.0.1:1143";
 pub const DEFAULT_IMAPS: &str = "127.0.0.1:1993";
+pub const DEFAULT_SMTP: &str = "127.0.0.1:2525";
+pub const DEFAULT_SUBMISSION: &str = "127.0.0.1:1587";
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 impl Config {
@@ -112,6 +150,9 @@ impl Config {
                 key: file.tls.key,
             },
             imap_limits: file.imap,
+            smtp: listener("SMTP", file.listen.smtp, DEFAULT_SMTP)?,
+            submission: listener("SUBMISSION", file.listen.submission, DEFAULT_SUBMISSION)?,
+            smtp_settings: file.smtp,
         })
     }
 }
@@ -142,6 +183,26 @@ mod tests {
         assert_eq!(config.imap, Some(DEFAULT_IMAP.parse().unwrap()));
         assert_eq!(config.imaps, Some(DEFAULT_IMAPS.parse().unwrap()));
         assert_eq!(config.tls, TlsFiles::default());
+        assert_eq!(config.smtp, Some(DEFAULT_SMTP.parse().unwrap()));
+        assert_eq!(config.submission, Some(DEFAULT_SUBMISSION.parse().unwrap()));
+    }
+
+    #[test]
+    fn smtp_listeners_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealmail.toml");
+        std::fs::write(
+            &path,
+            "[listen]\nsmtp = \"0.0.0.0:25\"\nsubmission = \"off\"\n[smtp]\nhostname = \"mx.example.org\"\n",
+        )
+        .unwrap();
+        let env =
+            |name: &str| (name == "SEALMAIL_SMTP_LISTEN").then(|| "127.0.0.1:2626".to_string());
+        let config = Config::load(Some(&path), env).unwrap();
+        assert_eq!(config.smtp, Some("127.0.0.1:2626".parse().unwrap()));
+        assert_eq!(config.submission, None);
+        assert_eq!(config.smtp_settings.hostname, "mx.example.org");
+        assert_eq!(config.smtp_settings.max_message_size, 25 * 1024 * 1024);
     }
 
     #[test]

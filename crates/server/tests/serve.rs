@@ -37,6 +37,12 @@ impl Server {
             .arg("serve")
             .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
             .env("SEALMAIL_IMAPS_LISTEN", format!("127.0.0.1:{imaps}"))
+            // Never the fixed default SMTP ports: parallel tests would collide on them.
+            .env("SEALMAIL_SMTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env(
+                "SEALMAIL_SUBMISSION_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("SEALMAIL_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
