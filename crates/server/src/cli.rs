@@ -44,6 +44,13 @@ pub enum Command {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Back up a mailbox (encrypted as it is at rest) to `file:///DIR` or `s3://BUCKET/PREFIX`;
+    /// S3 settings come from the standard AWS environment (AWS_ENDPOINT_URL, AWS_REGION, ...).
+    Backup(BackupArgs),
+    /// Restore a backup version; stop `sealmail serve` first (the live file is swapped).
+    Restore(RestoreArgs),
+    /// Export every folder as Maildir++ or mbox files into an empty directory.
+    Export(ExportArgs),
     /// Deliver one message read from stdin (a local delivery agent for another MTA): it is
     /// sealed to the mailbox's public key and folded in at the owner's next login.
     Deliver { address: String },
@@ -72,6 +79,9 @@ pub enum AccountCommand {
         /// Confirm the deletion: the mail is gone for good.
         #[arg(long)]
         yes: bool,
+        /// Also delete every backup of the mailbox at this target (`file:///DIR`, `s3://...`).
+        #[arg(long, value_name = "TARGET")]
+        purge_backups: Option<String>,
     },
     /// Change a password: reads the old password line, then the new one, from stdin.
     Passwd {
@@ -106,4 +116,50 @@ pub struct ImportArgs {
     /// Target folder (Maildir++ subfolders go below it).
     #[arg(long, default_value = "INBOX")]
     pub folder: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    pub address: String,
+    /// `file:///DIR` or `s3://BUCKET/PREFIX`.
+    #[arg(long)]
+    pub target: String,
+    /// List the versions stored at the target instead of backing up (no password needed).
+    #[arg(long)]
+    pub list: bool,
+    #[arg(long, required_unless_present = "list")]
+    pub password_stdin: bool,
+    /// Retention: newest version of each of the last N days...
+    #[arg(long, default_value_t = 7)]
+    pub keep_daily: u32,
+    /// ...and of each of the last M months.
+    #[arg(long, default_value_t = 12)]
+    pub keep_monthly: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    pub address: String,
+    #[arg(long)]
+    pub target: String,
+    /// `latest` or a version name as listed by `sealmail backup --list`.
+    #[arg(long, default_value = "latest")]
+    pub version: String,
+    /// For an address this data dir does not know: which mailbox at the target.
+    #[arg(long)]
+    pub mailbox_id: Option<String>,
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub address: String,
+    #[arg(long, value_parser = ["mbox", "maildir"])]
+    pub format: String,
+    /// Directory to write into (created; must be empty).
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
 }

@@ -1,7 +1,10 @@
 //! What each command does.
 
-use crate::cli::{AccountCommand, Cli, Command, ImportArgs};
+use crate::cli::{AccountCommand, BackupArgs, Cli, Command, ExportArgs, ImportArgs, RestoreArgs};
 use anyhow::{Context, Result, bail};
+use sealmail_core::backup::{
+    self, BackupOptions, BackupOutcome, BackupTarget, ExportFormat, RestoreRequest, RetentionPolicy,
+};
 use sealmail_core::import::{ImportSource, import};
 use sealmail_core::registry::{AccountOptions, Registry};
 use std::io::{BufRead, IsTerminal, Write};
@@ -28,6 +31,9 @@ pub fn run(cli: Cli) -> Result<()> {
             opened.record_usage(&registry)?;
             Ok(())
         }
+        Command::Backup(args) => backup_command(&cli.data_dir, args),
+        Command::Restore(args) => restore_command(&cli.data_dir, args),
+        Command::Export(args) => export_command(&cli.data_dir, args),
         Command::Deliver { address } => {
             let registry = Registry::open(&cli.data_dir)?;
             let mut raw = Vec::new();
@@ -100,11 +106,24 @@ fn account(data_dir: &std::path::Path, command: AccountCommand) -> Result<()> {
             }
             Ok(())
         }
-        AccountCommand::Remove { address, yes } => {
+        AccountCommand::Remove {
+            address,
+            yes,
+            purge_backups,
+        } => {
             if !yes {
                 bail!("removing {address} deletes its mail for good; add --yes to confirm");
             }
-            Registry::open(data_dir)?.remove_account(&address)?;
+            let registry = Registry::open(data_dir)?;
+            if let Some(target) = purge_backups {
+                let account = registry
+                    .lookup(&address)?
+                    .with_context(|| format!("no account {address}"))?;
+                let target = BackupTarget::parse(&target)?;
+                let purged = backup::purge_backups(&target, &account.mailbox_id)?;
+                eprintln!("deleted {purged} backup version(s)");
+            }
+            registry.remove_account(&address)?;
             eprintln!("removed {address}");
             Ok(())
         }
@@ -192,4 +211,95 @@ fn read_line(input: &mut impl BufRead, what: &str) -> Result<Zeroizing<String>> 
         bail!("the {what} read from standard input is empty");
     }
     Ok(line)
+}
+
+fn backup_command(data_dir: &std::path::Path, args: BackupArgs) -> Result<()> {
+    let registry = Registry::open(data_dir)?;
+    let target = BackupTarget::parse(&args.target)?;
+    if args.list {
+        let account = registry
+            .lookup(&args.address)?
+            .with_context(|| format!("no account {}", args.address))?;
+        let mut out = std::io::stdout().lock();
+        for manifest in target.list_versions(&account.mailbox_id)? {
+            writeln!(
+                out,
+                "{}\t{} bytes\tsha256={}",
+                manifest.version, manifest.size, manifest.sha256
+            )?;
+        }
+        return Ok(());
+    }
+    let password = read_secret_line("password")?;
+    let options = BackupOptions {
+        retention: Some(RetentionPolicy {
+            keep_daily: args.keep_daily,
+            keep_monthly: args.keep_monthly,
+        }),
+        now: None,
+    };
+    match backup::backup_account(&registry, &args.address, &password, &target, &options)? {
+        BackupOutcome::Stored { manifest, pruned } => {
+            println!(
+                "stored {} ({} bytes, sha256 {})",
+                manifest.version, manifest.size, manifest.sha256
+            );
+            for version in pruned {
+                eprintln!("retention deleted {version}");
+            }
+        }
+        BackupOutcome::Unchanged { latest } => println!("unchanged since {}", latest.version),
+    }
+    Ok(())
+}
+
+fn restore_command(data_dir: &std::path::Path, args: RestoreArgs) -> Result<()> {
+    let registry = Registry::open_or_create(data_dir)?;
+    let target = BackupTarget::parse(&args.target)?;
+    let password = read_secret_line("password")?;
+    let mailbox_id = args.mailbox_id.as_deref().map(str::parse).transpose()?;
+    let request = RestoreRequest {
+        address: &args.address,
+        password: &password,
+        version: args.version.parse()?,
+        mailbox_id,
+        session_open: false,
+    };
+    let outcome = backup::restore(&registry, &target, &request, |_| Ok(()))?;
+    println!("restored {} of {}", outcome.manifest.version, args.address);
+    if let Some(code) = outcome.new_recovery_code {
+        println!("new recovery code: {}", code.as_str());
+    }
+    Ok(())
+}
+
+fn export_command(data_dir: &std::path::Path, args: ExportArgs) -> Result<()> {
+    let registry = Registry::open(data_dir)?;
+    let password = read_secret_line("password")?;
+    let opened = sealmail_core::account::open_mailbox(&registry, &args.address, &password)?;
+    let format = if args.format == "mbox" {
+        ExportFormat::Mbox
+    } else {
+        ExportFormat::Maildir
+    };
+    let show_progress = std::io::stderr().is_terminal();
+    let report = backup::export(opened.mailbox(), format, &args.output, |progress| {
+        if show_progress {
+            eprint!(
+                "\r{} folders, {} messages",
+                progress.folders, progress.messages
+            );
+        }
+    })?;
+    if show_progress {
+        eprintln!();
+    }
+    for (from, to) in &report.renamed_folders {
+        eprintln!("folder {from:?} written as {to:?} (Maildir++ uses '.' between levels)");
+    }
+    eprintln!(
+        "exported {} messages in {} folders",
+        report.messages, report.folders
+    );
+    Ok(())
 }

@@ -443,3 +443,126 @@ fn query_prints_one_document_per_line_and_rejects_hostile_input() {
     ));
     assert_eq!(count.trim(), r#"{"count":5}"#, "nothing was dropped");
 }
+
+#[test]
+fn backup_list_restore_into_a_fresh_data_dir_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, fresh, store) = (
+        dir.path().join("data"),
+        dir.path().join("fresh"),
+        dir.path().join("backups"),
+    );
+    let target = format!("file://{}", store.display());
+    ok(&sealmail(
+        &data,
+        &["account", "add", "b@example.org", "--password-stdin"],
+        "backup pw\n",
+    ));
+    let mbox = dir.path().join("b.mbox");
+    std::fs::write(
+        &mbox,
+        format!("From a Sat Nov 28 20:21:38 2026\nSubject: {MARKER}\n\nkeep {MARKER}\n"),
+    )
+    .unwrap();
+    ok(&sealmail(
+        &data,
+        &[
+            "import",
+            "b@example.org",
+            mbox.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "backup pw\n",
+    ));
+    let stored = ok(&sealmail(
+        &data,
+        &[
+            "backup",
+            "b@example.org",
+            "--target",
+            &target,
+            "--password-stdin",
+        ],
+        "backup pw\n",
+    ));
+    assert!(stored.starts_with("stored "), "{stored}");
+    let again = ok(&sealmail(
+        &data,
+        &[
+            "backup",
+            "b@example.org",
+            "--target",
+            &target,
+            "--password-stdin",
+        ],
+        "backup pw\n",
+    ));
+    assert!(again.starts_with("unchanged since "), "{again}");
+    let listed = ok(&sealmail(
+        &data,
+        &["backup", "b@example.org", "--target", &target, "--list"],
+        "",
+    ));
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert_eq!(
+        grep_tree(&store, MARKER.as_bytes()),
+        Vec::<String>::new(),
+        "backups are encrypted"
+    );
+    failure(&sealmail(
+        &fresh,
+        &[
+            "restore",
+            "b@example.org",
+            "--target",
+            &target,
+            "--password-stdin",
+        ],
+        "wrong pw\n",
+    ));
+    let restored = ok(&sealmail(
+        &fresh,
+        &[
+            "restore",
+            "b@example.org",
+            "--target",
+            &target,
+            "--password-stdin",
+        ],
+        "backup pw\n",
+    ));
+    assert!(restored.starts_with("restored "), "{restored}");
+    let out = dir.path().join("export");
+    ok(&sealmail(
+        &fresh,
+        &[
+            "export",
+            "b@example.org",
+            "--format",
+            "mbox",
+            "--output",
+            out.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "backup pw\n",
+    ));
+    let exported = std::fs::read_to_string(out.join("INBOX.mbox")).unwrap();
+    assert!(
+        exported.contains(&format!("Subject: {MARKER}\n\nkeep {MARKER}\n")),
+        "{exported}"
+    );
+    let purged = sealmail(
+        &data,
+        &[
+            "account",
+            "remove",
+            "b@example.org",
+            "--yes",
+            "--purge-backups",
+            &target,
+        ],
+        "",
+    );
+    ok(&purged);
+    assert_eq!(count_files(&store), 0, "backups purged");
+}

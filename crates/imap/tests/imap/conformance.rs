@@ -538,8 +538,13 @@ async fn shutdown_lets_a_half_received_command_finish() {
     let mut c = RawClient::login(server.addr).await;
     let raw = message("late", "body");
     let (head, tail) = raw.split_at(20);
-    c.send(format!("ap APPEND INBOX {{{}+}}\r\n{head}", raw.len()).as_bytes())
+    // A synchronizing literal: once the server answers `+`, it holds a half-received command,
+    // whatever the machine's load (a LITERAL+ send could still sit unread in the socket).
+    c.send(format!("ap APPEND INBOX {{{}}}\r\n", raw.len()).as_bytes())
         .await;
+    let ready = c.line().await;
+    assert!(ready.starts_with('+'), "{ready}");
+    c.send(head.as_bytes()).await;
     let stopping = tokio::spawn(server.shutdown());
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!stopping.is_finished(), "shutdown waits for the command");
