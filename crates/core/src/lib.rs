@@ -6,6 +6,7 @@
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
 //! - [`registry`]: accounts: addresses, mailbox ids, wrapped keys, quotas.
 //! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
+//! - [`login_limiter`]: failed-login rate limits per client IP and per address.
 //! - [`seal`]: hybrid post-quantum sealing of mail for offline recipients, and its queue.
 //! - [`account`]: what every front end does with a password: open, drain, deliver.
 //! - [`query`]: Mongo-style JSON queries compiled to parameterized SQL over a declared schema.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod import;
 pub mod key;
 pub mod login_cache;
+pub mod login_limiter;
 pub mod mailstore;
 pub mod query;
 pub mod registry;
