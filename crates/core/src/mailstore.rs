@@ -513,9 +513,7 @@ impl MailSession for LocalSession {
 
     async fn remove_messages(&self, folder: &str, uids: UidSet) -> Result<Vec<u32>> {
         let owned = folder.to_string();
-        let removed = self
-            .with(move |m| m.remove_messages(&owned, &uids))
-            .await?;
+        let removed = self.with(move |m| m.remove_messages(&owned, &uids)).await?;
         if !removed.is_empty() {
             self.publish(folder, 0, ChangeEvent::MessagesExpunged);
         }
@@ -643,7 +641,10 @@ mod tests {
         assert_eq!(raw[0].bytes, b"Subject: hi\r\n\r\nbody\r\n");
         // One maildrop lock per mailbox, released when its holder ends.
         assert!(first.lock_maildrop().await.unwrap());
-        assert!(first.lock_maildrop().await.unwrap(), "re-entrant for its holder");
+        assert!(
+            first.lock_maildrop().await.unwrap(),
+            "re-entrant for its holder"
+        );
         assert!(!second.lock_maildrop().await.unwrap());
         drop(first);
         assert!(second.lock_maildrop().await.unwrap());
