@@ -4,9 +4,11 @@
 use crate::config::Config;
 use crate::tls;
 use anyhow::{Context, Result};
+use sealmail_core::login_limiter::LoginLimiter;
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::Registry;
 use sealmail_imap::server::{ServerConfig as ImapConfig, TlsSettings};
+use sealmail_pop3::server::{ServerConfig as Pop3Config, TlsSettings as Pop3Tls};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
+        // One failed-login budget per client and address, whichever protocol guesses.
+        let login_limiter = Arc::new(LoginLimiter::default());
         let imap_config = |implicit: bool| ImapConfig {
             max_connections: config.imap_limits.max_connections,
             max_connections_per_ip: config.imap_limits.max_connections_per_ip,
@@ -42,6 +46,10 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 config: Arc::clone(&tls_config),
                 implicit,
             }),
+            session: sealmail_imap::session::SessionConfig {
+                login_limiter: Arc::clone(&login_limiter),
+                ..Default::default()
+            },
             ..ImapConfig::default()
         };
         for (name, addr, implicit) in [("IMAP", config.imap, false), ("IMAPS", config.imaps, true)]
@@ -53,6 +61,32 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
             let server_config = imap_config(implicit);
             servers.spawn(async move {
                 sealmail_imap::server::run(listener, store, server_config, stop).await
+            });
+        }
+        let limits = &config.pop3_limits;
+        for (name, addr, implicit) in [("POP3", config.pop3, false), ("POP3S", config.pop3s, true)]
+        {
+            let Some(addr) = addr else { continue };
+            let listener = bind(name, addr).await?;
+            let stop = stopped(stop_rx.clone());
+            let store = Arc::clone(&store);
+            let server_config = Pop3Config {
+                max_connections: limits.max_connections,
+                max_connections_per_ip: limits.max_connections_per_ip,
+                idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
+                loopback_plaintext_auth: limits.allow_plaintext_auth_from_loopback,
+                tls: Some(Pop3Tls {
+                    config: Arc::clone(&tls_config),
+                    implicit,
+                }),
+                session: sealmail_pop3::session::SessionConfig {
+                    login_limiter: Arc::clone(&login_limiter),
+                    ..Default::default()
+                },
+                ..Pop3Config::default()
+            };
+            servers.spawn(async move {
+                sealmail_pop3::server::run(listener, store, server_config, stop).await
             });
         }
         let sweeper_registry = Arc::clone(&registry);
