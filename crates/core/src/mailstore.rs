@@ -26,11 +26,14 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// A data change in a mailbox, published to every session of that mailbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
+    /// The [`MailSession::id`] of the session that made the change.
+    pub origin: u64,
     pub folder: String,
     /// The folder's HIGHESTMODSEQ after the change (0 for folder-level events).
     pub modseq: u64,
@@ -77,8 +80,13 @@ pub trait MailStore: Send + Sync + 'static {
 /// An authenticated session on one mailbox. Folder names are canonical paths (`INBOX`,
 /// `Archive/2024`), UIDs are per folder.
 pub trait MailSession: Send + Sync + 'static {
+    /// Identifies this session as the origin of the [`Change`]s it causes.
+    fn id(&self) -> u64;
     fn list_folders(&self) -> impl Future<Output = Result<Vec<FolderInfo>>> + Send;
     fn folder(&self, path: &str) -> impl Future<Output = Result<FolderInfo>> + Send;
+    /// Just the folder's HIGHESTMODSEQ: cheap, unlike the counters of [`MailSession::folder`].
+    /// Called after every command of a session with a selected folder.
+    fn highest_modseq(&self, path: &str) -> impl Future<Output = Result<u64>> + Send;
     fn create_folder(
         &self,
         path: &str,
@@ -230,7 +238,17 @@ pub struct LocalMailStore<O> {
     /// Open mailboxes by file, held weakly: the last session to end closes the file (and drops
     /// the key). A std mutex: it is held for a map lookup only, never across an await.
     open: Mutex<HashMap<PathBuf, Weak<SharedMailbox>>>,
+    /// How long a mailbox stays open after its last session ends.
+    linger: Duration,
 }
+
+/// Keep a mailbox open this long after its last session: clients reconnect constantly, and
+/// closing checkpoints the WAL (an fsync) that the next login would wait for. The key stays in
+/// memory no longer than the login cache keeps it anyway.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(60);
+
+/// Session ids, unique within the process.
+static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What the sessions of one mailbox share.
 struct SharedMailbox {
@@ -247,7 +265,14 @@ impl<O: MailboxOpener> LocalMailStore<O> {
         LocalMailStore {
             opener: Arc::new(opener),
             open: Mutex::new(HashMap::new()),
+            linger: DEFAULT_LINGER,
         }
+    }
+
+    /// Change how long a mailbox stays open after its last session (zero closes at once).
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
     }
 
     /// The shared state of the mailbox at `path`, using `opened` if it is not open yet; else
@@ -301,6 +326,8 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
             tokio::task::spawn_blocking(move || drop(spare));
         }
         Ok(LocalSession {
+            linger: self.linger,
+            id: NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shared: Some(shared),
             quota_limit: opened.quota,
             holds_maildrop: AtomicBool::new(false),
@@ -310,6 +337,8 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
 
 /// A session of [`LocalMailStore`]: the shared open mailbox, used from blocking threads.
 pub struct LocalSession {
+    id: u64,
+    linger: Duration,
     /// `None` only inside `drop`, which moves it to a blocking thread.
     shared: Option<Arc<SharedMailbox>>,
     quota_limit: Option<u64>,
@@ -340,6 +369,7 @@ impl LocalSession {
     fn publish(&self, folder: &str, modseq: u64, event: ChangeEvent) {
         // No receivers is fine: nobody is watching this mailbox.
         let _ = self.shared().changes.send(Change {
+            origin: self.id,
             folder: folder.to_string(),
             modseq,
             event,
@@ -348,8 +378,9 @@ impl LocalSession {
 }
 
 impl Drop for LocalSession {
-    /// Closing a SQLite connection may checkpoint the WAL: do it on a blocking thread, not on
-    /// the reactor, when a runtime is around.
+    /// Keep the mailbox open for the linger time (a reconnecting client finds it open), then
+    /// release it on a blocking thread: closing a SQLite connection may checkpoint the WAL,
+    /// which must not happen on the reactor.
     fn drop(&mut self) {
         if *self.holds_maildrop.get_mut()
             && let Some(shared) = &self.shared
@@ -359,12 +390,22 @@ impl Drop for LocalSession {
         if let (Ok(runtime), Some(shared)) =
             (tokio::runtime::Handle::try_current(), self.shared.take())
         {
-            runtime.spawn_blocking(move || drop(shared));
+            let linger = self.linger;
+            runtime.spawn(async move {
+                if !linger.is_zero() {
+                    tokio::time::sleep(linger).await;
+                }
+                let _ = tokio::task::spawn_blocking(move || drop(shared)).await;
+            });
         }
     }
 }
 
 impl MailSession for LocalSession {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
     async fn list_folders(&self) -> Result<Vec<FolderInfo>> {
         self.with(|m| m.list_folders()).await
     }
@@ -372,6 +413,20 @@ impl MailSession for LocalSession {
     async fn folder(&self, path: &str) -> Result<FolderInfo> {
         let path = path.to_string();
         self.with(move |m| m.folder(&path)).await
+    }
+
+    async fn highest_modseq(&self, path: &str) -> Result<u64> {
+        let path = crate::store::normalize_folder_name(path)?;
+        self.with(move |m| {
+            use rusqlite::OptionalExtension;
+            m.conn()
+                .prepare_cached("SELECT highestmodseq FROM folders WHERE path = ?1")?
+                .query_row([&path], |row| row.get::<_, i64>(0))
+                .optional()?
+                .map(|modseq| modseq as u64)
+                .ok_or(Error::NoSuchFolder(path))
+        })
+        .await
     }
 
     async fn create_folder(&self, path: &str, special_use: Option<&str>) -> Result<FolderInfo> {
@@ -447,15 +502,26 @@ impl MailSession for LocalSession {
     async fn fetch_raw(&self, folder: &str, uids: UidSet) -> Result<Vec<RawMessage>> {
         let folder = folder.to_string();
         self.with(move |m| {
-            let existing = m.message_states(&folder)?;
+            // A few UIDs (the usual FETCH): look each up; a wide set: list the folder first.
+            let requested: u64 = uids
+                .ranges()
+                .iter()
+                .map(|&(a, b)| u64::from(b - a) + 1)
+                .sum();
+            let candidates: Vec<u32> = if requested <= 4096 {
+                uids.ranges().iter().flat_map(|&(a, b)| a..=b).collect()
+            } else {
+                m.message_states(&folder)?
+                    .into_iter()
+                    .map(|s| s.uid)
+                    .filter(|&uid| uids.contains(uid))
+                    .collect()
+            };
             let mut out = Vec::new();
-            for state in existing.iter().filter(|s| uids.contains(s.uid)) {
-                match m.fetch_raw(&folder, state.uid) {
-                    Ok(bytes) => out.push(RawMessage {
-                        uid: state.uid,
-                        bytes,
-                    }),
-                    // Expunged by another session since the list was read.
+            for uid in candidates {
+                match m.fetch_raw(&folder, uid) {
+                    Ok(bytes) => out.push(RawMessage { uid, bytes }),
+                    // Never existed, or expunged by another session meanwhile.
                     Err(Error::NoSuchMessage(_)) => {}
                     Err(e) => return Err(e),
                 }

@@ -209,6 +209,10 @@ async fn greet<M: MailStore, S: AsyncWrite + Unpin + Send>(
     out.flush().await
 }
 
+/// How long a client in the middle of a command (a large APPEND, say) may take to finish it
+/// once shutdown began.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Why [`serve`] returned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -226,15 +230,32 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<Ended> {
     let mut buf = vec![0u8; 8 * 1024];
+    // Set once shutdown began while a command was half received: it may finish until then.
+    let mut stopping = false;
     loop {
+        if stopping && !framer.is_mid_command() {
+            let mut out = Responder::new(stream, session.encode_options());
+            bye(&mut out, "server shutting down").await;
+            return Ok(Ended::Closed);
+        }
         let idling = session.is_idling();
+        let read_timeout = if stopping {
+            SHUTDOWN_GRACE
+        } else {
+            config.idle_timeout
+        };
         tokio::select! {
-            read = tokio::time::timeout(config.idle_timeout, stream.read(&mut buf)) => {
+            read = tokio::time::timeout(read_timeout, stream.read(&mut buf)) => {
                 let mut out = Responder::new(stream, session.encode_options());
                 let n = match read {
                     Ok(result) => result?,
                     Err(_elapsed) => {
-                        bye(&mut out, "autologout: idle for too long").await;
+                        let reason = if stopping {
+                            "server shutting down"
+                        } else {
+                            "autologout: idle for too long"
+                        };
+                        bye(&mut out, reason).await;
                         return Ok(Ended::Closed);
                     }
                 };
@@ -271,13 +292,7 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
                 session.send_updates(&mut out, true).await?;
                 out.flush().await?;
             }
-            _ = stop.changed() => {
-                if !framer.is_mid_command() {
-                    let mut out = Responder::new(stream, session.encode_options());
-                    bye(&mut out, "server shutting down").await;
-                    return Ok(Ended::Closed);
-                }
-            }
+            _ = stop.changed(), if !stopping => stopping = true,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! imaps = "127.0.0.1:1993"     # implicit TLS
 //! pop3 = "127.0.0.1:1110"      # plain with STLS
 //! pop3s = "127.0.0.1:1995"     # implicit TLS
+//! metrics = "127.0.0.1:9464"   # Prometheus text format at /metrics
 //!
 //! [tls]
 //! cert = "/etc/sealmail/fullchain.pem"
@@ -38,6 +39,8 @@ pub struct Config {
     pub pop3: Option<SocketAddr>,
     /// POP3 over implicit TLS.
     pub pop3s: Option<SocketAddr>,
+    /// Prometheus metrics (`GET /metrics`), plain HTTP: keep it on loopback or a private network.
+    pub metrics: Option<SocketAddr>,
     pub tls: TlsFiles,
     pub imap_limits: ImapLimits,
     pub pop3_limits: Pop3Limits,
@@ -103,6 +106,7 @@ struct ListenSection {
     imaps: Option<String>,
     pop3: Option<String>,
     pop3s: Option<String>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +120,7 @@ pub const DEFAULT_IMAP: &str = "127.0.0.1:1143";
 pub const DEFAULT_IMAPS: &str = "127.0.0.1:1993";
 pub const DEFAULT_POP3: &str = "127.0.0.1:1110";
 pub const DEFAULT_POP3S: &str = "127.0.0.1:1995";
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 impl Config {
     /// Load `path` (if any), then apply `SEALMAIL_*_LISTEN` from `env`.
@@ -139,6 +144,7 @@ impl Config {
             imaps: listener("IMAPS", file.listen.imaps, DEFAULT_IMAPS)?,
             pop3: listener("POP3", file.listen.pop3, DEFAULT_POP3)?,
             pop3s: listener("POP3S", file.listen.pop3s, DEFAULT_POP3S)?,
+            metrics: listener("METRICS", file.listen.metrics, DEFAULT_METRICS)?,
             tls: TlsFiles {
                 cert: file.tls.cert,
                 key: file.tls.key,

@@ -2,12 +2,14 @@
 //! the protocol listeners on top of the local `MailStore`.
 
 use crate::config::Config;
+use crate::metrics::{ServerMetrics, serve_metrics};
 use crate::tls;
 use anyhow::{Context, Result};
 use sealmail_core::login_limiter::LoginLimiter;
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::Registry;
 use sealmail_imap::server::{ServerConfig as ImapConfig, TlsSettings};
+use sealmail_imap::session::SessionConfig;
 use sealmail_pop3::server::{ServerConfig as Pop3Config, TlsSettings as Pop3Tls};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,6 +30,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     );
     let tls_config = tls::server_config(data_dir, &config.tls)?;
     let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
+    let metrics = Arc::new(ServerMetrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,8 +38,14 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
-        // One failed-login budget per client and address, whichever protocol guesses.
+        // One failed-login budget per client and address across every listener, IMAP and
+        // POP3 alike (an attacker gets no extra tries on another port or protocol).
         let login_limiter = Arc::new(LoginLimiter::default());
+        let session_config = SessionConfig {
+            metrics: metrics.clone(),
+            login_limiter: Arc::clone(&login_limiter),
+            ..SessionConfig::default()
+        };
         let imap_config = |implicit: bool| ImapConfig {
             max_connections: config.imap_limits.max_connections,
             max_connections_per_ip: config.imap_limits.max_connections_per_ip,
@@ -46,10 +55,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 config: Arc::clone(&tls_config),
                 implicit,
             }),
-            session: sealmail_imap::session::SessionConfig {
-                login_limiter: Arc::clone(&login_limiter),
-                ..Default::default()
-            },
+            session: session_config.clone(),
             ..ImapConfig::default()
         };
         for (name, addr, implicit) in [("IMAP", config.imap, false), ("IMAPS", config.imaps, true)]
@@ -88,6 +94,11 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
             servers.spawn(async move {
                 sealmail_pop3::server::run(listener, store, server_config, stop).await
             });
+        }
+        if let Some(addr) = config.metrics {
+            let listener = bind("metrics", addr).await?;
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(serve_metrics(listener, Arc::clone(&metrics), stop));
         }
         let sweeper_registry = Arc::clone(&registry);
         let mut sweeper_stop = stop_rx.clone();

@@ -10,6 +10,7 @@
 //! overwriting a concurrent change.
 
 mod address;
+mod kdf_memory;
 mod mailbox_id;
 mod schema;
 mod secrets;

@@ -74,11 +74,14 @@ pub(crate) struct Kek(Zeroizing<[u8; KEY_LEN]>);
 
 /// Argon2id(secret, salt) with `params`. This is the deliberately slow step of a login.
 pub(crate) fn derive_kek(secret: &[u8], salt: &[u8], params: &KdfParams) -> Result<Kek> {
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.argon2_params()?);
+    let params = params.argon2_params()?;
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let mut kek = Zeroizing::new([0u8; KEY_LEN]);
-    argon2
-        .hash_password_into(secret, salt, &mut kek[..])
-        .map_err(|_| Error::Crypto("Argon2id key derivation failed"))?;
+    super::kdf_memory::with_kdf_memory(blocks, |memory| {
+        argon2.hash_password_into_with_memory(secret, salt, &mut kek[..], memory)
+    })
+    .map_err(|_| Error::Crypto("Argon2id key derivation failed"))?;
     Ok(Kek(kek))
 }
 

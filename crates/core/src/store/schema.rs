@@ -99,6 +99,10 @@ CREATE VIRTUAL TABLE body_fts USING fts5(
     subject, addresses, body,
     content = '', contentless_delete = 1, tokenize = 'trigram'
 );
+-- Index blobs sized to fill the file's 16 KiB pages, and fewer, larger merges: the trigram
+-- index is most of what an append writes, and every page written is encrypted.
+INSERT INTO body_fts (body_fts, rank) VALUES ('pgsz', 16000);
+INSERT INTO body_fts (body_fts, rank) VALUES ('automerge', 8);
 
 -- UIDs expunged from a folder and the MODSEQ at which it happened, for QRESYNC.
 CREATE TABLE expunged (

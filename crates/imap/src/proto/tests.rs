@@ -1150,3 +1150,77 @@ fn rfc3501_sample_session_client_lines() {
     };
     assert_eq!(messages[0].data, message.as_bytes());
 }
+
+/// A deterministic stand-in for the fuzz target (fuzz/fuzz_targets/imap_command.rs) that runs
+/// with the unit tests: mutate valid commands byte-wise and check that framing and parsing never
+/// panic and that every command that parses survives encode -> parse unchanged.
+#[test]
+fn mutated_commands_never_panic_and_round_trip() {
+    let seeds: &[&[u8]] = &[
+        b"a1 LOGIN \"fred\" {6+}\r\nsecret\r\n",
+        b"a2 SELECT INBOX (QRESYNC (1 2 1:5 (1,3 5,7)))\r\n",
+        b"a3 UID FETCH 1:*,5 (FLAGS BODY.PEEK[1.HEADER.FIELDS (SUBJECT)]<0.10> BINARY[2]) (CHANGEDSINCE 3)\r\n",
+        b"b1 SEARCH RETURN (MIN COUNT) CHARSET UTF-8 OR (SEEN UNDELETED) NOT 1:5 SINCE 1-Feb-1994 HEADER X \"y z\"\r\n",
+        b"b2 APPEND x (\\Seen) \"17-Jul-1996 02:44:25 -0700\" ~{3+}\r\na\0b\r\n",
+        b"b3 STORE 1 (UNCHANGEDSINCE 5) +FLAGS.SILENT (\\Deleted $x)\r\n",
+        b"c1 LIST (SUBSCRIBED) \"\" (\"*\" \"&U,BTFw-/%\") RETURN (CHILDREN STATUS (MESSAGES))\r\n",
+        b"c2 UID SORT (REVERSE DATE) UTF-8 ALL\r\nc3 ID (\"a\" NIL)\r\nc4 ENABLE QRESYNC\r\n",
+        b"c5 CREATE \"a b\" (USE (\\Trash))\r\nc6 RENAME a b\r\nc7 STATUS x (SIZE)\r\n",
+    ];
+    let specials = b" ()[]{}<>\"\\*%$+-~.:,0123456789\r\n\0\xffAZaz";
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut parsed = 0;
+    for round in 0..20_000u32 {
+        let seed = seeds[round as usize % seeds.len()];
+        let mut input = seed.to_vec();
+        for _ in 0..=(next() % 4) {
+            let at = (next() as usize) % (input.len() + 1);
+            match next() % 3 {
+                0 if at < input.len() => input[at] = specials[(next() as usize) % specials.len()],
+                1 => input.insert(at, specials[(next() as usize) % specials.len()]),
+                _ => input.truncate(at.max(1)),
+            }
+        }
+        let utf8 = next() % 2 == 0;
+        let mut framer = Framer::new(Limits {
+            max_line: 512,
+            max_literal: 512,
+            max_command: 2048,
+        });
+        framer.push(&input);
+        while let Some(event) = framer.next_event() {
+            let FrameEvent::Command(bytes) = event else {
+                continue;
+            };
+            let options = ParseOptions {
+                utf8_mailboxes: utf8,
+            };
+            let Ok(command) = parse_command(&bytes, options) else {
+                continue;
+            };
+            parsed += 1;
+            let encode_options = EncodeOptions {
+                utf8_mailboxes: utf8,
+            };
+            let encoded = encode_command(&command, encode_options);
+            let again = parse_command(&encoded, options).unwrap_or_else(|e| {
+                panic!(
+                    "{:?} re-encoded as {:?} does not parse: {e:?}",
+                    String::from_utf8_lossy(&bytes),
+                    String::from_utf8_lossy(&encoded)
+                )
+            });
+            assert_eq!(command, again, "{:?}", String::from_utf8_lossy(&bytes));
+        }
+    }
+    assert!(
+        parsed > 3_000,
+        "mutations should often stay valid, got {parsed}"
+    );
+}

@@ -280,7 +280,13 @@ pub fn search_key(
         P::EmailId(id) => S::EmailId(id.clone()),
         P::ThreadId(id) => S::ThreadId(id.clone()),
         P::Uid(set) => S::Uids(selected.uid_set(&selected.resolve(set, true)?)),
-        P::SequenceSet(set) => S::Uids(selected.uid_set(&selected.resolve(set, false)?)),
+        // Numbers past the end match nothing in a search (an empty folder's `1:*` is common).
+        P::SequenceSet(set) => S::Uids(
+            selected
+                .resolve(set, false)
+                .map(|indexes| selected.uid_set(&indexes))
+                .unwrap_or_default(),
+        ),
         P::Not(inner) => S::Not(Box::new(search_key(inner, selected)?)),
         P::Or(a, b) => S::Or(
             Box::new(search_key(a, selected)?),

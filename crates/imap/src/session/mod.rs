@@ -17,7 +17,7 @@ use crate::proto::{
     StatusResponse, Tag, is_idle_done, parse_command,
 };
 use sealmail_core::Error as StoreError;
-use sealmail_core::mailstore::{Change, MailStore};
+use sealmail_core::mailstore::{Change, MailSession, MailStore};
 use selected::Selected;
 use std::io;
 use std::sync::Arc;
@@ -552,11 +552,7 @@ impl<M: MailStore> Session<M> {
         loop {
             match authed.changes.recv().await {
                 Ok(change) => {
-                    if authed
-                        .selected
-                        .as_ref()
-                        .is_some_and(|s| s.folder == change.folder)
-                    {
+                    if relevant(&change, authed.selected.as_ref(), authed.mail.id()) {
                         authed.dirty = true;
                         return;
                     }
@@ -587,11 +583,7 @@ impl<M: MailStore> Session<M> {
         loop {
             match authed.changes.try_recv() {
                 Ok(change) => {
-                    if authed
-                        .selected
-                        .as_ref()
-                        .is_some_and(|s| s.folder == change.folder)
-                    {
+                    if relevant(&change, authed.selected.as_ref(), authed.mail.id()) {
                         authed.dirty = true;
                     }
                 }
@@ -618,6 +610,19 @@ impl<M: MailStore> Session<M> {
             }
         }
     }
+}
+
+/// Whether a change needs untagged updates in a session that selected `selected`. A session's
+/// own flag changes and expunges were already reported by the command that made them; its own
+/// additions (APPEND, COPY into the selected folder) still need EXISTS.
+fn relevant(change: &Change, selected: Option<&Selected>, own_id: u64) -> bool {
+    use sealmail_core::mailstore::ChangeEvent;
+    selected.is_some_and(|s| s.folder == change.folder)
+        && !(change.origin == own_id
+            && matches!(
+                change.event,
+                ChangeEvent::FlagsChanged | ChangeEvent::MessagesExpunged
+            ))
 }
 
 /// Write the tagged completion for `result`.

@@ -96,24 +96,24 @@ impl Selected {
         condstore: bool,
         qresync: bool,
     ) -> Result<(), Failure> {
-        let info = mail
-            .folder(&self.folder)
+        let highest_modseq = mail
+            .highest_modseq(&self.folder)
             .await
             .map_err(|e| Failure::store(e, Code::NonExistent))?;
-        if info.highest_modseq > self.expunge_modseq {
+        if highest_modseq > self.expunge_modseq {
             if allow_expunge {
                 let gone = mail
                     .expunged_since(&self.folder, self.expunge_modseq)
                     .await
                     .map_err(|e| Failure::store(e, Code::NonExistent))?;
                 self.report_expunged(&gone, qresync, out);
-                self.expunge_modseq = info.highest_modseq;
+                self.expunge_modseq = highest_modseq;
                 self.expunge_pending = false;
             } else {
                 self.expunge_pending = true;
             }
         }
-        if info.highest_modseq > self.known_modseq {
+        if highest_modseq > self.known_modseq {
             let changed = mail
                 .changed_since(&self.folder, self.known_modseq)
                 .await
@@ -150,7 +150,7 @@ impl Selected {
                     items,
                 }));
             }
-            self.known_modseq = info.highest_modseq;
+            self.known_modseq = highest_modseq;
         }
         Ok(())
     }

@@ -208,6 +208,10 @@ async fn second_session_sees_expunge_only_when_allowed() {
     );
     let reply = a.command("a6 NOOP").await;
     assert_eq!(reply, vec!["a6 OK NOOP completed".to_string()]);
+    // SEARCH by sequence numbers on an empty folder finds nothing, without an error.
+    let reply = a.command("a8 SEARCH 1:*").await;
+    assert_eq!(reply[0], "* SEARCH");
+    assert!(tagged(&reply, "a8").starts_with("a8 OK"), "{reply:?}");
     // UID FETCH with `*` on an empty folder is fine.
     let reply = a.command("a7 UID FETCH 1:* (FLAGS)").await;
     assert_eq!(reply, vec!["a7 OK FETCH completed".to_string()]);
@@ -526,4 +530,26 @@ async fn metrics_hooks_see_commands_logins_and_connections() {
             .load(std::sync::atomic::Ordering::SeqCst),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_half_received_command_finish() {
+    let server = TestServer::start(|_| {}).await;
+    let mut c = RawClient::login(server.addr).await;
+    let raw = message("late", "body");
+    let (head, tail) = raw.split_at(20);
+    c.send(format!("ap APPEND INBOX {{{}+}}\r\n{head}", raw.len()).as_bytes())
+        .await;
+    let stopping = tokio::spawn(server.shutdown());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!stopping.is_finished(), "shutdown waits for the command");
+    c.send(format!("{tail}\r\n").as_bytes()).await;
+    let reply = c.until_tagged("ap").await;
+    assert!(
+        tagged(&reply, "ap").starts_with("ap OK [APPENDUID "),
+        "{reply:?}"
+    );
+    let line = c.line().await;
+    assert!(line.starts_with("* BYE"), "{line}");
+    stopping.await.unwrap();
 }

@@ -160,6 +160,39 @@ assert line.startswith(tag + b" OK"), line
 M.sock.settimeout(None)
 other.logout()
 
+# CONDSTORE/QRESYNC resync: remember the state, let another client change flags and expunge,
+# then reselect with QRESYNC and get exactly the changes (RFC 7162 section 3.2.5).
+Q = connect()
+ok(Q._simple_command("ENABLE", "QRESYNC"))
+ok(Q.select("INBOX"))
+validity = int(Q.untagged_responses["UIDVALIDITY"][-1])
+modseq = int(Q.untagged_responses["HIGHESTMODSEQ"][-1])
+known = ok(Q.uid("SEARCH", "ALL"))[0].decode().split()
+assert len(known) == 3, known
+ok(Q.unselect())
+changer = connect()
+ok(changer.select("INBOX"))
+ok(changer.uid("STORE", known[0], "+FLAGS", r"(\Flagged)"))
+ok(changer.uid("STORE", known[1], "+FLAGS", r"(\Deleted)"))
+ok(changer.expunge())
+changer.logout()
+Q.untagged_responses.clear()
+typ, data = Q._simple_command(
+    "SELECT", "INBOX", f"(QRESYNC ({validity} {modseq} {known[0]}:{known[2]}))"
+)
+assert typ == "OK", (typ, data)
+Q.state = "SELECTED"  # imaplib does not track a SELECT it did not send itself
+vanished = Q.untagged_responses.get("VANISHED", [])
+assert vanished == [f"(EARLIER) {known[1]}".encode()], vanished
+fetched = Q.untagged_responses.get("FETCH", [])
+assert len(fetched) == 1 and b"\\Flagged" in fetched[0] and b"MODSEQ" in fetched[0], fetched
+# ESEARCH (RFC 4731) through imaplib's generic UID command.
+typ, data = Q.uid("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL")
+assert typ == "OK", (typ, data)
+esearch = Q.untagged_responses.get("ESEARCH", [])
+assert esearch and b"COUNT 2" in esearch[-1], esearch
+Q.logout()
+
 # RENAME, DELETE, LSUB, NAMESPACE, CLOSE, LOGOUT.
 ok(M.rename("Work/Projects", "Work/Done"))
 assert ok(M.list('""', "Work/*")) == [b'(\\HasNoChildren) "/" Work/Done']
