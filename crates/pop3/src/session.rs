@@ -355,9 +355,12 @@ impl<M: MailStore> Session<M> {
             return Flow::Continue;
         }
         match initial_response {
-            // `=` is an empty initial response (RFC 5034 section 4).
-            Some(response) if response.expose() != b"=" => self.sasl_plain(&response, out).await,
-            _ => {
+            // `=` is an empty initial response (RFC 5034 section 4), which PLAIN rejects.
+            Some(response) if response.expose() == b"=" => {
+                self.sasl_plain(&Secret::new(b""), out).await
+            }
+            Some(response) => self.sasl_plain(&response, out).await,
+            None => {
                 *awaiting_sasl = true;
                 out.extend_from_slice(b"+ \r\n");
                 Flow::Continue

@@ -98,6 +98,10 @@ async fn login_failures_and_auth_plain() {
         "-ERR [AUTH] authentication failed"
     );
     assert!(client.command("AUTH CRAM-MD5").await.starts_with("-ERR"));
+    assert_eq!(
+        client.command("AUTH PLAIN =").await,
+        "-ERR malformed PLAIN response"
+    );
     assert_eq!(client.command("AUTH").await, "+OK mechanisms follow");
     assert_eq!(client.multiline().await, b"PLAIN\r\n.\r\n");
     assert_eq!(client.command("AUTH PLAIN").await, "+ ");
