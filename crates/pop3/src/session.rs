@@ -6,7 +6,7 @@ use crate::proto::{self, Command, ParseError, RespCode, Secret};
 use base64ct::{Base64, Encoding};
 use sealmail_core::Error as StoreError;
 use sealmail_core::login_limiter::LoginLimiter;
-use sealmail_core::mailstore::{MailSession, MailStore};
+use sealmail_core::mailstore::{MailSession, MailStore, RawMessage};
 use sealmail_core::store::UidSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -67,9 +67,28 @@ struct Entry {
 /// The TRANSACTION state: the store session (holding the maildrop lock) and the message list
 /// fixed at login (RFC 1939: message numbers do not change during a session).
 struct Maildrop<S> {
-    mail: S,
+    /// Shared with a read-ahead task (see [`Prefetch`]).
+    mail: Arc<S>,
     uidvalidity: u32,
     messages: Vec<Entry>,
+    prefetch: Option<Prefetch>,
+}
+
+/// Read-ahead: after RETR n, the next message is read from the store while the client is still
+/// receiving this one (clients download in order), so the decryption and decompression of one
+/// message overlap the transfer of the previous.
+struct Prefetch {
+    uid: u32,
+    task: tokio::task::JoinHandle<sealmail_core::Result<Vec<RawMessage>>>,
+}
+
+impl<S> Drop for Maildrop<S> {
+    /// A pending read-ahead must not keep the store session (and its maildrop lock) alive.
+    fn drop(&mut self) {
+        if let Some(prefetch) = self.prefetch.take() {
+            prefetch.task.abort();
+        }
+    }
 }
 
 impl<S> Maildrop<S> {
@@ -469,8 +488,9 @@ impl<M: MailStore> Session<M> {
             }
         };
         let maildrop = Maildrop {
-            mail,
+            mail: Arc::new(mail),
             uidvalidity: folder.uidvalidity,
+            prefetch: None,
             messages: summaries
                 .iter()
                 .map(|s| Entry {
@@ -555,7 +575,12 @@ impl<M: MailStore> Session<M> {
     /// QUIT: in TRANSACTION, enter UPDATE and remove the messages marked by DELE.
     async fn quit(&mut self, out: &mut Vec<u8>) -> Flow {
         match std::mem::replace(&mut self.state, State::Closed) {
-            State::Transaction(maildrop) => {
+            State::Transaction(mut maildrop) => {
+                // The session, and with it the maildrop lock, must end with QUIT's answer.
+                if let Some(prefetch) = maildrop.prefetch.take() {
+                    prefetch.task.abort();
+                    let _ = prefetch.task.await;
+                }
                 let doomed: Vec<u32> = maildrop
                     .messages
                     .iter()
@@ -592,7 +617,7 @@ impl<M: MailStore> Session<M> {
 }
 
 async fn send_message<S: MailSession>(
-    maildrop: &Maildrop<S>,
+    maildrop: &mut Maildrop<S>,
     number: u32,
     body_lines: Option<u32>,
     out: &mut Vec<u8>,
@@ -601,13 +626,29 @@ async fn send_message<S: MailSession>(
         Ok(entry) => entry,
         Err(text) => return proto::err(out, None, &text),
     };
-    match maildrop
-        .mail
-        .fetch_raw(INBOX, UidSet::from_uids([entry.uid]))
-        .await
-    {
+    let prefetched = match maildrop.prefetch.take() {
+        Some(prefetch) if prefetch.uid == entry.uid => prefetch.task.await.ok(),
+        Some(stale) => {
+            stale.task.abort();
+            None
+        }
+        None => None,
+    };
+    let fetched = match prefetched {
+        Some(result) => result,
+        None => {
+            maildrop
+                .mail
+                .fetch_raw(INBOX, UidSet::from_uids([entry.uid]))
+                .await
+        }
+    };
+    match fetched {
         Ok(mut found) => match found.pop() {
             Some(message) => {
+                if body_lines.is_none() {
+                    read_ahead(maildrop, number);
+                }
                 proto::ok(out, &format!("{} octets", entry.size));
                 proto::write_message(out, &message.bytes, body_lines);
             }
@@ -623,6 +664,21 @@ async fn send_message<S: MailSession>(
             proto::err(out, Some(RespCode::SysTemp), "message unavailable");
         }
     }
+}
+
+/// Start reading the next live message after `number` in the background.
+fn read_ahead<S: MailSession>(maildrop: &mut Maildrop<S>, number: u32) {
+    let Some(next) = maildrop
+        .messages
+        .iter()
+        .skip(number as usize)
+        .find(|e| !e.deleted)
+    else {
+        return;
+    };
+    let (uid, mail) = (next.uid, Arc::clone(&maildrop.mail));
+    let task = tokio::spawn(async move { mail.fetch_raw(INBOX, UidSet::from_uids([uid])).await });
+    maildrop.prefetch = Some(Prefetch { uid, task });
 }
 
 fn wrong_state(out: &mut Vec<u8>) {

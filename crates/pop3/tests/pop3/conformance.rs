@@ -331,3 +331,33 @@ async fn shutdown_ends_sessions_without_update() {
     assert!(client.is_closed().await);
     assert_eq!(server.inbox_uids().await, uids);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_ahead_serves_in_order_and_quit_releases_the_lock_at_once() {
+    let server = TestServer::start(|_| {}).await;
+    let messages: Vec<Vec<u8>> = (0..5)
+        .map(|i| format!("Subject: {i}\r\n\r\n.{i}\r\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    server.seed(&refs).await;
+    let mut client = RawClient::login(server.addr).await;
+    // Out of order, skipping a deleted one, then in order: each RETR gets its own message.
+    assert!(client.command("DELE 2").await.starts_with("+OK"));
+    for n in [1, 3, 5, 4, 3] {
+        assert!(
+            client
+                .command(&format!("RETR {n}"))
+                .await
+                .starts_with("+OK")
+        );
+        let expected = format!("Subject: {i}\r\n\r\n..{i}\r\n.\r\n", i = n - 1);
+        assert_eq!(client.multiline().await, expected.as_bytes(), "RETR {n}");
+    }
+    assert!(client.command("RETR 1").await.starts_with("+OK"));
+    client.multiline().await;
+    // A read-ahead of message 3 is pending: QUIT must still free the maildrop at once.
+    assert!(client.command("QUIT").await.starts_with("+OK"));
+    let mut again = RawClient::login(server.addr).await;
+    assert!(again.command("STAT").await.starts_with("+OK 4 "));
+    server.shutdown().await;
+}
