@@ -53,6 +53,32 @@ pub enum Error {
     /// change or key rotation); the operation was not applied.
     #[error("account {0} was changed concurrently; try again")]
     ConcurrentUpdate(String),
+    /// The target holds no backup (or not the requested version) of this mailbox.
+    #[error("no backup of mailbox {mailbox_id} matches {wanted}")]
+    NoSuchBackup { mailbox_id: String, wanted: String },
+    /// A stored backup does not match its manifest (size or SHA-256): damaged or tampered.
+    #[error("backup {version} of mailbox {mailbox_id} is damaged: {reason}")]
+    BackupDamaged {
+        mailbox_id: String,
+        version: String,
+        reason: String,
+    },
+    /// Another backup or restore of the same mailbox is running.
+    #[error("a backup or restore of mailbox {0} is already running")]
+    BackupInProgress(String),
+    /// Restoring over a mailbox that a session still has open would lose its writes.
+    #[error("mailbox {0} is in use by an open session; close it before restoring")]
+    MailboxInUse(String),
+    /// The backup storage (an S3-compatible service) refused or failed a request.
+    #[error("backup storage: {0}")]
+    BackupStorage(String),
+    /// Not enough free disk space for a snapshot or a restored copy.
+    #[error("not enough free space in {path}: {needed} bytes needed, {available} available")]
+    InsufficientSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error(transparent)]

@@ -5,6 +5,7 @@
 //!   implementation.
 //! - [`store`]: one SQLCipher file per mailbox: folders, messages, flags, search, quota.
 //! - [`registry`]: accounts: addresses, mailbox ids, wrapped keys, quotas.
+//! - [`backup`]: encrypted snapshots, restore, retention, export.
 //! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
 //! - [`login_limiter`]: failed-login rate limits per client IP and per address.
 //! - [`seal`]: hybrid post-quantum sealing of mail for offline recipients, and its queue.
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod backup;
 pub mod error;
 pub mod import;
 pub mod key;

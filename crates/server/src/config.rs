@@ -7,6 +7,8 @@
 //! imaps = "127.0.0.1:1993"     # implicit TLS
 //! pop3 = "127.0.0.1:1110"      # plain with STLS
 //! pop3s = "127.0.0.1:1995"     # implicit TLS
+//! smtp = "127.0.0.1:2525"      # MX (inbound), STARTTLS
+//! submission = "127.0.0.1:1587" # authenticated submission, STARTTLS
 //! metrics = "127.0.0.1:9464"   # Prometheus text format at /metrics
 //!
 //! [tls]
@@ -20,6 +22,11 @@
 //! allow_plaintext_auth_from_loopback = true
 //!
 //! [pop3]                       # same keys as [imap]; idle_timeout_secs defaults to 600
+//!
+//! [smtp]
+//! hostname = "mx.example.org"  # greeting and Received: headers
+//! max_message_size = 26214400
+//! allow_plaintext_auth_from_loopback = true
 //! ```
 
 use crate::tls::TlsFiles;
@@ -43,7 +50,33 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     pub tls: TlsFiles,
     pub imap_limits: ImapLimits,
+    /// SMTP MX (inbound) with STARTTLS.
+    pub smtp: Option<SocketAddr>,
+    /// SMTP submission with STARTTLS and AUTH.
+    pub submission: Option<SocketAddr>,
+    pub smtp_settings: SmtpSettings,
     pub pop3_limits: Pop3Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Our name in the SMTP greeting and in Received: headers.
+    pub hostname: String,
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub max_message_size: usize,
+    /// Accept AUTH on submission without TLS from 127.0.0.0/8 and ::1.
+    pub allow_plaintext_auth_from_loopback: bool,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            max_message_size: 25 * 1024 * 1024,
+            allow_plaintext_auth_from_loopback: true,
+        }
+    }
 }
 
 /// Limits of the POP3 listeners: the IMAP keys, with RFC 1939's 10-minute autologout.
@@ -97,6 +130,7 @@ struct ConfigFile {
     tls: TlsSection,
     imap: ImapLimits,
     pop3: Pop3Limits,
+    smtp: SmtpSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +140,8 @@ struct ListenSection {
     imaps: Option<String>,
     pop3: Option<String>,
     pop3s: Option<String>,
+    smtp: Option<String>,
+    submission: Option<String>,
     metrics: Option<String>,
 }
 
@@ -120,6 +156,8 @@ pub const DEFAULT_IMAP: &str = "127.0.0.1:1143";
 pub const DEFAULT_IMAPS: &str = "127.0.0.1:1993";
 pub const DEFAULT_POP3: &str = "127.0.0.1:1110";
 pub const DEFAULT_POP3S: &str = "127.0.0.1:1995";
+pub const DEFAULT_SMTP: &str = "127.0.0.1:2525";
+pub const DEFAULT_SUBMISSION: &str = "127.0.0.1:1587";
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 impl Config {
@@ -151,6 +189,9 @@ impl Config {
             },
             imap_limits: file.imap,
             pop3_limits: file.pop3,
+            smtp: listener("SMTP", file.listen.smtp, DEFAULT_SMTP)?,
+            submission: listener("SUBMISSION", file.listen.submission, DEFAULT_SUBMISSION)?,
+            smtp_settings: file.smtp,
         })
     }
 }
@@ -184,6 +225,26 @@ mod tests {
         assert_eq!(config.pop3s, Some(DEFAULT_POP3S.parse().unwrap()));
         assert_eq!(config.pop3_limits.idle_timeout_secs, 600);
         assert_eq!(config.tls, TlsFiles::default());
+        assert_eq!(config.smtp, Some(DEFAULT_SMTP.parse().unwrap()));
+        assert_eq!(config.submission, Some(DEFAULT_SUBMISSION.parse().unwrap()));
+    }
+
+    #[test]
+    fn smtp_listeners_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealmail.toml");
+        std::fs::write(
+            &path,
+            "[listen]\nsmtp = \"0.0.0.0:25\"\nsubmission = \"off\"\n[smtp]\nhostname = \"mx.example.org\"\n",
+        )
+        .unwrap();
+        let env =
+            |name: &str| (name == "SEALMAIL_SMTP_LISTEN").then(|| "127.0.0.1:2626".to_string());
+        let config = Config::load(Some(&path), env).unwrap();
+        assert_eq!(config.smtp, Some("127.0.0.1:2626".parse().unwrap()));
+        assert_eq!(config.submission, None);
+        assert_eq!(config.smtp_settings.hostname, "mx.example.org");
+        assert_eq!(config.smtp_settings.max_message_size, 25 * 1024 * 1024);
     }
 
     #[test]

@@ -95,6 +95,42 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 sealmail_pop3::server::run(listener, store, server_config, stop).await
             });
         }
+        // SMTP: MX (inbound mail sealed for offline recipients) and submission (AUTH, Sent
+        // copies), both plain ports with STARTTLS.
+        let smtp_delivery = Arc::new(sealmail_smtp::LocalDelivery::new(
+            Arc::clone(&registry),
+            Arc::clone(&store),
+        ));
+        for (name, addr, mode) in [
+            ("SMTP", config.smtp, sealmail_smtp::Mode::Mx),
+            (
+                "SUBMISSION",
+                config.submission,
+                sealmail_smtp::Mode::Submission,
+            ),
+        ] {
+            let Some(addr) = addr else { continue };
+            let listener = bind(name, addr).await?;
+            let smtp_config = sealmail_smtp::ServerConfig {
+                session: sealmail_smtp::SessionConfig {
+                    mode,
+                    hostname: config.smtp_settings.hostname.clone(),
+                    max_message_size: config.smtp_settings.max_message_size,
+                    ..sealmail_smtp::SessionConfig::default()
+                },
+                loopback_plaintext_auth: config.smtp_settings.allow_plaintext_auth_from_loopback,
+                tls: Some(sealmail_smtp::TlsSettings {
+                    config: Arc::clone(&tls_config),
+                    implicit: false,
+                }),
+                ..sealmail_smtp::ServerConfig::default()
+            };
+            let delivery = Arc::clone(&smtp_delivery);
+            let stop = stopped(stop_rx.clone());
+            servers.spawn(async move {
+                sealmail_smtp::run(listener, delivery, smtp_config, stop).await
+            });
+        }
         if let Some(addr) = config.metrics {
             let listener = bind("metrics", addr).await?;
             let stop = stopped(stop_rx.clone());

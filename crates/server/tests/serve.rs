@@ -42,6 +42,12 @@ impl Server {
             .env("SEALMAIL_IMAPS_LISTEN", format!("127.0.0.1:{imaps}"))
             .env("SEALMAIL_POP3_LISTEN", format!("127.0.0.1:{pop3}"))
             .env("SEALMAIL_POP3S_LISTEN", format!("127.0.0.1:{pop3s}"))
+            // Never the fixed default SMTP ports: parallel tests would collide on them.
+            .env("SEALMAIL_SMTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env(
+                "SEALMAIL_SUBMISSION_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("SEALMAIL_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

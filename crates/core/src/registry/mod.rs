@@ -23,7 +23,7 @@ pub use address::{Address, MAX_ADDRESS_LEN, MAX_LOCAL_PART_LEN};
 pub use mailbox_id::{MAILBOX_ID_LEN, MailboxId, mailbox_path};
 pub use schema::REGISTRY_SCHEMA_VERSION;
 pub use secrets::GENERATED_PASSWORD_LEN;
-pub use wrap::{KdfParams, SALT_LEN};
+pub use wrap::{KdfParams, SALT_LEN, unwrap_with_password};
 
 use crate::error::{Error, Result};
 use crate::key::MailboxKey;
@@ -114,6 +114,18 @@ pub struct AccountInfo {
     pub created_at: String,
     pub kdf: KdfParams,
     pub has_recovery_code: bool,
+    pub has_pending_key: bool,
+}
+
+/// How an account's key is wrapped under its password: what a backup manifest carries so a
+/// backup restores with only the password. Without the password it opens nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedCredential {
+    pub mailbox_id: MailboxId,
+    pub kdf_salt: Vec<u8>,
+    pub kdf: KdfParams,
+    pub wrapped_key: Vec<u8>,
+    /// A DEK rotation is unresolved: the file may be keyed with the pending key instead.
     pub has_pending_key: bool,
 }
 
@@ -479,6 +491,45 @@ impl Registry {
             .parse()?;
         self.forget_cached_login(address.as_str());
         remove_mailbox_files(&self.data_dir, &mailbox_id)
+    }
+
+    /// The password wrapping of a mailbox's key, for backup manifests.
+    pub fn wrapped_credential(&self, mailbox_id: &MailboxId) -> Result<WrappedCredential> {
+        let row = self
+            .credential_row_by_id(mailbox_id)?
+            .ok_or_else(|| Error::NoSuchAccount(mailbox_id.to_string()))?;
+        Ok(WrappedCredential {
+            mailbox_id: row.mailbox_id,
+            kdf_salt: row.kdf_salt,
+            kdf: row.kdf,
+            wrapped_key: row.wrapped_key,
+            has_pending_key: row.pending_wrapped_key.is_some(),
+        })
+    }
+
+    /// Register `address` for a mailbox restored from a backup into a data directory that has
+    /// no account for it, with the wrapping the backup carried (so the password current at the
+    /// backup logs in). The mailbox file must already be in place. No recovery code.
+    pub fn add_restored_account(
+        &self,
+        address: &str,
+        credential: &WrappedCredential,
+    ) -> Result<()> {
+        let address = Address::parse(address)?;
+        credential.kdf.validate()?;
+        let kdf_salt: [u8; SALT_LEN] =
+            credential.kdf_salt.as_slice().try_into().map_err(|_| {
+                Error::InvalidArgument(format!("a KDF salt must be {SALT_LEN} bytes"))
+            })?;
+        self.insert_account(&NewAccountRow {
+            address: &address,
+            mailbox_id: &credential.mailbox_id,
+            kdf_salt: &kdf_salt,
+            kdf: &credential.kdf,
+            wrapped_key: &credential.wrapped_key,
+            recovery: None,
+            quota: None,
+        })
     }
 
     /// Every account, ordered by address.

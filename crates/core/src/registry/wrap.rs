@@ -146,6 +146,19 @@ pub(crate) fn unwrap_key(kek: &Kek, mailbox_id: &MailboxId, blob: &[u8]) -> Opti
     Some(MailboxKey::from_bytes(*opened))
 }
 
+/// Unwrap a mailbox key from its stored parts (a registry row or a backup manifest) with the
+/// password: Argon2id, then the AEAD. [`Error::WrongPassword`] when it does not open.
+pub fn unwrap_with_password(
+    password: &str,
+    mailbox_id: &MailboxId,
+    kdf_salt: &[u8],
+    kdf: &KdfParams,
+    wrapped_key: &[u8],
+) -> Result<MailboxKey> {
+    let kek = derive_kek(password.as_bytes(), kdf_salt, kdf)?;
+    unwrap_key(&kek, mailbox_id, wrapped_key).ok_or(Error::WrongPassword)
+}
+
 /// A fresh random salt.
 pub(crate) fn new_salt() -> [u8; SALT_LEN] {
     random_bytes()

@@ -125,6 +125,22 @@ impl SealedQueue {
         Ok(self.list(mailbox_id)?.len())
     }
 
+    /// Bytes on disk of the items waiting for `mailbox_id`. Quota checks add this to the
+    /// mailbox's recorded use, so mail for an owner who stays away cannot grow without bound.
+    pub fn pending_bytes(&self, mailbox_id: &str) -> Result<u64> {
+        let dir = self.mailbox_dir(mailbox_id)?;
+        let mut total = 0u64;
+        for id in self.list(mailbox_id)? {
+            match fs::metadata(item_path(&dir, &id)) {
+                Ok(metadata) => total = total.saturating_add(metadata.len()),
+                // Drained between the listing and now: no longer pending.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(total)
+    }
+
     /// The sealed bytes of one item.
     pub fn read(&self, mailbox_id: &str, id: &ItemId) -> Result<Vec<u8>> {
         let dir = self.mailbox_dir(mailbox_id)?;

@@ -4,7 +4,7 @@ use super::{Mailbox, bodies};
 use crate::error::{Error, Result};
 use crate::store::types::FolderInfo;
 use crate::time::{iso8601_utc, now_unix};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// The hierarchy delimiter IMAP LIST reports.
 pub const DELIMITER: char = '/';
@@ -139,7 +139,9 @@ impl Mailbox {
         }
         let special_use =
             special_use.and_then(|a| SPECIAL_USES.iter().find(|s| s.eq_ignore_ascii_case(a)));
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if folder_id(&tx, &path).is_ok() {
             return Err(Error::FolderExists(path));
         }
@@ -159,7 +161,9 @@ impl Mailbox {
         if path == "INBOX" {
             return Err(Error::FolderNotAllowed(path, "deleted"));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let id = folder_id(&tx, &path)?;
         let has_children: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM folders WHERE substr(path, 1, ?2) = ?1)",
@@ -195,7 +199,9 @@ impl Mailbox {
         if to.starts_with(&format!("{from}{DELIMITER}")) {
             return Err(Error::FolderNotAllowed(from, "moved into itself"));
         }
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let from_id = folder_id(&tx, &from)?;
         if folder_id(&tx, &to).is_ok() {
             return Err(Error::FolderExists(to));

@@ -10,7 +10,7 @@ use super::types::{
 use super::{Mailbox, bodies};
 use crate::error::{Error, Result};
 use crate::time::{iso8601_utc, now_unix};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 /// Messages larger than this are refused before any work is done.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
@@ -32,7 +32,12 @@ impl Mailbox {
         self.check_quota(raw.len() as u64)?;
         let parsed = parse(raw);
         let internal_date = options.internal_date.unwrap_or_else(now_unix);
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE, as every write here: with another session writing the same file, a
+        // deferred transaction that reads first fails with SQLITE_BUSY at its first write
+        // instead of waiting for the lock (busy_timeout does not apply to that upgrade).
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let appended = insert_message(&tx, folder, raw, &parsed, &options.flags, internal_date)?;
         tx.commit()?;
         Ok(appended)
@@ -51,7 +56,9 @@ impl Mailbox {
         }
         self.check_quota(total)?;
         let parsed: Vec<ParsedMessage> = messages.iter().map(|(raw, _)| parse(raw)).collect();
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(messages.len());
         for ((raw, options), parsed) in messages.iter().zip(&parsed) {
             let date = options.internal_date.unwrap_or_else(now_unix);
@@ -79,7 +86,9 @@ impl Mailbox {
         internal_date: i64,
     ) -> Result<Option<Appended>> {
         let parsed = parse(raw);
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let fresh = tx.execute(
             "INSERT OR IGNORE INTO delivered_items (item_id, delivered_at) VALUES (?1, ?2)",
             params![item_id, iso8601_utc(now_unix())],
@@ -191,7 +200,9 @@ impl Mailbox {
         flags: &Flags,
         unchanged_since: Option<u64>,
     ) -> Result<FlagsChanged> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let id = folder_id(&tx, folder)?;
         let current: Vec<MessageState> = tx
             .prepare_cached(&format!(
@@ -244,7 +255,9 @@ impl Mailbox {
     /// Copy messages to another folder; bodies are shared, not duplicated.
     pub fn copy_messages(&mut self, from: &str, uids: &UidSet, to: &str) -> Result<Copied> {
         self.check_quota(0)?;
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (from_id, to_id) = (folder_id(&tx, from)?, folder_id(&tx, to)?);
         let sources: Vec<(i64, u32)> = tx
             .prepare_cached(&format!(
@@ -299,7 +312,9 @@ impl Mailbox {
     /// Move messages to another folder atomically (RFC 6851): new UIDs in the target, the
     /// source UIDs recorded as expunged.
     pub fn move_messages(&mut self, from: &str, uids: &UidSet, to: &str) -> Result<Copied> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (from_id, to_id) = (folder_id(&tx, from)?, folder_id(&tx, to)?);
         let sources: Vec<(i64, u32)> = tx
             .prepare_cached(&format!(
@@ -351,7 +366,9 @@ impl Mailbox {
     }
 
     fn remove_where(&mut self, folder: &str, uids: UidSet, only_deleted: bool) -> Result<Vec<u32>> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let id = folder_id(&tx, folder)?;
         let victims: Vec<(i64, u32, i64)> = tx
             .prepare_cached(&format!(

@@ -13,7 +13,8 @@ pub mod types;
 
 pub use folders::{DELIMITER, normalize_folder_name};
 pub use messages::DEFAULT_MAX_MESSAGE_SIZE;
-pub use rotate::{KeyUsed, RotationStep};
+pub use rotate::{KeyUsed, RotationStep, RowCounts};
+pub(crate) use rotate::{export_encrypted_copy_if, ignore_missing, open_verified};
 pub use schema::SCHEMA_VERSION;
 pub use search::SearchKey;
 pub use types::*;

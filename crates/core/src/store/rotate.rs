@@ -4,7 +4,7 @@
 //! the new key as the account's *pending* key before rotating and promotes it afterwards, so at
 //! every instant one of the two keys the registry holds opens the file.
 
-use super::{Mailbox, SCHEMA_VERSION, sibling, wal_path};
+use super::{Mailbox, sibling, wal_path};
 use crate::error::{Error, Result};
 use crate::key::MailboxKey;
 use rusqlite::{Connection, OpenFlags};
@@ -62,22 +62,7 @@ impl Mailbox {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         hook(RotationStep::Checkpointed)?;
 
-        let key_spec = zeroize::Zeroizing::new(format!("x'{}'", hex::encode(new_key.as_bytes())));
-        self.conn.execute(
-            "ATTACH DATABASE ?1 AS rotated KEY ?2",
-            rusqlite::params![rotating.to_string_lossy(), key_spec.as_str()],
-        )?;
-        self.conn
-            .execute_batch(&crate::key::cipher_settings("rotated"))?;
-        let exported = self
-            .conn
-            .query_row("SELECT sqlcipher_export('rotated')", [], |_| Ok(()))
-            .and_then(|_| {
-                self.conn
-                    .execute_batch(&format!("PRAGMA rotated.user_version = {SCHEMA_VERSION}"))
-            });
-        self.conn.execute_batch("DETACH DATABASE rotated")?;
-        exported?;
+        export_encrypted_copy(&self.conn, &rotating, new_key)?;
         hook(RotationStep::Exported)?;
 
         verify_copy(&self.conn, &rotating, new_key)?;
@@ -100,14 +85,104 @@ impl Mailbox {
     }
 }
 
+/// Write a copy of the database open on `conn` to `destination` (which must not exist), keyed
+/// with `key` and the mailbox cipher settings, schema version included. It runs in one read
+/// transaction, so the copy is a single point in time even while other connections write.
+/// (`VACUUM INTO` would be simpler, but its output gets SQLCipher's default page size and
+/// HMAC, not the settings of the source, so it would not open like a mailbox file.)
+pub(crate) fn export_encrypted_copy(
+    conn: &Connection,
+    destination: &Path,
+    key: &MailboxKey,
+) -> Result<()> {
+    export_encrypted_copy_if(conn, destination, key, |_| Ok(true)).map(|_| ())
+}
+
+/// [`export_encrypted_copy`], after `wanted` has looked at the database in the same read
+/// transaction (so at the same point in time) and agreed; `Ok(false)` when it did not and
+/// nothing was copied (the destination may then exist, empty).
+pub(crate) fn export_encrypted_copy_if(
+    conn: &Connection,
+    destination: &Path,
+    key: &MailboxKey,
+    wanted: impl FnOnce(&Connection) -> Result<bool>,
+) -> Result<bool> {
+    let key_spec = zeroize::Zeroizing::new(format!("x'{}'", hex::encode(key.as_bytes())));
+    conn.execute(
+        "ATTACH DATABASE ?1 AS export_copy KEY ?2",
+        rusqlite::params![destination.to_string_lossy(), key_spec.as_str()],
+    )?;
+    let exported = (|| -> Result<bool> {
+        conn.execute_batch(&crate::key::cipher_settings("export_copy"))?;
+        conn.execute_batch("BEGIN")?;
+        let copied = wanted(conn).and_then(|wanted| {
+            if !wanted {
+                return Ok(false);
+            }
+            conn.query_row("SELECT sqlcipher_export('export_copy')", [], |_| Ok(()))?;
+            let version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
+            conn.execute_batch(&format!("PRAGMA export_copy.user_version = {version}"))?;
+            Ok(true)
+        });
+        match copied {
+            Ok(copied) => {
+                conn.execute_batch("COMMIT")?;
+                Ok(copied)
+            }
+            Err(error) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(error)
+            }
+        }
+    })();
+    conn.execute_batch("DETACH DATABASE export_copy")?;
+    exported
+}
+
 /// The copy opens with the new key, passes `integrity_check`, and holds as many messages,
 /// bodies and attachments as the original.
 fn verify_copy(original: &Connection, copy: &Path, key: &MailboxKey) -> Result<()> {
+    let (_conn, copied) = open_verified(copy, key)?;
+    if row_counts(original)? != copied {
+        return Err(Error::Corrupt {
+            path: copy.into(),
+            reason: "rotated copy does not hold the same rows".into(),
+        });
+    }
+    Ok(())
+}
+
+/// How many rows the tables that hold mail have: a cheap check that a copy is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RowCounts {
+    pub messages: u64,
+    pub bodies: u64,
+    pub attachments: u64,
+    pub folders: u64,
+}
+
+pub(crate) fn row_counts(conn: &Connection) -> Result<RowCounts> {
+    const COUNT: &str = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM bodies),
+        (SELECT count(*) FROM attachments), (SELECT count(*) FROM folders)";
+    Ok(conn.query_row(COUNT, [], |r| {
+        Ok(RowCounts {
+            messages: r.get(0)?,
+            bodies: r.get(1)?,
+            attachments: r.get(2)?,
+            folders: r.get(3)?,
+        })
+    })?)
+}
+
+/// Open a copy of a mailbox file (a rotated file, a backup snapshot, a downloaded backup)
+/// read-only with `key`, check `PRAGMA integrity_check`, and count its rows. A wrong key or a
+/// damaged file gives [`Error::Corrupt`].
+pub(crate) fn open_verified(path: &Path, key: &MailboxKey) -> Result<(Connection, RowCounts)> {
     let corrupt = |reason: String| Error::Corrupt {
-        path: copy.into(),
+        path: path.into(),
         reason,
     };
-    let conn = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
     conn.execute_batch(&key.sqlcipher_key_pragma())?;
     let check: String = conn
@@ -116,22 +191,8 @@ fn verify_copy(original: &Connection, copy: &Path, key: &MailboxKey) -> Result<(
     if check != "ok" {
         return Err(corrupt(check));
     }
-    const COUNT: &str = "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM bodies),
-        (SELECT count(*) FROM attachments), (SELECT count(*) FROM folders)";
-    let counts = |c: &Connection| {
-        c.query_row(COUNT, [], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })
-    };
-    if counts(original)? != counts(&conn)? {
-        return Err(corrupt("rotated copy does not hold the same rows".into()));
-    }
-    Ok(())
+    let counts = row_counts(&conn).map_err(|e| corrupt(e.to_string()))?;
+    Ok((conn, counts))
 }
 
 fn remove_database_files(path: &Path) -> Result<()> {
@@ -141,7 +202,7 @@ fn remove_database_files(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
+pub(crate) fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
     if e.kind() == std::io::ErrorKind::NotFound {
         Ok(())
     } else {

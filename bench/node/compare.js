@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// sealmail's Node binding against Forward Email's storage stack (npm
+// `better-sqlite3-multiple-ciphers` with its chacha20 cipher and a key, plain SQL) on the same
+// 1,000 messages, in the same Node process. Prints one line per measurement and the ratio.
+//
+//   npm run bench    (installs the peer into bench/node, builds the addon in release mode, runs)
+//
+// Conservative for the peer: it gets the header fields pre-parsed (sealmail parses MIME on
+// every append), keeps no full-text index (sealmail maintains its FTS5 index on append), and its
+// queries run synchronously on the JS thread (sealmail's hop to the thread pool and back is
+// inside every sealmail figure).
+'use strict'
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const crypto = require('node:crypto')
+const Database = require('better-sqlite3-multiple-ciphers')
+const { Registry, Mailbox } = require('../..')
+
+const MESSAGES = Number(process.env.BENCH_MESSAGES || 1000)
+const QUERY_ROUNDS = Number(process.env.BENCH_ROUNDS || 200)
+const WORDS = 'alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu'.split(' ')
+
+function corpus() {
+  let seed = 42
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648)
+  const pick = (list) => list[Math.floor(random() * list.length)]
+  const senders = Array.from({ length: 40 }, (_, i) => ({ name: `Sender ${i}`, address: `sender${i}@example${i % 7}.org` }))
+  return Array.from({ length: MESSAGES }, (_, i) => {
+    const from = pick(senders)
+    const subject = `${pick(WORDS)} ${pick(WORDS)} report ${i}`
+    const date = new Date(Date.UTC(2026, 0, 1) + i * 3_600_000)
+    const lines = Array.from({ length: 20 + Math.floor(random() * 80) }, () => Array.from({ length: 10 }, () => pick(WORDS)).join(' '))
+    const raw = Buffer.from(
+      `From: ${from.name} <${from.address}>\r\nTo: Alice <alice@example.com>\r\nSubject: ${subject}\r\n` +
+        `Date: ${date.toUTCString().replace('GMT', '+0000')}\r\nMessage-ID: <${i}.${crypto.randomUUID()}@example.org>\r\n` +
+        `MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${lines.join('\r\n')}\r\n`,
+    )
+    return { raw, from, subject, date: date.toISOString().replace(/\.\d+Z$/, 'Z'), seen: random() < 0.6, folder: i % 10 === 0 ? 'Archive' : 'INBOX' }
+  })
+}
+
+/** Time `fn` after one untimed run (statement caches, JIT and page cache warm for both). */
+async function time(label, fn, { warm = true } = {}) {
+  if (warm) await fn()
+  const started = process.hrtime.bigint()
+  const result = await fn()
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  return { label, seconds, result }
+}
+
+async function benchSealmail(dir, messages) {
+  const registry = await Registry.open(dir)
+  await registry.addAccount('alice@example.com', { password: 'bench password 1', kdf: { memoryKib: 8, iterations: 1, parallelism: 1 } })
+  const mailbox = await Mailbox.open(dir, 'alice@example.com', 'bench password 1')
+  const append = await time('append', async () => {
+    for (const m of messages) {
+      await mailbox.append(m.folder, m.raw, { flags: m.seen ? ['\\Seen'] : [], internalDate: new Date(m.date) })
+    }
+  }, { warm: false })
+  const projection = { uid: 1, subject: 1, from: 1, date: 1, size: 1, seen: 1, flagged: 1 }
+  const page = await time('find page', async () => {
+    let rows
+    for (let i = 0; i < QUERY_ROUNDS; i++) {
+      rows = await mailbox.find('messages', { folder: 'INBOX', seen: false }, { projection, sort: { uid: -1 }, limit: 50 })
+    }
+    return rows.length
+  })
+  const listing = await time('find all', async () => {
+    let rows
+    for (let i = 0; i < QUERY_ROUNDS / 10; i++) {
+      rows = await mailbox.find('messages', { folder: 'INBOX' }, { projection, sort: { uid: 1 } })
+    }
+    return rows.length
+  })
+  const bySender = await time('find by sender', async () => {
+    let rows
+    for (let i = 0; i < QUERY_ROUNDS; i++) {
+      rows = await mailbox.find('messages', { 'from.address': `sender${i % 40}@example${i % 40 % 7}.org` }, { projection, sort: { date: -1 }, limit: 50 })
+    }
+    return rows.length
+  })
+  await mailbox.close()
+  return { append, page, listing, bySender }
+}
+
+function benchPeer(dir, messages) {
+  const db = new Database(path.join(dir, 'peer.sqlite'))
+  db.pragma(`cipher='chacha20'`)
+  db.pragma(`key='${crypto.randomBytes(32).toString('hex')}'`)
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = NORMAL')
+  db.exec(`
+    CREATE TABLE mailboxes (id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1, modseq INTEGER NOT NULL DEFAULT 1);
+    CREATE TABLE messages (
+      id INTEGER PRIMARY KEY, mailbox INTEGER NOT NULL REFERENCES mailboxes(id), uid INTEGER NOT NULL, modseq INTEGER NOT NULL,
+      seen INTEGER NOT NULL, flagged INTEGER NOT NULL DEFAULT 0, idate TEXT NOT NULL, hdate TEXT, subject TEXT,
+      from_addr TEXT, to_addr TEXT, size INTEGER NOT NULL, raw BLOB NOT NULL);
+    CREATE UNIQUE INDEX messages_mailbox_uid ON messages (mailbox, uid);
+    CREATE INDEX messages_mailbox_seen ON messages (mailbox, seen);
+    CREATE INDEX messages_from ON messages (json_extract(from_addr, '$[0].address'));
+    INSERT INTO mailboxes (path) VALUES ('INBOX'), ('Archive');
+  `)
+  const folderId = { INBOX: 1, Archive: 2 }
+  const nextUid = db.prepare('UPDATE mailboxes SET uidnext = uidnext + 1, modseq = modseq + 1 WHERE id = ? RETURNING uidnext - 1 AS uid, modseq')
+  const insert = db.prepare(`INSERT INTO messages (mailbox, uid, modseq, seen, idate, hdate, subject, from_addr, to_addr, size, raw)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+  const appendOne = db.transaction((m) => {
+    const { uid, modseq } = nextUid.get(folderId[m.folder])
+    insert.run(folderId[m.folder], uid, modseq, m.seen ? 1 : 0, m.date, m.date, m.subject, JSON.stringify([m.from]),
+      JSON.stringify([{ name: 'Alice', address: 'alice@example.com' }]), m.raw.length, m.raw)
+  })
+  const columns = 'uid, subject, from_addr, hdate, size, seen, flagged'
+  const shape = (row) => ({ uid: row.uid, subject: row.subject, from: JSON.parse(row.from_addr), date: row.hdate, size: row.size, seen: !!row.seen, flagged: !!row.flagged })
+  const pageQuery = db.prepare(`SELECT ${columns} FROM messages WHERE mailbox = 1 AND seen = 0 ORDER BY uid DESC LIMIT 50`)
+  const allQuery = db.prepare(`SELECT ${columns} FROM messages WHERE mailbox = 1 ORDER BY uid`)
+  const senderQuery = db.prepare(`SELECT ${columns} FROM messages WHERE json_extract(from_addr, '$[0].address') = ? ORDER BY hdate DESC LIMIT 50`)
+  return (async () => {
+    const append = await time('append', async () => {
+      for (const m of messages) appendOne(m)
+    }, { warm: false })
+    const page = await time('find page', async () => {
+      let rows
+      for (let i = 0; i < QUERY_ROUNDS; i++) rows = pageQuery.all().map(shape)
+      return rows.length
+    })
+    const listing = await time('find all', async () => {
+      let rows
+      for (let i = 0; i < QUERY_ROUNDS / 10; i++) rows = allQuery.all().map(shape)
+      return rows.length
+    })
+    const bySender = await time('find by sender', async () => {
+      let rows
+      for (let i = 0; i < QUERY_ROUNDS; i++) rows = senderQuery.all(`sender${i % 40}@example${i % 40 % 7}.org`).map(shape)
+      return rows.length
+    })
+    db.close()
+    return { append, page, listing, bySender }
+  })()
+}
+
+async function main() {
+  const messages = corpus()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealmail-bench-'))
+  try {
+    const peer = await benchPeer(dir, messages)
+    const ours = await benchSealmail(path.join(dir, 'sealmail'), messages)
+    const rate = (m, ops) => ops / m.seconds
+    const rows = [
+      ['append (messages/s)', rate(ours.append, MESSAGES), rate(peer.append, MESSAGES)],
+      [`find: INBOX unseen, newest 50 (queries/s, ${ours.page.result} rows)`, rate(ours.page, QUERY_ROUNDS), rate(peer.page, QUERY_ROUNDS)],
+      [`find: all of INBOX (queries/s, ${ours.listing.result} rows)`, rate(ours.listing, QUERY_ROUNDS / 10), rate(peer.listing, QUERY_ROUNDS / 10)],
+      [`find: by sender, newest 50 (queries/s, ${ours.bySender.result} rows)`, rate(ours.bySender, QUERY_ROUNDS), rate(peer.bySender, QUERY_ROUNDS)],
+    ]
+    if (ours.page.result !== peer.page.result || ours.listing.result !== peer.listing.result) {
+      throw new Error('the two stores returned different row counts')
+    }
+    console.log(`${MESSAGES} messages, ${QUERY_ROUNDS} query rounds; sealmail vs better-sqlite3-multiple-ciphers (chacha20)`)
+    for (const [label, ourRate, peerRate] of rows) {
+      console.log(`${label.padEnd(58)} sealmail ${ourRate.toFixed(0).padStart(7)}  peer ${peerRate.toFixed(0).padStart(7)}  ratio ${(ourRate / peerRate).toFixed(2)}x`)
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})

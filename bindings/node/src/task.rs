@@ -1,0 +1,63 @@
+//! Running core calls off the JS thread.
+//!
+//! Every call that touches a file or runs Argon2id becomes a [`Blocking`] task on libuv's thread
+//! pool and returns a Promise. Its failure is kept as a [`Failure`] until the Promise is
+//! rejected on the JS thread, where the JS `Error` with its `code` can be built (napi's own
+//! error path only carries napi status names as codes).
+
+use crate::error::Failure;
+use napi::bindgen_prelude::{AsyncTask, Env, ToNapiValue, Unknown};
+use napi::{ScopedTask, Status};
+
+type Work<T> = Box<dyn FnOnce() -> Result<T, Failure> + Send>;
+
+/// One blocking call whose result `T` becomes the Promise's value.
+pub struct Blocking<T> {
+    work: Option<Work<T>>,
+    failure: Option<Failure>,
+}
+
+/// Wrap `work` into a task; napi turns the returned `AsyncTask` into a Promise.
+pub fn blocking<T, F>(work: F) -> AsyncTask<Blocking<T>>
+where
+    F: FnOnce() -> Result<T, Failure> + Send + 'static,
+    T: ToNapiValue + Send + 'static,
+{
+    AsyncTask::new(Blocking {
+        work: Some(Box::new(work)),
+        failure: None,
+    })
+}
+
+impl<'task, T> ScopedTask<'task> for Blocking<T>
+where
+    T: ToNapiValue + Send + 'static,
+{
+    type Output = T;
+    // `Unknown` rather than `T`: napi asks the task's value for a `TypeName`, which plain JSON
+    // values lack; the TypeScript signatures are written on each method instead.
+    type JsValue = Unknown<'task>;
+
+    fn compute(&mut self) -> napi::Result<T> {
+        let work = self
+            .work
+            .take()
+            .ok_or_else(|| napi::Error::new(Status::GenericFailure, "task ran twice"))?;
+        work().map_err(|failure| {
+            let error = napi::Error::new(Status::GenericFailure, failure.message.clone());
+            self.failure = Some(failure);
+            error
+        })
+    }
+
+    fn resolve(&mut self, env: &'task Env, output: T) -> napi::Result<Unknown<'task>> {
+        output.into_unknown(env)
+    }
+
+    fn reject(&mut self, env: &'task Env, error: napi::Error) -> napi::Result<Unknown<'task>> {
+        Err(match self.failure.take() {
+            Some(failure) => failure.into_napi(env),
+            None => error,
+        })
+    }
+}

@@ -1,0 +1,162 @@
+//! Backups that never leave anything readable: encrypted snapshots of a mailbox, verified,
+//! fingerprinted and stored only when something changed; restore, export and purge.
+//!
+//! A backup ([`run`]):
+//! 1. takes a per-mailbox lock (one backup or restore of a mailbox at a time);
+//! 2. checks there is about the mailbox's size free where the snapshot goes;
+//! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`), then in one read transaction
+//!    computes a keyed MAC of the mailbox's rows and stops if it equals the latest stored
+//!    version's (nothing changed; SQLCipher's per-page random IVs make the encrypted bytes,
+//!    and so their SHA-256, differ on every copy, so the file hash cannot tell), else writes a
+//!    consistent copy beside the target (`sqlcipher_export`, keyed with the mailbox key and its
+//!    cipher settings; `VACUUM INTO` would drop the page size and HMAC settings);
+//! 4. opens the copy with the key: `PRAGMA integrity_check`, row counts;
+//! 5. computes the SHA-256 of the encrypted file (checked again on restore);
+//! 6. stores the snapshot under `<mailbox_id>/<version>.sqlite` with a [`BackupManifest`]
+//!    (`<version>.json`) that records time, size, hash, schema version, row counts and the
+//!    password wrapping of the key;
+//! 7. applies the retention policy, if one is given.
+//!
+//! The target's manifests are the record of past backups: the "last recorded" MAC is the
+//! newest manifest's, so a backup restored or copied elsewhere keeps its history.
+
+mod export;
+mod manifest;
+mod restore;
+mod retention;
+#[cfg(feature = "s3")]
+mod s3;
+mod snapshot;
+mod target;
+
+pub use export::{ExportFormat, ExportReport, export, write_mbox_folder};
+pub use manifest::{BackupManifest, MANIFEST_FORMAT, ManifestKey};
+pub use restore::{RestoreOutcome, RestoreRequest, RestoreStep, restore};
+pub use retention::{RetentionPolicy, apply_retention, versions_to_delete};
+#[cfg(feature = "s3")]
+pub use s3::{S3Credentials, S3Options, S3Target};
+pub use target::{BackupTarget, VersionSelector};
+
+use crate::error::{Error, Result};
+use crate::key::MailboxKey;
+use crate::registry::{MailboxId, Registry, WrappedCredential};
+use crate::store::Mailbox;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Choices for one backup run.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Delete versions the policy does not keep after storing a new one.
+    pub retention: Option<RetentionPolicy>,
+    /// The time to name the version after; `None` is now. Tests set it to build histories.
+    pub now: Option<SystemTime>,
+}
+
+/// What a backup run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupOutcome {
+    /// A new version was stored; `pruned` lists versions retention deleted.
+    Stored {
+        manifest: BackupManifest,
+        pruned: Vec<String>,
+    },
+    /// The mailbox has not changed since `latest`; nothing was stored.
+    Unchanged { latest: BackupManifest },
+}
+
+/// Back up an open mailbox. `key` must be the key the mailbox is open with and `credential`
+/// its password wrapping from the registry ([`Registry::wrapped_credential`]); both go into
+/// the manifest check and the manifest. Refused while a key rotation is unresolved, because
+/// the manifest could then carry a key that does not open the snapshot.
+pub fn run(
+    mailbox: &Mailbox,
+    key: &MailboxKey,
+    credential: &WrappedCredential,
+    target: &BackupTarget,
+    options: &BackupOptions,
+) -> Result<BackupOutcome> {
+    let mailbox_id = &credential.mailbox_id;
+    if credential.has_pending_key {
+        return Err(Error::KeyRotationPending(mailbox_id.to_string()));
+    }
+    let _lock = snapshot::lock_mailbox(mailbox.path(), mailbox_id.as_str())?;
+    target.remove_incomplete(mailbox_id)?;
+    let mailbox_dir = mailbox.path().parent().unwrap_or(std::path::Path::new("."));
+    let staging = target.staging_dir(mailbox_id, mailbox_dir)?;
+    snapshot::ensure_free_space(&staging, mailbox.used_bytes()?)?;
+
+    let now = options.now.unwrap_or_else(SystemTime::now);
+    let unix_millis = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    // The id in the name: an S3 target stages beside the mailbox, in a directory shared with
+    // other mailboxes, and leftovers of a crash are recognized as this mailbox's own.
+    let own_prefix = format!("{}{}-", target::TEMPORARY_PREFIX, mailbox_id.as_str());
+    snapshot::remove_files_with_prefix(&staging, &own_prefix)?;
+    let temporary = staging.join(format!(
+        "{own_prefix}{}",
+        hex::encode(crate::key::random_bytes::<8>())
+    ));
+    let stored = (|| {
+        let versions = target.list_versions(mailbox_id)?;
+        let previous_mac = versions.last().map(|latest| latest.content_mac.as_str());
+        let Some(content_mac) =
+            snapshot::write_snapshot_if_changed(mailbox, key, &temporary, previous_mac)?
+        else {
+            let latest = versions
+                .last()
+                .expect("a MAC matched the latest version")
+                .clone();
+            return Ok(BackupOutcome::Unchanged { latest });
+        };
+        let checked = snapshot::verify_snapshot(&temporary, key)?;
+        // Two backups in one millisecond (or a clock set back) must not overwrite a version.
+        let mut version_millis = unix_millis;
+        if let Some(latest) = versions.last() {
+            while target::version_name(version_millis) <= latest.version {
+                version_millis += 1;
+            }
+        }
+        let manifest = BackupManifest {
+            format: MANIFEST_FORMAT,
+            mailbox_id: mailbox_id.clone(),
+            version: target::version_name(version_millis),
+            created_at: crate::time::iso8601_utc(version_millis.div_euclid(1000)),
+            sha256: checked.sha256,
+            size: checked.size,
+            content_mac,
+            schema_version: checked.schema_version,
+            rows: checked.rows,
+            key: ManifestKey::from_credential(credential),
+        };
+        target.store_version(&temporary, &manifest)?;
+        let pruned = match &options.retention {
+            Some(policy) => apply_retention(target, mailbox_id, policy)?,
+            None => Vec::new(),
+        };
+        Ok(BackupOutcome::Stored { manifest, pruned })
+    })();
+    // The snapshot is encrypted, but a stray copy is still clutter: remove it on every path.
+    std::fs::remove_file(&temporary).or_else(crate::store::ignore_missing)?;
+    stored
+}
+
+/// Log in with the password, open the mailbox and back it up: what `sealmail backup` runs.
+pub fn backup_account(
+    registry: &Registry,
+    address: &str,
+    password: &str,
+    target: &BackupTarget,
+    options: &BackupOptions,
+) -> Result<BackupOutcome> {
+    let login = registry.login(address, password)?;
+    let credential = registry.wrapped_credential(&login.mailbox_id)?;
+    let mailbox = Mailbox::open(&registry.mailbox_path(&login.mailbox_id), &login.key)?;
+    run(&mailbox, &login.key, &credential, target, options)
+}
+
+/// Delete every backup of a mailbox (`sealmail account remove --purge-backups`).
+pub fn purge_backups(target: &BackupTarget, mailbox_id: &MailboxId) -> Result<usize> {
+    target.delete_all(mailbox_id)
+}

@@ -1,0 +1,17 @@
+//! sealmail-smtp: the MX listener (mail from other servers for local addresses, sealed to
+//! recipients who are offline) and the submission listener (mail from our own authenticated
+//! users).
+//!
+//! Layers, as in every protocol crate: [`proto`] (command parser, reply encoder, message text,
+//! no I/O) -> [`session`] (the state machine, no I/O) -> [`server`] (the tokio driver with TLS),
+//! plus [`delivery`], which connects accepted mail to `sealmail-core`.
+#![forbid(unsafe_code)]
+
+pub mod delivery;
+pub mod proto;
+pub mod server;
+pub mod session;
+
+pub use delivery::LocalDelivery;
+pub use server::{ServerConfig, TlsSettings, run};
+pub use session::{Mode, SessionConfig};

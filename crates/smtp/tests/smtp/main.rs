@@ -1,0 +1,7 @@
+//! End-to-end tests of the SMTP listeners: a real server on 127.0.0.1 over a real registry,
+//! sealed queue and encrypted mailboxes, driven by raw sockets and by real clients (Python's
+//! smtplib, swaks, nodemailer).
+
+mod clients;
+mod common;
+mod wire;
