@@ -7,6 +7,7 @@
 //! - [`registry`]: accounts: addresses, mailbox ids, wrapped keys, quotas.
 //! - [`backup`]: encrypted snapshots, restore, retention, export.
 //! - [`login_cache`]: recently unwrapped keys, so reconnecting clients skip Argon2id.
+//! - [`login_limiter`]: failed-login rate limits per client IP and per address.
 //! - [`seal`]: hybrid post-quantum sealing of mail for offline recipients, and its queue.
 //! - [`account`]: what every front end does with a password: open, drain, deliver.
 //! - [`query`]: Mongo-style JSON queries compiled to parameterized SQL over a declared schema.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod import;
 pub mod key;
 pub mod login_cache;
+pub mod login_limiter;
 pub mod mailstore;
 pub mod query;
 pub mod registry;

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -159,6 +160,17 @@ pub trait MailSession: Send + Sync + 'static {
         folder: &str,
         uids: Option<UidSet>,
     ) -> impl Future<Output = Result<Vec<u32>>> + Send;
+    /// Remove the messages of `uids` whatever their flags (POP3's UPDATE state, RFC 1939
+    /// section 6); returns the UIDs removed.
+    fn remove_messages(
+        &self,
+        folder: &str,
+        uids: UidSet,
+    ) -> impl Future<Output = Result<Vec<u32>>> + Send;
+    /// Take the mailbox's maildrop lock (RFC 1939 section 8: one POP3 session per maildrop)
+    /// for as long as this session lives. `false` when another session holds it. IMAP never
+    /// takes it, so IMAP sessions keep working beside a POP3 one.
+    fn lock_maildrop(&self) -> impl Future<Output = Result<bool>> + Send;
     /// UIDs matching `key`, ascending.
     fn search(&self, folder: &str, key: SearchKey)
     -> impl Future<Output = Result<Vec<u32>>> + Send;
@@ -244,6 +256,8 @@ struct SharedMailbox {
     /// as SQLite writers do anyway.
     mailbox: Mutex<Box<dyn AsMut<Mailbox> + Send>>,
     changes: broadcast::Sender<Change>,
+    /// Held by at most one session (POP3's maildrop lock); see [`MailSession::lock_maildrop`].
+    maildrop_locked: AtomicBool,
 }
 
 impl<O: MailboxOpener> LocalMailStore<O> {
@@ -276,6 +290,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
         let shared = Arc::new(SharedMailbox {
             mailbox: Mutex::new(opened),
             changes: broadcast::channel(CHANGE_BUFFER).0,
+            maildrop_locked: AtomicBool::new(false),
         });
         open.insert(path.to_path_buf(), Arc::downgrade(&shared));
         (shared, None)
@@ -315,6 +330,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
             id: NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shared: Some(shared),
             quota_limit: opened.quota,
+            holds_maildrop: AtomicBool::new(false),
         })
     }
 }
@@ -326,6 +342,8 @@ pub struct LocalSession {
     /// `None` only inside `drop`, which moves it to a blocking thread.
     shared: Option<Arc<SharedMailbox>>,
     quota_limit: Option<u64>,
+    /// This session took the maildrop lock and releases it on drop.
+    holds_maildrop: AtomicBool,
 }
 
 impl LocalSession {
@@ -364,6 +382,11 @@ impl Drop for LocalSession {
     /// release it on a blocking thread: closing a SQLite connection may checkpoint the WAL,
     /// which must not happen on the reactor.
     fn drop(&mut self) {
+        if *self.holds_maildrop.get_mut()
+            && let Some(shared) = &self.shared
+        {
+            shared.maildrop_locked.store(false, Ordering::Release);
+        }
         if let (Ok(runtime), Some(shared)) =
             (tokio::runtime::Handle::try_current(), self.shared.take())
         {
@@ -554,6 +577,30 @@ impl MailSession for LocalSession {
         Ok(expunged)
     }
 
+    async fn remove_messages(&self, folder: &str, uids: UidSet) -> Result<Vec<u32>> {
+        let owned = folder.to_string();
+        let removed = self.with(move |m| m.remove_messages(&owned, &uids)).await?;
+        if !removed.is_empty() {
+            self.publish(folder, 0, ChangeEvent::MessagesExpunged);
+        }
+        Ok(removed)
+    }
+
+    async fn lock_maildrop(&self) -> Result<bool> {
+        if self.holds_maildrop.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let taken = self
+            .shared()
+            .maildrop_locked
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if taken {
+            self.holds_maildrop.store(true, Ordering::Release);
+        }
+        Ok(taken)
+    }
+
     async fn search(&self, folder: &str, key: SearchKey) -> Result<Vec<u32>> {
         let folder = folder.to_string();
         self.with(move |m| m.search(&folder, &key)).await
@@ -658,6 +705,21 @@ mod tests {
             .unwrap();
         assert_eq!(raw.len(), 1);
         assert_eq!(raw[0].bytes, b"Subject: hi\r\n\r\nbody\r\n");
+        // One maildrop lock per mailbox, released when its holder ends.
+        assert!(first.lock_maildrop().await.unwrap());
+        assert!(
+            first.lock_maildrop().await.unwrap(),
+            "re-entrant for its holder"
+        );
+        assert!(!second.lock_maildrop().await.unwrap());
+        drop(first);
+        assert!(second.lock_maildrop().await.unwrap());
+        let removed = second
+            .remove_messages("INBOX", UidSet::from_uids([appended[0].uid]))
+            .await
+            .unwrap();
+        assert_eq!(removed, vec![appended[0].uid], "removed without \\Deleted");
+        assert!(second.message_states("INBOX").await.unwrap().is_empty());
         let quota = second.quota().await.unwrap();
         assert_eq!(quota.limit_bytes, Some(1 << 20));
         assert!(quota.used_bytes > 0);

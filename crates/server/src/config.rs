@@ -5,6 +5,8 @@
 //! [listen]
 //! imap = "127.0.0.1:1143"      # plain with STARTTLS; "" disables a listener
 //! imaps = "127.0.0.1:1993"     # implicit TLS
+//! pop3 = "127.0.0.1:1110"      # plain with STLS
+//! pop3s = "127.0.0.1:1995"     # implicit TLS
 //! smtp = "127.0.0.1:2525"      # MX (inbound), STARTTLS
 //! submission = "127.0.0.1:1587" # authenticated submission, STARTTLS
 //! metrics = "127.0.0.1:9464"   # Prometheus text format at /metrics
@@ -18,6 +20,8 @@
 //! max_connections_per_ip = 50
 //! idle_timeout_secs = 1800
 //! allow_plaintext_auth_from_loopback = true
+//!
+//! [pop3]                       # same keys as [imap]; idle_timeout_secs defaults to 600
 //!
 //! [smtp]
 //! hostname = "mx.example.org"  # greeting and Received: headers
@@ -38,6 +42,10 @@ pub struct Config {
     pub imap: Option<SocketAddr>,
     /// IMAP over implicit TLS.
     pub imaps: Option<SocketAddr>,
+    /// Plain POP3 with STLS; `None` when disabled.
+    pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS.
+    pub pop3s: Option<SocketAddr>,
     /// Prometheus metrics (`GET /metrics`), plain HTTP: keep it on loopback or a private network.
     pub metrics: Option<SocketAddr>,
     pub tls: TlsFiles,
@@ -47,6 +55,7 @@ pub struct Config {
     /// SMTP submission with STARTTLS and AUTH.
     pub submission: Option<SocketAddr>,
     pub smtp_settings: SmtpSettings,
+    pub pop3_limits: Pop3Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -65,6 +74,28 @@ impl Default for SmtpSettings {
         Self {
             hostname: "localhost".into(),
             max_message_size: 25 * 1024 * 1024,
+            allow_plaintext_auth_from_loopback: true,
+        }
+    }
+}
+
+/// Limits of the POP3 listeners: the IMAP keys, with RFC 1939's 10-minute autologout.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pop3Limits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub idle_timeout_secs: u64,
+    /// Accept USER/PASS and AUTH without TLS from 127.0.0.0/8 and ::1, as for IMAP.
+    pub allow_plaintext_auth_from_loopback: bool,
+}
+
+impl Default for Pop3Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_ip: 50,
+            idle_timeout_secs: 10 * 60,
             allow_plaintext_auth_from_loopback: true,
         }
     }
@@ -98,6 +129,7 @@ struct ConfigFile {
     listen: ListenSection,
     tls: TlsSection,
     imap: ImapLimits,
+    pop3: Pop3Limits,
     smtp: SmtpSettings,
 }
 
@@ -106,6 +138,8 @@ struct ConfigFile {
 struct ListenSection {
     imap: Option<String>,
     imaps: Option<String>,
+    pop3: Option<String>,
+    pop3s: Option<String>,
     smtp: Option<String>,
     submission: Option<String>,
     metrics: Option<String>,
@@ -120,6 +154,8 @@ struct TlsSection {
 
 pub const DEFAULT_IMAP: &str = "127.0.0.1:1143";
 pub const DEFAULT_IMAPS: &str = "127.0.0.1:1993";
+pub const DEFAULT_POP3: &str = "127.0.0.1:1110";
+pub const DEFAULT_POP3S: &str = "127.0.0.1:1995";
 pub const DEFAULT_SMTP: &str = "127.0.0.1:2525";
 pub const DEFAULT_SUBMISSION: &str = "127.0.0.1:1587";
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
@@ -144,12 +180,15 @@ impl Config {
         Ok(Config {
             imap: listener("IMAP", file.listen.imap, DEFAULT_IMAP)?,
             imaps: listener("IMAPS", file.listen.imaps, DEFAULT_IMAPS)?,
+            pop3: listener("POP3", file.listen.pop3, DEFAULT_POP3)?,
+            pop3s: listener("POP3S", file.listen.pop3s, DEFAULT_POP3S)?,
             metrics: listener("METRICS", file.listen.metrics, DEFAULT_METRICS)?,
             tls: TlsFiles {
                 cert: file.tls.cert,
                 key: file.tls.key,
             },
             imap_limits: file.imap,
+            pop3_limits: file.pop3,
             smtp: listener("SMTP", file.listen.smtp, DEFAULT_SMTP)?,
             submission: listener("SUBMISSION", file.listen.submission, DEFAULT_SUBMISSION)?,
             smtp_settings: file.smtp,
@@ -182,6 +221,9 @@ mod tests {
         let config = Config::load(None, no_env).unwrap();
         assert_eq!(config.imap, Some(DEFAULT_IMAP.parse().unwrap()));
         assert_eq!(config.imaps, Some(DEFAULT_IMAPS.parse().unwrap()));
+        assert_eq!(config.pop3, Some(DEFAULT_POP3.parse().unwrap()));
+        assert_eq!(config.pop3s, Some(DEFAULT_POP3S.parse().unwrap()));
+        assert_eq!(config.pop3_limits.idle_timeout_secs, 600);
         assert_eq!(config.tls, TlsFiles::default());
         assert_eq!(config.smtp, Some(DEFAULT_SMTP.parse().unwrap()));
         assert_eq!(config.submission, Some(DEFAULT_SUBMISSION.parse().unwrap()));
@@ -211,13 +253,20 @@ mod tests {
         let path = dir.path().join("sealmail.toml");
         std::fs::write(
             &path,
-            "[listen]\nimap = \"0.0.0.0:143\"\nimaps = \"\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n\
-             [imap]\nmax_connections = 7\n",
+            "[listen]\nimap = \"0.0.0.0:143\"\nimaps = \"\"\npop3s = \"\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n\
+             [imap]\nmax_connections = 7\n[pop3]\nmax_connections = 3\n",
         )
         .unwrap();
-        let env =
-            |name: &str| (name == "SEALMAIL_IMAP_LISTEN").then(|| "127.0.0.1:2143".to_string());
+        let env = |name: &str| match name {
+            "SEALMAIL_IMAP_LISTEN" => Some("127.0.0.1:2143".to_string()),
+            "SEALMAIL_POP3_LISTEN" => Some("127.0.0.1:2110".to_string()),
+            _ => None,
+        };
         let config = Config::load(Some(&path), env).unwrap();
+        assert_eq!(config.pop3, Some("127.0.0.1:2110".parse().unwrap()));
+        assert_eq!(config.pop3s, None);
+        assert_eq!(config.pop3_limits.max_connections, 3);
+        assert_eq!(config.pop3_limits.idle_timeout_secs, 600);
         assert_eq!(config.imap, Some("127.0.0.1:2143".parse().unwrap()));
         assert_eq!(config.imaps, None, "empty string disables");
         assert_eq!(config.tls.cert.as_deref(), Some(Path::new("/c.pem")));

@@ -5,10 +5,12 @@ use crate::config::Config;
 use crate::metrics::{ServerMetrics, serve_metrics};
 use crate::tls;
 use anyhow::{Context, Result};
+use sealmail_core::login_limiter::LoginLimiter;
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::Registry;
 use sealmail_imap::server::{ServerConfig as ImapConfig, TlsSettings};
 use sealmail_imap::session::SessionConfig;
+use sealmail_pop3::server::{ServerConfig as Pop3Config, TlsSettings as Pop3Tls};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,10 +38,12 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
-        // One session configuration for both IMAP listeners, so the failed-login limits
-        // count attempts across them (an attacker gets no extra tries on the other port).
+        // One failed-login budget per client and address across every listener, IMAP and
+        // POP3 alike (an attacker gets no extra tries on another port or protocol).
+        let login_limiter = Arc::new(LoginLimiter::default());
         let session_config = SessionConfig {
             metrics: metrics.clone(),
+            login_limiter: Arc::clone(&login_limiter),
             ..SessionConfig::default()
         };
         let imap_config = |implicit: bool| ImapConfig {
@@ -63,6 +67,32 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
             let server_config = imap_config(implicit);
             servers.spawn(async move {
                 sealmail_imap::server::run(listener, store, server_config, stop).await
+            });
+        }
+        let limits = &config.pop3_limits;
+        for (name, addr, implicit) in [("POP3", config.pop3, false), ("POP3S", config.pop3s, true)]
+        {
+            let Some(addr) = addr else { continue };
+            let listener = bind(name, addr).await?;
+            let stop = stopped(stop_rx.clone());
+            let store = Arc::clone(&store);
+            let server_config = Pop3Config {
+                max_connections: limits.max_connections,
+                max_connections_per_ip: limits.max_connections_per_ip,
+                idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
+                loopback_plaintext_auth: limits.allow_plaintext_auth_from_loopback,
+                tls: Some(Pop3Tls {
+                    config: Arc::clone(&tls_config),
+                    implicit,
+                }),
+                session: sealmail_pop3::session::SessionConfig {
+                    login_limiter: Arc::clone(&login_limiter),
+                    ..Default::default()
+                },
+                ..Pop3Config::default()
+            };
+            servers.spawn(async move {
+                sealmail_pop3::server::run(listener, store, server_config, stop).await
             });
         }
         // SMTP: MX (inbound mail sealed for offline recipients) and submission (AUTH, Sent

@@ -1,5 +1,5 @@
 //! `sealmail serve` as a user runs it: the real binary on 127.0.0.1, driven by Python's imaplib
-//! over STARTTLS and implicit TLS, then stopped with SIGTERM.
+//! and poplib over STARTTLS/STLS and implicit TLS, then stopped with SIGTERM.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -25,6 +25,8 @@ struct Server {
     child: Child,
     imap: u16,
     imaps: u16,
+    pop3: u16,
+    pop3s: u16,
     metrics: u16,
     /// The certificate the server generated, which clients verify against.
     cert: std::path::PathBuf,
@@ -33,10 +35,13 @@ struct Server {
 impl Server {
     fn start(data_dir: &Path) -> Server {
         let (imap, imaps, metrics) = (free_port(), free_port(), free_port());
+        let (pop3, pop3s) = (free_port(), free_port());
         let mut child = sealmail(data_dir)
             .arg("serve")
             .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
             .env("SEALMAIL_IMAPS_LISTEN", format!("127.0.0.1:{imaps}"))
+            .env("SEALMAIL_POP3_LISTEN", format!("127.0.0.1:{pop3}"))
+            .env("SEALMAIL_POP3S_LISTEN", format!("127.0.0.1:{pop3s}"))
             // Never the fixed default SMTP ports: parallel tests would collide on them.
             .env("SEALMAIL_SMTP_LISTEN", format!("127.0.0.1:{}", free_port()))
             .env(
@@ -81,6 +86,8 @@ impl Server {
             child,
             imap,
             imaps,
+            pop3,
+            pop3s,
             metrics,
             cert,
         }
@@ -133,6 +140,8 @@ fn python(script: &str, server: &Server) -> String {
         .arg(script)
         .env("IMAP_PORT", server.imap.to_string())
         .env("IMAPS_PORT", server.imaps.to_string())
+        .env("POP3_PORT", server.pop3.to_string())
+        .env("POP3S_PORT", server.pop3s.to_string())
         .env("PASSWORD", PASSWORD)
         .env("CAFILE", &server.cert)
         .output()
@@ -277,5 +286,66 @@ s.logout()
     );
     assert!(out.contains("exists 1"), "{out}");
     assert!(out.contains("Subject: sealed while offline"), "{out}");
+    assert!(server.stop().success());
+}
+
+const POP3_CLIENT: &str = r#"
+import imaplib, os, poplib, ssl
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+user, password = "user@example.org", os.environ["PASSWORD"]
+
+pop = poplib.POP3_SSL("127.0.0.1", int(os.environ["POP3S_PORT"]), context=ctx)
+pop.user(user)
+pop.pass_(password)
+print("pop3 stat", pop.stat()[0])
+print("pop3 retr", b"|".join(pop.retr(1)[1]).decode())
+
+# IMAP works on the same mailbox while POP3 holds the maildrop lock.
+imap = imaplib.IMAP4_SSL("127.0.0.1", int(os.environ["IMAPS_PORT"]), ssl_context=ctx)
+imap.login(user, password)
+imap.select("INBOX")
+typ, data = imap.store("1", "+FLAGS", "\\Flagged")
+print("imap store", typ)
+pop.dele(1)
+print("pop3 quit", pop.quit().decode())
+print("imap exists after quit", imap.select("INBOX")[1][0].decode())
+imap.logout()
+
+plain = poplib.POP3("127.0.0.1", int(os.environ["POP3_PORT"]))
+assert "STLS" in plain.capa()
+plain.stls(context=ctx)
+plain.user(user)
+plain.pass_(password)
+print("stls stat", plain.stat()[0])
+plain.quit()
+"#;
+
+#[test]
+fn serve_answers_pop3_clients_and_pop3_login_drains_sealed_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    add_account(dir.path(), "user@example.org");
+    let server = Server::start(dir.path());
+    let mut deliver = sealmail(dir.path())
+        .args(["deliver", "user@example.org"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    deliver
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: sealed for pop3\r\n\r\n.dotted\r\n")
+        .unwrap();
+    assert!(deliver.wait().unwrap().success());
+    let out = python(POP3_CLIENT, &server);
+    assert!(out.contains("pop3 stat 1"), "{out}");
+    assert!(
+        out.contains("pop3 retr Subject: sealed for pop3||.dotted"),
+        "{out}"
+    );
+    assert!(out.contains("imap store OK"), "{out}");
+    assert!(out.contains("pop3 quit +OK"), "{out}");
+    assert!(out.contains("imap exists after quit 0"), "{out}");
+    assert!(out.contains("stls stat 0"), "{out}");
     assert!(server.stop().success());
 }
