@@ -538,8 +538,11 @@ async fn shutdown_lets_a_half_received_command_finish() {
     let mut c = RawClient::login(server.addr).await;
     let raw = message("late", "body");
     let (head, tail) = raw.split_at(20);
-    c.send(format!("ap APPEND INBOX {{{}+}}\r\n{head}", raw.len()).as_bytes())
+    // A synchronising literal: once `+` arrives the server has read the command line.
+    c.send(format!("ap APPEND INBOX {{{}}}\r\n", raw.len()).as_bytes())
         .await;
+    assert!(c.line().await.starts_with("+ "));
+    c.send(head.as_bytes()).await;
     let stopping = tokio::spawn(server.shutdown());
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!stopping.is_finished(), "shutdown waits for the command");
