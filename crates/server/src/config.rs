@@ -5,6 +5,7 @@
 //! [listen]
 //! imap = "127.0.0.1:1143"      # plain with STARTTLS; "" disables a listener
 //! imaps = "127.0.0.1:1993"     # implicit TLS
+//! metrics = "127.0.0.1:9464"   # Prometheus text format at /metrics
 //!
 //! [tls]
 //! cert = "/etc/sealmail/fullchain.pem"
@@ -30,6 +31,8 @@ pub struct Config {
     pub imap: Option<SocketAddr>,
     /// IMAP over implicit TLS.
     pub imaps: Option<SocketAddr>,
+    /// Prometheus metrics (`GET /metrics`), plain HTTP: keep it on loopback or a private network.
+    pub metrics: Option<SocketAddr>,
     pub tls: TlsFiles,
     pub imap_limits: ImapLimits,
 }
@@ -69,6 +72,7 @@ struct ConfigFile {
 struct ListenSection {
     imap: Option<String>,
     imaps: Option<String>,
+    metrics: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +84,7 @@ struct TlsSection {
 
 pub const DEFAULT_IMAP: &str = "127.0.0.1:1143";
 pub const DEFAULT_IMAPS: &str = "127.0.0.1:1993";
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 impl Config {
     /// Load `path` (if any), then apply `SEALMAIL_*_LISTEN` from `env`.
@@ -101,6 +106,7 @@ impl Config {
         Ok(Config {
             imap: listener("IMAP", file.listen.imap, DEFAULT_IMAP)?,
             imaps: listener("IMAPS", file.listen.imaps, DEFAULT_IMAPS)?,
+            metrics: listener("METRICS", file.listen.metrics, DEFAULT_METRICS)?,
             tls: TlsFiles {
                 cert: file.tls.cert,
                 key: file.tls.key,

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod config;
+mod metrics;
 mod serve;
 mod tls;
 

@@ -2,11 +2,13 @@
 //! the protocol listeners on top of the local `MailStore`.
 
 use crate::config::Config;
+use crate::metrics::{ServerMetrics, serve_metrics};
 use crate::tls;
 use anyhow::{Context, Result};
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::Registry;
 use sealmail_imap::server::{ServerConfig as ImapConfig, TlsSettings};
+use sealmail_imap::session::SessionConfig;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     );
     let tls_config = tls::server_config(data_dir, &config.tls)?;
     let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
+    let metrics = Arc::new(ServerMetrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,6 +45,10 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 config: Arc::clone(&tls_config),
                 implicit,
             }),
+            session: SessionConfig {
+                metrics: metrics.clone(),
+                ..SessionConfig::default()
+            },
             ..ImapConfig::default()
         };
         for (name, addr, implicit) in [("IMAP", config.imap, false), ("IMAPS", config.imaps, true)]
@@ -54,6 +61,11 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
             servers.spawn(async move {
                 sealmail_imap::server::run(listener, store, server_config, stop).await
             });
+        }
+        if let Some(addr) = config.metrics {
+            let listener = bind("metrics", addr).await?;
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(serve_metrics(listener, Arc::clone(&metrics), stop));
         }
         let sweeper_registry = Arc::clone(&registry);
         let mut sweeper_stop = stop_rx.clone();

@@ -25,17 +25,19 @@ struct Server {
     child: Child,
     imap: u16,
     imaps: u16,
+    metrics: u16,
     /// The certificate the server generated, which clients verify against.
     cert: std::path::PathBuf,
 }
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
-        let (imap, imaps) = (free_port(), free_port());
+        let (imap, imaps, metrics) = (free_port(), free_port(), free_port());
         let mut child = sealmail(data_dir)
             .arg("serve")
             .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
             .env("SEALMAIL_IMAPS_LISTEN", format!("127.0.0.1:{imaps}"))
+            .env("SEALMAIL_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -73,6 +75,7 @@ impl Server {
             child,
             imap,
             imaps,
+            metrics,
             cert,
         }
     }
@@ -105,6 +108,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 const PASSWORD: &str = "s3rve-test password";
@@ -187,6 +199,25 @@ fn serve_answers_imap_clients_over_starttls_and_implicit_tls_and_stops_on_sigter
     assert!(out.contains("wrong password refused"), "{out}");
     assert!(out.contains("\\Flagged"), "{out}");
     assert!(out.contains("Subject: over starttls"), "{out}");
+    let scraped = http_get(server.metrics, "/metrics");
+    assert!(scraped.starts_with("HTTP/1.1 200 OK"), "{scraped}");
+    assert!(
+        scraped.contains("sealmail_logins_total{result=\"failed\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("sealmail_logins_total{result=\"ok\"} 2"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("command=\"APPEND\",outcome=\"ok\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        !scraped.contains("user@example.org"),
+        "no addresses in metrics"
+    );
+    assert!(http_get(server.metrics, "/other").starts_with("HTTP/1.1 404"));
     let status = server.stop();
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     // The generated certificate is reused on the next start, and the mail is still there.
