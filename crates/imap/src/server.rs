@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How long a client may take to complete the TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// While IDLE, send `* OK still here` this often, so NAT boxes and phones' radios do not
+    /// drop a silent connection.
+    pub idle_keepalive: Duration,
     /// Let clients on loopback authenticate without TLS.
     pub loopback_plaintext_auth: bool,
     pub tls: Option<TlsSettings>,
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: 50,
             idle_timeout: Duration::from_secs(30 * 60),
             tls_handshake_timeout: Duration::from_secs(30),
+            idle_keepalive: Duration::from_secs(120),
             loopback_plaintext_auth: true,
             tls: None,
         }
@@ -290,6 +294,15 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
             () = session.wait_change(), if idling => {
                 let mut out = Responder::new(stream, session.encode_options());
                 session.send_updates(&mut out, true).await?;
+                out.flush().await?;
+            }
+            () = tokio::time::sleep(config.idle_keepalive), if idling => {
+                let mut out = Responder::new(stream, session.encode_options());
+                out.push(&Response::Status(StatusResponse::untagged(
+                    StatusKind::Ok,
+                    None,
+                    "still here",
+                )));
                 out.flush().await?;
             }
             _ = stop.changed(), if !stopping => stopping = true,

@@ -538,12 +538,10 @@ async fn shutdown_lets_a_half_received_command_finish() {
     let mut c = RawClient::login(server.addr).await;
     let raw = message("late", "body");
     let (head, tail) = raw.split_at(20);
-    // A synchronizing literal: once the server answers `+`, it holds a half-received command,
-    // whatever the machine's load (a LITERAL+ send could still sit unread in the socket).
+    // A synchronising literal: once `+` arrives the server has read the command line.
     c.send(format!("ap APPEND INBOX {{{}}}\r\n", raw.len()).as_bytes())
         .await;
-    let ready = c.line().await;
-    assert!(ready.starts_with('+'), "{ready}");
+    assert!(c.line().await.starts_with("+ "));
     c.send(head.as_bytes()).await;
     let stopping = tokio::spawn(server.shutdown());
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -557,4 +555,28 @@ async fn shutdown_lets_a_half_received_command_finish() {
     let line = c.line().await;
     assert!(line.starts_with("* BYE"), "{line}");
     stopping.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sends_keepalives_and_ends_on_done() {
+    let server = TestServer::start(|config| {
+        config.idle_keepalive = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let mut c = RawClient::login(server.addr).await;
+    c.command("s SELECT INBOX").await;
+    c.send(b"i IDLE\r\n").await;
+    assert!(c.line().await.starts_with("+ "));
+    assert_eq!(c.line().await, "* OK still here");
+    assert_eq!(c.line().await, "* OK still here");
+    c.send(b"DONE\r\n").await;
+    let reply = c.until_tagged("i").await;
+    assert_eq!(tagged(&reply, "i"), "i OK IDLE terminated");
+    // Anything but DONE ends IDLE with BAD.
+    c.send(b"j IDLE\r\n").await;
+    assert!(c.line().await.starts_with("+ "));
+    c.send(b"NOOP\r\n").await;
+    let reply = c.until_tagged("j").await;
+    assert!(tagged(&reply, "j").starts_with("j BAD"), "{reply:?}");
+    server.shutdown().await;
 }
