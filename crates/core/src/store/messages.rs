@@ -259,15 +259,7 @@ impl Mailbox {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (from_id, to_id) = (folder_id(&tx, from)?, folder_id(&tx, to)?);
-        let sources: Vec<(i64, u32)> = tx
-            .prepare_cached(&format!(
-                "SELECT m.id, m.uid FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET}
-                 ORDER BY m.uid"
-            ))?
-            .query_map(params![from_id, uids.to_json()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?;
+        let sources = rows_in_uid_set(&tx, from_id, uids)?;
         let mut copied = Copied {
             uidvalidity: uidvalidity(&tx, to_id)?,
             pairs: Vec::new(),
@@ -316,15 +308,7 @@ impl Mailbox {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (from_id, to_id) = (folder_id(&tx, from)?, folder_id(&tx, to)?);
-        let sources: Vec<(i64, u32)> = tx
-            .prepare_cached(&format!(
-                "SELECT m.id, m.uid FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET}
-                 ORDER BY m.uid"
-            ))?
-            .query_map(params![from_id, uids.to_json()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?;
+        let sources = rows_in_uid_set(&tx, from_id, uids)?;
         let mut moved = Copied {
             uidvalidity: uidvalidity(&tx, to_id)?,
             pairs: Vec::new(),
@@ -519,6 +503,18 @@ pub(crate) fn move_all(conn: &Connection, from_id: i64, to_id: i64) -> Result<()
         record_expunge(conn, from_id, uid, source_modseq)?;
     }
     Ok(())
+}
+
+/// Row id and UID of the messages of `uids` in a folder, in UID order (what COPY and MOVE act on).
+fn rows_in_uid_set(conn: &Connection, folder_id: i64, uids: &UidSet) -> Result<Vec<(i64, u32)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT m.id, m.uid FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET}
+         ORDER BY m.uid"
+    ))?;
+    let rows = stmt.query_map(params![folder_id, uids.to_json()], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 fn next_uid(conn: &Connection, folder_id: i64) -> Result<u32> {
