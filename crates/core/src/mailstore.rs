@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::store::{
     AppendOptions, Appended, Copied, FlagMode, Flags, FlagsChanged, FolderInfo, Mailbox,
-    MessageState, MessageSummary, SearchKey, UidSet,
+    MessageState, MessageSummary, SearchKey, SortCriterion, ThreadAlgorithm, ThreadNode, UidSet,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -174,6 +174,20 @@ pub trait MailSession: Send + Sync + 'static {
     /// UIDs matching `key`, ascending.
     fn search(&self, folder: &str, key: SearchKey)
     -> impl Future<Output = Result<Vec<u32>>> + Send;
+    /// UIDs matching `key`, ordered by `criteria` (SORT, RFC 5256); ties in UID order.
+    fn sort(
+        &self,
+        folder: &str,
+        criteria: Vec<SortCriterion>,
+        key: SearchKey,
+    ) -> impl Future<Output = Result<Vec<u32>>> + Send;
+    /// The messages matching `key` as threads of UIDs (THREAD, RFC 5256).
+    fn thread(
+        &self,
+        folder: &str,
+        algorithm: ThreadAlgorithm,
+        key: SearchKey,
+    ) -> impl Future<Output = Result<Vec<ThreadNode>>> + Send;
     fn quota(&self) -> impl Future<Output = Result<QuotaUsage>> + Send;
     /// Changes made by any session of this mailbox from now on (this one included).
     fn subscribe(&self) -> broadcast::Receiver<Change>;
@@ -604,6 +618,26 @@ impl MailSession for LocalSession {
     async fn search(&self, folder: &str, key: SearchKey) -> Result<Vec<u32>> {
         let folder = folder.to_string();
         self.with(move |m| m.search(&folder, &key)).await
+    }
+
+    async fn sort(
+        &self,
+        folder: &str,
+        criteria: Vec<SortCriterion>,
+        key: SearchKey,
+    ) -> Result<Vec<u32>> {
+        let folder = folder.to_string();
+        self.with(move |m| m.sort(&folder, &criteria, &key)).await
+    }
+
+    async fn thread(
+        &self,
+        folder: &str,
+        algorithm: ThreadAlgorithm,
+        key: SearchKey,
+    ) -> Result<Vec<ThreadNode>> {
+        let folder = folder.to_string();
+        self.with(move |m| m.thread(&folder, algorithm, &key)).await
     }
 
     async fn quota(&self) -> Result<QuotaUsage> {

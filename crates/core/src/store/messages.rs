@@ -3,6 +3,7 @@
 
 use super::folders::folder_id;
 use super::parse::{ParsedMessage, parse};
+use super::sort::SortColumns;
 use super::types::{
     AppendOptions, Appended, BodyPart, Copied, Envelope, FlagMode, Flags, FlagsChanged,
     MessageState, MessageSummary, UidSet,
@@ -275,11 +276,14 @@ impl Mailbox {
                     deleted, draft, keywords, internal_date, saved_at, header_date, size, subject,
                     from_addr, sender_addr, reply_to_addr, to_addr, cc_addr, bcc_addr, message_id,
                     in_reply_to, refs_header, thread_id, has_attachment, preview, envelope,
-                    body_structure)
+                    body_structure, sort_subject, subject_is_reply, sort_from, sort_to, sort_cc,
+                    display_from, display_to, sort_date, thread_refs)
                  SELECT ?2, ?3, ?4, body_id, seen, answered, flagged, deleted, draft, keywords,
                     internal_date, ?5, header_date, size, subject, from_addr, sender_addr,
                     reply_to_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to,
-                    refs_header, thread_id, has_attachment, preview, envelope, body_structure
+                    refs_header, thread_id, has_attachment, preview, envelope, body_structure,
+                    sort_subject, subject_is_reply, sort_from, sort_to, sort_cc, display_from,
+                    display_to, sort_date, thread_refs
                  FROM messages WHERE id = ?1",
             )?
             .execute(params![
@@ -414,13 +418,25 @@ fn insert_message(
     let uid = next_uid(conn, folder_id)?;
     let modseq = bump_modseq(conn, folder_id)?;
     let thread_id = find_thread(conn, parsed)?.unwrap_or(body_id);
+    let sort = SortColumns::new(
+        parsed.subject.as_deref(),
+        &parsed.from,
+        &parsed.to,
+        &parsed.cc,
+        &parsed.references,
+        parsed.in_reply_to.as_deref(),
+    );
+    let internal_date_text = iso8601_utc(internal_date);
     conn.prepare_cached(
         "INSERT INTO messages (folder_id, uid, modseq, body_id, seen, answered, flagged, deleted,
             draft, keywords, internal_date, saved_at, header_date, size, subject, from_addr,
             sender_addr, reply_to_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to,
-            refs_header, thread_id, has_attachment, preview, envelope, body_structure)
+            refs_header, thread_id, has_attachment, preview, envelope, body_structure,
+            sort_subject, subject_is_reply, sort_from, sort_to, sort_cc, display_from, display_to,
+            sort_date, thread_refs)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
+            ?36, ?37, ?38)",
     )?
     .execute(params![
         folder_id,
@@ -433,7 +449,7 @@ fn insert_message(
         flags.deleted,
         flags.draft,
         json(&flags.keywords),
-        iso8601_utc(internal_date),
+        internal_date_text,
         iso8601_utc(now_unix()),
         parsed.header_date,
         raw.len(),
@@ -452,6 +468,18 @@ fn insert_message(
         parsed.preview,
         json(&parsed.envelope),
         json(&parsed.body),
+        sort.subject,
+        sort.subject_is_reply,
+        sort.from,
+        sort.to,
+        sort.cc,
+        sort.display_from,
+        sort.display_to,
+        parsed
+            .header_date
+            .clone()
+            .unwrap_or_else(|| internal_date_text.clone()),
+        sort.thread_refs,
     ])?;
     Ok(Appended {
         uidvalidity: uidvalidity(conn, folder_id)?,

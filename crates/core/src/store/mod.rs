@@ -9,6 +9,8 @@ mod parse;
 mod rotate;
 mod schema;
 mod search;
+mod sort;
+mod thread;
 pub mod types;
 
 pub use folders::{DELIMITER, normalize_folder_name};
@@ -17,6 +19,10 @@ pub use rotate::{KeyUsed, RotationStep, RowCounts};
 pub(crate) use rotate::{export_encrypted_copy_if, ignore_missing, open_verified};
 pub use schema::SCHEMA_VERSION;
 pub use search::SearchKey;
+pub use sort::{BaseSubject, SortCriterion, SortKey, base_subject};
+pub use thread::{
+    ThreadAlgorithm, ThreadMessage, ThreadNode, thread_ordered_subject, thread_references,
+};
 pub use types::*;
 
 use crate::error::{Error, Result};
@@ -169,6 +175,8 @@ impl Mailbox {
     }
 
     fn finish_open(mut conn: Connection, path: &Path) -> Result<Self> {
+        // Before migrating: schema version 3 back-fills sort keys with these functions.
+        sort::register_functions(&conn)?;
         schema::migrate(&mut conn)?;
         search::register_functions(&conn)?;
         crate::query::register_functions(&conn)?;

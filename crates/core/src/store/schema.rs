@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::Connection;
 
 /// Each entry takes the schema from version `index` to `index + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -169,4 +169,52 @@ CREATE TABLE query_collection_changes (
     changes     TEXT NOT NULL,
     PRIMARY KEY (name, version)
 ) WITHOUT ROWID;
+"#;
+
+/// Version 3: SORT and THREAD keys (RFC 5256, RFC 5957) computed once at append time, so SORT
+/// is an ORDER BY over an index and THREAD reads a compact projection. Existing messages are
+/// back-filled with the same Rust functions the append path uses (`sm_sort_*`, registered on
+/// the connection before migrating).
+const MIGRATION_3: &str = r#"
+-- RFC 5256 base subject, ASCII-lowercased (i;ascii-casemap), and whether extracting it removed
+-- a reply/forward marker (THREAD=REFERENCES step 5 needs that).
+ALTER TABLE messages ADD COLUMN sort_subject TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN subject_is_reply INTEGER NOT NULL DEFAULT 0;
+-- addr-mailbox of the first From/To/Cc address, ASCII-lowercased (SORT FROM/TO/CC).
+ALTER TABLE messages ADD COLUMN sort_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN sort_to TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN sort_cc TEXT NOT NULL DEFAULT '';
+-- Display name (else addr-spec) of the first From/To address, lowercased (RFC 5957).
+ALTER TABLE messages ADD COLUMN display_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN display_to TEXT NOT NULL DEFAULT '';
+-- Sent date (Date header, else internal date), ISO-8601 UTC: SORT DATE and THREAD order.
+ALTER TABLE messages ADD COLUMN sort_date TEXT NOT NULL DEFAULT '';
+-- The parent chain THREAD=REFERENCES links: References, else the first In-Reply-To id,
+-- space-separated without angle brackets.
+ALTER TABLE messages ADD COLUMN thread_refs TEXT NOT NULL DEFAULT '';
+
+UPDATE messages SET
+    sort_subject = sm_sort_base_subject(subject),
+    subject_is_reply = sm_sort_subject_is_reply(subject),
+    sort_from = sm_sort_mailbox(from_addr),
+    sort_to = sm_sort_mailbox(to_addr),
+    sort_cc = sm_sort_mailbox(cc_addr),
+    display_from = sm_sort_display(from_addr),
+    display_to = sm_sort_display(to_addr),
+    sort_date = coalesce(header_date, internal_date),
+    thread_refs = sm_sort_thread_refs(refs_header, in_reply_to);
+
+-- One index per sort key; `uid` last so ties come out in mailbox order from the index itself.
+CREATE INDEX messages_sort_arrival ON messages(folder_id, internal_date, uid);
+CREATE INDEX messages_sort_date ON messages(folder_id, sort_date, uid);
+CREATE INDEX messages_sort_size ON messages(folder_id, size, uid);
+CREATE INDEX messages_sort_subject ON messages(folder_id, sort_subject, uid);
+CREATE INDEX messages_sort_from ON messages(folder_id, sort_from, uid);
+CREATE INDEX messages_sort_to ON messages(folder_id, sort_to, uid);
+CREATE INDEX messages_sort_cc ON messages(folder_id, sort_cc, uid);
+CREATE INDEX messages_sort_display_from ON messages(folder_id, display_from, uid);
+CREATE INDEX messages_sort_display_to ON messages(folder_id, display_to, uid);
+-- Covering index: everything THREAD reads, so it never touches the wide message rows.
+CREATE INDEX messages_thread_projection ON messages(
+    folder_id, uid, sort_date, subject_is_reply, sort_subject, message_id, thread_refs);
 "#;

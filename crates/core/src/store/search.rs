@@ -64,23 +64,34 @@ pub enum SearchKey {
 impl Mailbox {
     /// UIDs of the messages in `folder` matching `key`, ascending.
     pub fn search(&self, folder: &str, key: &SearchKey) -> Result<Vec<u32>> {
-        let id = folder_id(&self.conn, folder)?;
-        // When a full-text key must hold for every hit, drive the query from the index's few
-        // matches instead of scanning the folder: `+` keeps SQLite from picking the folder
-        // index first.
-        let folder_term = if key.requires_full_text() {
-            "+m.folder_id"
-        } else {
-            "m.folder_id"
-        };
-        let mut sql = format!("SELECT m.uid FROM messages m WHERE {folder_term} = ? AND ");
-        let mut params = vec![Value::Integer(id)];
-        compile(key, &mut sql, &mut params, 0)?;
-        sql.push_str(" ORDER BY m.uid");
+        let (filter, params) = filter_sql(&self.conn, folder, key)?;
+        let sql = format!("SELECT m.uid {filter} ORDER BY m.uid");
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// `FROM messages m WHERE ...` selecting the messages of `folder` that match `key`, with its
+/// bound parameters: SEARCH, SORT and THREAD all select their rows through it.
+pub(super) fn filter_sql(
+    conn: &Connection,
+    folder: &str,
+    key: &SearchKey,
+) -> Result<(String, Vec<Value>)> {
+    let id = folder_id(conn, folder)?;
+    // When a full-text key must hold for every hit, drive the query from the index's few
+    // matches instead of scanning the folder: `+` keeps SQLite from picking the folder
+    // index first.
+    let folder_term = if key.requires_full_text() {
+        "+m.folder_id"
+    } else {
+        "m.folder_id"
+    };
+    let mut sql = format!("FROM messages m WHERE {folder_term} = ? AND ");
+    let mut params = vec![Value::Integer(id)];
+    compile(key, &mut sql, &mut params, 0)?;
+    Ok((sql, params))
 }
 
 impl SearchKey {
@@ -111,11 +122,20 @@ fn compile(key: &SearchKey, sql: &mut String, params: &mut Vec<Value>, depth: us
     let int = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
     match key {
         SearchKey::All => sql.push('1'),
-        SearchKey::Uids(set) => bind(
-            sql,
-            "EXISTS (SELECT 1 FROM json_each(?) r WHERE m.uid BETWEEN r.value ->> 0 AND r.value ->> 1)",
-            vec![text(&set.to_json())],
-        ),
+        // One range (UID 5:*, or THREAD's "known to this session") is a plain comparison the
+        // planner can use; several go through one JSON parameter.
+        SearchKey::Uids(set) => match set.ranges() {
+            [(first, last)] => bind(
+                sql,
+                "m.uid BETWEEN ? AND ?",
+                vec![int(u64::from(*first)), int(u64::from(*last))],
+            ),
+            _ => bind(
+                sql,
+                "EXISTS (SELECT 1 FROM json_each(?) r WHERE m.uid BETWEEN r.value ->> 0 AND r.value ->> 1)",
+                vec![text(&set.to_json())],
+            ),
+        },
         SearchKey::Seen(on) => flag(sql, "m.seen", *on),
         SearchKey::Answered(on) => flag(sql, "m.answered", *on),
         SearchKey::Flagged(on) => flag(sql, "m.flagged", *on),

@@ -179,6 +179,15 @@ pub struct FolderInfo {
     pub size: u64,
 }
 
+impl FolderInfo {
+    /// RFC 8474 MAILBOXID. UIDVALIDITY values are unique within a mailbox file (a counter that
+    /// only grows, see `insert_folder`) and survive RENAME, which is what MAILBOXID promises;
+    /// renaming INBOX moves its messages to a new folder, which gets a new id as it should.
+    pub fn mailbox_id(&self) -> String {
+        format!("F{:08x}", self.uidvalidity)
+    }
+}
+
 /// An address as it appears in a header: display name (decoded) and `local@domain`.
 /// A group is written as `{name: group, address: None}` followed by its members and a closing
 /// `{None, None}`, the shape IMAP ENVELOPE uses.

@@ -1,0 +1,321 @@
+//! SORT, THREAD and OBJECTID through the store: keys stored at append time, the schema upgrade
+//! that back-fills them, and ids that survive COPY/MOVE/RENAME.
+
+use sealmail_core::MailboxKey;
+use sealmail_core::store::{
+    AppendOptions, Mailbox, SearchKey, SortCriterion, SortKey, ThreadAlgorithm, ThreadNode, UidSet,
+};
+
+fn message(
+    from: &str,
+    to: &str,
+    subject: &str,
+    date: &str,
+    id: &str,
+    refs: &str,
+    body: &str,
+) -> Vec<u8> {
+    let mut out = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}>\r\n"
+    );
+    if !refs.is_empty() {
+        out.push_str(&format!("References: {refs}\r\n"));
+    }
+    out.push_str(&format!("\r\n{body}\r\n"));
+    out.into_bytes()
+}
+
+/// Five messages: uid 1..=5.
+fn fixture(mailbox: &mut Mailbox) {
+    let messages = [
+        message(
+            "Zed <zed@example.org>",
+            "amy@example.org",
+            "Project plan",
+            "Mon, 1 Jan 2024 10:00:00 +0000",
+            "p1@x",
+            "",
+            "first draft",
+        ),
+        message(
+            "\"Anna B\" <anna@example.org>",
+            "zed@example.org",
+            "Re: Project plan",
+            "Tue, 2 Jan 2024 10:00:00 +0000",
+            "p2@x",
+            "<p1@x>",
+            "comments attached",
+        ),
+        message(
+            "bob@example.org",
+            "Carl <carl@example.org>",
+            "[team] Lunch",
+            "Sun, 31 Dec 2023 12:00:00 +0000",
+            "l1@x",
+            "",
+            "pizza?",
+        ),
+        message(
+            "carl@example.org",
+            "bob@example.org",
+            "Re: Re: Project plan",
+            "Wed, 3 Jan 2024 10:00:00 +0100",
+            "p3@x",
+            "<p1@x> <p2@x>",
+            "zebrafish appear here only",
+        ),
+        message(
+            "Amy <amy@example.org>",
+            "anna@example.org",
+            "Fwd: lunch",
+            "Thu, 4 Jan 2024 09:00:00 +0000",
+            "l2@x",
+            "",
+            "see below, and a long padding text to be the largest message of all, by a wide margin: lorem ipsum dolor sit amet, consectetur adipiscing elit",
+        ),
+    ];
+    for (i, raw) in messages.iter().enumerate() {
+        mailbox
+            .append(
+                "INBOX",
+                raw,
+                &AppendOptions {
+                    internal_date: Some(1_700_000_000 - i as i64 * 60),
+                    ..AppendOptions::default()
+                },
+            )
+            .unwrap();
+    }
+}
+
+fn by(key: SortKey) -> SortCriterion {
+    SortCriterion {
+        key,
+        reverse: false,
+    }
+}
+
+fn reverse(key: SortKey) -> SortCriterion {
+    SortCriterion { key, reverse: true }
+}
+
+fn sort(mailbox: &Mailbox, criteria: &[SortCriterion]) -> Vec<u32> {
+    mailbox.sort("INBOX", criteria, &SearchKey::All).unwrap()
+}
+
+fn assert_sorts(mailbox: &Mailbox) {
+    assert_eq!(sort(mailbox, &[by(SortKey::Date)]), vec![3, 1, 2, 4, 5]);
+    assert_eq!(
+        sort(mailbox, &[reverse(SortKey::Date)]),
+        vec![5, 4, 2, 1, 3]
+    );
+    // Internal dates go down as UIDs go up.
+    assert_eq!(sort(mailbox, &[by(SortKey::Arrival)]), vec![5, 4, 3, 2, 1]);
+    // Base subjects: "lunch" x2 (3, 5), "project plan" x3 (1, 2, 4); ties in UID order.
+    assert_eq!(sort(mailbox, &[by(SortKey::Subject)]), vec![3, 5, 1, 2, 4]);
+    assert_eq!(
+        sort(mailbox, &[by(SortKey::Subject), reverse(SortKey::Date)]),
+        vec![5, 3, 4, 2, 1]
+    );
+    // addr-mailbox: amy, anna, bob, carl, zed.
+    assert_eq!(sort(mailbox, &[by(SortKey::From)]), vec![5, 2, 3, 4, 1]);
+    assert_eq!(sort(mailbox, &[by(SortKey::To)]), vec![1, 5, 4, 3, 2]);
+    // Display names: "amy", "anna b", bob@..., carl@..., "zed".
+    assert_eq!(
+        sort(mailbox, &[by(SortKey::DisplayFrom)]),
+        vec![5, 2, 3, 4, 1]
+    );
+    // Display To: amy@, anna@, bob@, "carl", zed@.
+    assert_eq!(
+        sort(mailbox, &[by(SortKey::DisplayTo)]),
+        vec![1, 5, 4, 3, 2]
+    );
+    // No Cc anywhere: all equal, mailbox order.
+    assert_eq!(sort(mailbox, &[by(SortKey::Cc)]), vec![1, 2, 3, 4, 5]);
+    let by_size = sort(mailbox, &[reverse(SortKey::Size)]);
+    assert_eq!(by_size[0], 5, "the padded message is the largest");
+    // Combined with search criteria.
+    assert_eq!(
+        mailbox
+            .sort(
+                "INBOX",
+                &[reverse(SortKey::Date)],
+                &SearchKey::Subject("plan".into())
+            )
+            .unwrap(),
+        vec![4, 2, 1]
+    );
+}
+
+fn show(threads: &[ThreadNode]) -> String {
+    fn chain(node: &ThreadNode, out: &mut String) {
+        out.push_str(&node.uid.to_string());
+        for child in &node.children {
+            out.push('(');
+            chain(child, out);
+            out.push(')');
+        }
+    }
+    let mut out = String::new();
+    for t in threads {
+        out.push('[');
+        chain(t, &mut out);
+        out.push(']');
+    }
+    out
+}
+
+fn assert_threads(mailbox: &Mailbox) {
+    let references = mailbox
+        .thread("INBOX", ThreadAlgorithm::References, &SearchKey::All)
+        .unwrap();
+    // 1 <- 2 <- 4 by References; 5 ("Fwd: lunch") merges under 3 ("[team] Lunch") by subject.
+    assert_eq!(show(&references), "[3(5)][1(2(4))]");
+    let ordered = mailbox
+        .thread("INBOX", ThreadAlgorithm::OrderedSubject, &SearchKey::All)
+        .unwrap();
+    assert_eq!(show(&ordered), "[3(5)][1(2)(4)]");
+}
+
+fn new_mailbox(dir: &std::path::Path) -> (Mailbox, MailboxKey, std::path::PathBuf) {
+    let key = MailboxKey::generate();
+    let path = dir.join("m.sqlite");
+    let mailbox = Mailbox::create(&path, &key).unwrap();
+    (mailbox, key, path)
+}
+
+#[test]
+fn sort_orders_by_every_key_with_uid_tiebreak() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, _, _) = new_mailbox(dir.path());
+    fixture(&mut mailbox);
+    assert_sorts(&mailbox);
+}
+
+#[test]
+fn thread_references_and_ordered_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, _, _) = new_mailbox(dir.path());
+    fixture(&mut mailbox);
+    assert_threads(&mailbox);
+    let only_plan = mailbox
+        .thread(
+            "INBOX",
+            ThreadAlgorithm::References,
+            &SearchKey::Not(Box::new(SearchKey::Uids(UidSet::from_uids([2])))),
+        )
+        .unwrap();
+    // Without 2, 4 still hangs below 1 through its References chain (p1 -> p2 -> p3), with the
+    // missing p2 pruned.
+    assert_eq!(show(&only_plan), "[3(5)][1(4)]");
+}
+
+#[test]
+fn upgrading_a_version_2_file_back_fills_the_sort_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, key, path) = new_mailbox(dir.path());
+    fixture(&mut mailbox);
+    drop(mailbox);
+    // Turn the file back into schema version 2: no sort columns, no sort indexes.
+    let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    let indexes: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index'
+             AND (name LIKE 'messages_sort_%' OR name = 'messages_thread_projection')",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes.len(), 10);
+    for index in indexes {
+        conn.execute_batch(&format!("DROP INDEX {index}")).unwrap();
+    }
+    for column in [
+        "sort_subject",
+        "subject_is_reply",
+        "sort_from",
+        "sort_to",
+        "sort_cc",
+        "display_from",
+        "display_to",
+        "sort_date",
+        "thread_refs",
+    ] {
+        conn.execute_batch(&format!("ALTER TABLE messages DROP COLUMN {column}"))
+            .unwrap();
+    }
+    conn.execute_batch("PRAGMA user_version = 2").unwrap();
+    drop(conn);
+
+    let mailbox = Mailbox::open(&path, &key).unwrap();
+    let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, sealmail_core::store::SCHEMA_VERSION);
+    let (subject, reply): (String, bool) = conn
+        .query_row(
+            "SELECT sort_subject, subject_is_reply FROM messages WHERE uid = 4",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((subject.as_str(), reply), ("project plan", true));
+    assert_sorts(&mailbox);
+    assert_threads(&mailbox);
+}
+
+#[test]
+fn object_ids_survive_copy_move_and_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, _, _) = new_mailbox(dir.path());
+    fixture(&mut mailbox);
+    let original = mailbox.summaries("INBOX", &UidSet::all()).unwrap();
+    // 2 and 4 reply to 1: one thread; 3 starts another.
+    assert_eq!(original[0].thread_id, original[1].thread_id);
+    assert_eq!(original[0].thread_id, original[3].thread_id);
+    assert_ne!(original[0].thread_id, original[2].thread_id);
+    let email_ids: std::collections::HashSet<_> = original.iter().map(|s| &s.email_id).collect();
+    assert_eq!(email_ids.len(), 5, "distinct messages, distinct EMAILIDs");
+
+    mailbox.create_folder("Work", None).unwrap();
+    let copied = mailbox
+        .copy_messages("INBOX", &UidSet::from_uids([1]), "Work")
+        .unwrap();
+    let moved = mailbox
+        .move_messages("INBOX", &UidSet::from_uids([2]), "Work")
+        .unwrap();
+    let work = mailbox.summaries("Work", &UidSet::all()).unwrap();
+    let find = |uid| work.iter().find(|s| s.uid == uid).unwrap();
+    assert_eq!(find(copied.pairs[0].1).email_id, original[0].email_id);
+    assert_eq!(find(moved.pairs[0].1).email_id, original[1].email_id);
+    assert_eq!(find(moved.pairs[0].1).thread_id, original[1].thread_id);
+    // EMAILID and THREADID are search keys.
+    assert_eq!(
+        mailbox
+            .search("INBOX", &SearchKey::EmailId(original[3].email_id.clone()))
+            .unwrap(),
+        vec![4]
+    );
+    assert_eq!(
+        mailbox
+            .search("INBOX", &SearchKey::ThreadId(original[0].thread_id.clone()))
+            .unwrap(),
+        vec![1, 4]
+    );
+    // MAILBOXID survives RENAME and differs between folders.
+    let before = mailbox.folder("Work").unwrap().mailbox_id();
+    assert_ne!(before, mailbox.folder("INBOX").unwrap().mailbox_id());
+    mailbox.rename_folder("Work", "Projects").unwrap();
+    assert_eq!(mailbox.folder("Projects").unwrap().mailbox_id(), before);
+    // Sort keys travel with copies too.
+    assert_eq!(
+        mailbox
+            .sort("Projects", &[by(SortKey::Subject)], &SearchKey::All)
+            .unwrap()
+            .len(),
+        2
+    );
+}
