@@ -459,9 +459,29 @@ impl<M: MailStore> Session<M> {
                 Code::NoPerm,
                 "quota is set by the administrator",
             )),
-            CommandBody::Sort { .. } | CommandBody::Thread { .. } | CommandBody::Compress(_) => {
-                Err(Failure::bad("command not supported"))
+            CommandBody::Sort {
+                uid,
+                criteria,
+                charset,
+                key,
+                result,
+            } => {
+                let command = op::sort::SortCommand {
+                    uid,
+                    criteria,
+                    charset,
+                    key,
+                    result,
+                };
+                op::sort::run(self, command, &tag, out).await
             }
+            CommandBody::Thread {
+                uid,
+                algorithm,
+                charset,
+                key,
+            } => op::thread::run(self, uid, algorithm, &charset, &key, out).await,
+            CommandBody::Compress(_) => Err(Failure::bad("command not supported")),
         };
         if let Err(Failure::Io(e)) = result {
             return Err(e);

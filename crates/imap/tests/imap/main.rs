@@ -4,4 +4,5 @@
 mod common;
 mod conformance;
 mod imaplib;
+mod sort_thread;
 mod tls;

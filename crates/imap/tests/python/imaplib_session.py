@@ -193,6 +193,51 @@ esearch = Q.untagged_responses.get("ESEARCH", [])
 assert esearch and b"COUNT 2" in esearch[-1], esearch
 Q.logout()
 
+# SORT and THREAD (RFC 5256) on a folder of their own: a thread of three by References, and a
+# forward that joins an older message by subject.
+S = connect()
+caps = ok(S.capability())[0].decode().split()
+for cap in ["SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "OBJECTID"]:
+    assert cap in caps, (cap, caps)
+ok(S.create("Threads"))
+
+
+def threaded(i, subject, day, refs=""):
+    header = f"References: {refs}\r\n" if refs else ""
+    return (
+        f"From: Sender {i} <s{i}@example.org>\r\nTo: alice@example.org\r\n"
+        f"Subject: {subject}\r\nDate: {day} Mar 2024 10:00:00 +0000\r\n"
+        f"Message-ID: <t{i}@example.org>\r\n{header}\r\nthread body {i}\r\n"
+    ).encode()
+
+
+for raw in [
+    threaded(1, "Budget", 5),
+    threaded(2, "Re: Budget", 7, "<t1@example.org>"),
+    threaded(3, "Offsite", 1),
+    threaded(4, "Re: Re: Budget", 6, "<t1@example.org> <t2@example.org>"),
+    threaded(5, "Fwd: offsite", 9),
+]:
+    ok(S.append("Threads", None, None, raw))
+ok(S.select("Threads"))
+assert ok(S.sort("(DATE)", "UTF-8", "ALL")) == [b"3 1 4 2 5"]
+assert ok(S.sort("(REVERSE SUBJECT DATE)", "US-ASCII", "ALL")) == [b"3 5 1 4 2"]
+assert ok(S.sort("(FROM)", "UTF-8", "NOT", "SUBJECT", "offsite")) == [b"1 2 4"]
+uids = ok(S.uid("SEARCH", "ALL"))[0].split()
+assert ok(S.uid("SORT", "(REVERSE DATE)", "UTF-8", "ALL")) == [
+    b" ".join([uids[4], uids[1], uids[3], uids[0], uids[2]])
+]
+typ, data = S.sort("(DATE)", "KOI8-R", "ALL")
+assert typ == "NO" and b"BADCHARSET" in data[0], (typ, data)
+assert ok(S.thread("REFERENCES", "UTF-8", "ALL")) == [b"(3 5)(1 2 4)"]
+assert ok(S.thread("ORDEREDSUBJECT", "UTF-8", "ALL")) == [b"(3 5)(1 (4)(2))"]
+data = ok(S.uid("THREAD", "REFERENCES", "UTF-8", "ALL"))
+assert data == [f"({uids[2].decode()} {uids[4].decode()})({uids[0].decode()} {uids[1].decode()} {uids[3].decode()})".encode()], data
+data = ok(S.fetch("1:2", "(EMAILID THREADID)"))
+ids = [re.search(rb"THREADID \((T[0-9a-f]+)\)", d).group(1) for d in data]
+assert ids[0] == ids[1], data
+S.logout()
+
 # RENAME, DELETE, LSUB, NAMESPACE, CLOSE, LOGOUT.
 ok(M.rename("Work/Projects", "Work/Done"))
 assert ok(M.list('""', "Work/*")) == [b'(\\HasNoChildren) "/" Work/Done']

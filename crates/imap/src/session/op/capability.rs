@@ -46,6 +46,12 @@ impl<M: MailStore> Session<M> {
                 "UNAUTHENTICATE",
                 "BINARY",
                 "PREVIEW",
+                "SORT",
+                "SORT=DISPLAY",
+                "ESORT",
+                "THREAD=ORDEREDSUBJECT",
+                "THREAD=REFERENCES",
+                "OBJECTID",
             ]),
         }
         let mut caps: Vec<String> = caps.into_iter().map(String::from).collect();

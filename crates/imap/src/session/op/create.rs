@@ -19,7 +19,7 @@ pub(crate) async fn run<M: MailStore>(
     // A trailing delimiter only says the client intends subfolders (RFC 9051 section 6.3.4).
     let folder = folder.trim_end_matches(DELIMITER).to_string();
     let authed = session.authed()?;
-    authed
+    let info = authed
         .mail
         .create_folder(&folder, special_use.first().map(String::as_str))
         .await
@@ -27,5 +27,9 @@ pub(crate) async fn run<M: MailStore>(
             sealmail_core::Error::InvalidArgument(text) => Failure::no_code(Code::UseAttr, text),
             other => Failure::store(other, Code::NonExistent),
         })?;
-    Ok(Done::ok("CREATE completed"))
+    // RFC 8474 section 4.1: the new folder's MAILBOXID in the tagged OK.
+    Ok(Done::with_code(
+        Code::MailboxId(info.mailbox_id()),
+        "CREATE completed",
+    ))
 }

@@ -74,6 +74,10 @@ pub(crate) async fn select<M: MailStore>(
         Code::UidNext(info.uidnext),
         "predicted next UID",
     ));
+    out.push(&untagged_ok(
+        Code::MailboxId(info.mailbox_id()),
+        "mailbox id",
+    ));
     if enabled.condstore {
         out.push(&untagged_ok(
             Code::HighestModSeq(info.highest_modseq),

@@ -47,8 +47,10 @@ pub(crate) async fn respond<S: MailSession>(
                 .await
                 .map_err(|e| Failure::store(e, Code::NonExistent))?
                 .len() as u64,
-            // Not advertised (OBJECTID is not offered): skip rather than invent an id.
-            StatusItem::MailboxId => continue,
+            StatusItem::MailboxId => {
+                values.push((item, StatusValue::ObjectId(info.mailbox_id())));
+                continue;
+            }
         };
         values.push((item, StatusValue::Number(value)));
     }

@@ -1,0 +1,67 @@
+//! THREAD and UID THREAD (RFC 5256): ORDEREDSUBJECT and REFERENCES. The store builds the
+//! trees from data stored at append time; this maps UIDs to the numbers the client asked for.
+
+use crate::proto::{Code, Data, Response, SearchKey, ThreadAlgorithm, ThreadNode};
+use crate::session::op::sort::check_charset;
+use crate::session::selected::Selected;
+use crate::session::{Done, Failure, OpResult, Responder, Session, convert};
+use sealmail_core::mailstore::{MailSession, MailStore};
+use sealmail_core::store::{self, UidSet};
+
+pub(crate) async fn run<M: MailStore>(
+    session: &mut Session<M>,
+    uid: bool,
+    algorithm: ThreadAlgorithm,
+    charset: &str,
+    key: &SearchKey,
+    out: &mut Responder<'_>,
+) -> OpResult {
+    check_charset(charset)?;
+    let authed = session.authed()?;
+    let Some(selected) = authed.selected.as_mut() else {
+        return Err(Failure::bad("no folder selected"));
+    };
+    // Thread only messages this session knows about: a message appended meanwhile has a
+    // higher UID and is announced with EXISTS first. (Restricting the rows, rather than
+    // dropping nodes afterwards, keeps the trees well formed.)
+    let known = store::SearchKey::Uids(UidSet::from_ranges([(1, selected.largest_uid())]));
+    let key = store::SearchKey::And(vec![convert::search_key(key, selected)?, known]);
+    let algorithm = match algorithm {
+        ThreadAlgorithm::OrderedSubject => store::ThreadAlgorithm::OrderedSubject,
+        ThreadAlgorithm::References => store::ThreadAlgorithm::References,
+    };
+    let threads = if selected.messages.is_empty() {
+        Vec::new()
+    } else {
+        authed
+            .mail
+            .thread(&selected.folder, algorithm, key)
+            .await
+            .map_err(|e| Failure::store(e, Code::NonExistent))?
+    };
+    let threads = threads
+        .into_iter()
+        .filter_map(|t| numbered(t, selected, uid))
+        .collect();
+    out.push(&Response::Data(Data::Thread(threads)));
+    Ok(Done::ok("THREAD completed"))
+}
+
+/// A store thread with UIDs replaced by sequence numbers (or kept, for UID THREAD). A message
+/// expunged by another session but not yet reported to this one is not in the store's answer
+/// at all, so every UID here maps; a node that does not is dropped with its subtree.
+fn numbered(node: store::ThreadNode, selected: &Selected, uid: bool) -> Option<ThreadNode> {
+    let id = match node.uid {
+        0 => 0,
+        u if uid => u,
+        u => selected.index_of(u)? as u32 + 1,
+    };
+    Some(ThreadNode {
+        id,
+        children: node
+            .children
+            .into_iter()
+            .filter_map(|c| numbered(c, selected, uid))
+            .collect(),
+    })
+}
