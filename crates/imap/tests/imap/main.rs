@@ -3,5 +3,7 @@
 
 mod common;
 mod conformance;
+mod extensions;
 mod imaplib;
+mod quirks;
 mod tls;

@@ -46,6 +46,10 @@ impl<M: MailStore> Session<M> {
                 "UNAUTHENTICATE",
                 "BINARY",
                 "PREVIEW",
+                "COMPRESS=DEFLATE",
+                "SAVEDATE",
+                "UTF8=ACCEPT",
+                "NOTIFY",
             ]),
         }
         let mut caps: Vec<String> = caps.into_iter().map(String::from).collect();
