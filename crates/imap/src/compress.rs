@@ -199,7 +199,9 @@ mod tests {
         let (a, b) = tokio::io::duplex(1024);
         let mut client = DeflateStream::new(a, Vec::new());
         let mut server = DeflateStream::new(b, Vec::new());
-        let big: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let big: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let writer = tokio::spawn(async move {
             client.write_all(b"a1 NOOP\r\n").await.unwrap();
             client.flush().await.unwrap();
@@ -212,7 +214,9 @@ mod tests {
         assert_eq!(&first, b"a1 NOOP\r\n");
         let mut rest = vec![0u8; 1_200_000];
         server.read_exact(&mut rest).await.unwrap();
-        let expected: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let expected: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         assert!(rest == expected, "large burst corrupted");
         drop(writer.await.unwrap());
         let mut tail = Vec::new();

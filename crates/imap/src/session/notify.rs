@@ -77,7 +77,9 @@ impl Notify {
                 ));
             }
             if flags && !new {
-                return Err(Failure::bad("FlagChange needs MessageNew and MessageExpunge"));
+                return Err(Failure::bad(
+                    "FlagChange needs MessageNew and MessageExpunge",
+                ));
             }
             unsupported |= group.events.iter().any(|e| {
                 !matches!(
@@ -425,7 +427,10 @@ mod tests {
     }
 
     fn message_events() -> Vec<NotifyEvent> {
-        vec![NotifyEvent::MessageNew(Vec::new()), NotifyEvent::MessageExpunge]
+        vec![
+            NotifyEvent::MessageNew(Vec::new()),
+            NotifyEvent::MessageExpunge,
+        ]
     }
 
     #[test]

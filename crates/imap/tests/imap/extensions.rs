@@ -134,7 +134,9 @@ async fn utf8_accept_names_strings_and_append() {
     let reply = c.until_tagged("u1").await;
     assert!(tagged(&reply, "u1").starts_with("u1 OK"), "{reply:?}");
     c.command("s SELECT \"Grüße\"").await;
-    let reply = c.command("f FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").await;
+    let reply = c
+        .command("f FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
     assert!(reply[0].contains("Subject: Grüße"), "{reply:?}");
     // SEARCH with CHARSET is a BAD once UTF8=ACCEPT is on (RFC 6855 section 3).
     let reply = c.command("x SEARCH CHARSET UTF-8 SUBJECT \"Grüße\"").await;
@@ -158,7 +160,10 @@ async fn literal_plus_without_the_4096_byte_limit_of_literal_minus() {
     assert!(greeting.contains(" LITERAL+"), "{greeting}");
     assert!(!greeting.contains("LITERAL-"), "{greeting}");
     let reply = c
-        .command(&format!("l LOGIN {{{}+}}\r\n{ADDRESS} \"{PASSWORD}\"", ADDRESS.len()))
+        .command(&format!(
+            "l LOGIN {{{}+}}\r\n{ADDRESS} \"{PASSWORD}\"",
+            ADDRESS.len()
+        ))
         .await;
     assert!(tagged(&reply, "l").starts_with("l OK"), "{reply:?}");
     // A non-synchronising literal well past 4096 bytes is taken without a continuation.
@@ -238,6 +243,9 @@ async fn notify_reports_other_mailboxes_and_new_messages_while_idle() {
 
     // Expunge in the selected mailbox while idle.
     b.command("c0 SELECT INBOX").await;
+    // The notification FETCH used BODY.PEEK: the message is still unseen.
+    let reply = b.command("c9 FETCH 1 (FLAGS)").await;
+    assert_eq!(reply[0], "* 1 FETCH (FLAGS ())");
     b.command("c1 STORE 1 +FLAGS.SILENT (\\Deleted)").await;
     b.command("c2 EXPUNGE").await;
     let seen = expect_line(&mut a, |l| l.contains("EXPUNGE")).await;
@@ -246,7 +254,6 @@ async fn notify_reports_other_mailboxes_and_new_messages_while_idle() {
     a.send(b"DONE\r\n").await;
     let reply = a.until_tagged("i").await;
     assert_eq!(tagged(&reply, "i"), "i OK IDLE terminated");
-    // The notification FETCH did not set \Seen (BODY.PEEK), checked on a fresh message.
     server.shutdown().await;
 }
 
@@ -260,10 +267,16 @@ async fn notify_events_arrive_at_the_next_command_without_idle() {
         .command("n NOTIFY SET STATUS (INBOXES (MessageNew MessageExpunge))")
         .await;
     assert_eq!(reply.len(), 2, "{reply:?}");
-    assert!(reply[0].starts_with("* STATUS INBOX (MESSAGES 0 "), "{reply:?}");
+    assert!(
+        reply[0].starts_with("* STATUS INBOX (MESSAGES 0 "),
+        "{reply:?}"
+    );
     append(&mut b, "b1", "INBOX", &message("one", "x")).await;
     let reply = a.command("a1 NOOP").await;
-    assert!(reply[0].starts_with("* STATUS INBOX (MESSAGES 1 UIDNEXT 2 "), "{reply:?}");
+    assert!(
+        reply[0].starts_with("* STATUS INBOX (MESSAGES 1 UIDNEXT 2 "),
+        "{reply:?}"
+    );
     assert_eq!(tagged(&reply, "a1"), "a1 OK NOOP completed");
     // Nothing new: nothing reported.
     let reply = a.command("a2 NOOP").await;
@@ -324,10 +337,15 @@ async fn notify_overflow_turns_notify_off() {
     }
     let reply = a.command("x NOOP").await;
     assert!(
-        reply.iter().any(|l| l.starts_with("* OK [NOTIFICATIONOVERFLOW]")),
+        reply
+            .iter()
+            .any(|l| l.starts_with("* OK [NOTIFICATIONOVERFLOW]")),
         "{reply:?}"
     );
-    assert!(!reply.iter().any(|l| l.starts_with("* STATUS")), "{reply:?}");
+    assert!(
+        !reply.iter().any(|l| l.starts_with("* STATUS")),
+        "{reply:?}"
+    );
     // NOTIFY is off now.
     append(&mut b, "a9", "One", &message("later", "x")).await;
     let reply = a.command("y NOOP").await;
@@ -337,7 +355,10 @@ async fn notify_overflow_turns_notify_off() {
         .await;
     append(&mut b, "a10", "Two", &message("again", "x")).await;
     let reply = a.command("z NOOP").await;
-    assert!(reply[0].starts_with("* STATUS Two (MESSAGES 2 "), "{reply:?}");
+    assert!(
+        reply[0].starts_with("* STATUS Two (MESSAGES 2 "),
+        "{reply:?}"
+    );
     expect_silence(&mut a, Duration::from_millis(100)).await;
     server.shutdown().await;
 }
@@ -390,7 +411,8 @@ async fn compress_deflate_with_python_zlib_over_tls() {
             generated.signing_key.serialize_der(),
         ),
     );
-    let tls = std::sync::Arc::new(sealmail_imap::server::tls_server_config(vec![cert], key).unwrap());
+    let tls =
+        std::sync::Arc::new(sealmail_imap::server::tls_server_config(vec![cert], key).unwrap());
     let server = TestServer::start(move |config| {
         config.loopback_plaintext_auth = false;
         config.tls = Some(sealmail_imap::server::TlsSettings {

@@ -27,7 +27,13 @@ async fn idle_after_expunge_sends_no_zero_exists_loop() {
     let mut a = RawClient::login(server.addr).await;
     let mut b = RawClient::login(server.addr).await;
     for i in 1..=2 {
-        append(&mut b, &format!("p{i}"), "INBOX", &message(&format!("m{i}"), "x")).await;
+        append(
+            &mut b,
+            &format!("p{i}"),
+            "INBOX",
+            &message(&format!("m{i}"), "x"),
+        )
+        .await;
     }
     a.command("s SELECT INBOX").await;
     a.send(b"i IDLE\r\n").await;
@@ -58,7 +64,13 @@ async fn move_while_another_session_has_the_source_selected() {
     let mut plain = RawClient::login(server.addr).await;
     let mut qresync = RawClient::login(server.addr).await;
     for i in 1..=3 {
-        append(&mut mover, &format!("p{i}"), "INBOX", &message(&format!("m{i}"), "x")).await;
+        append(
+            &mut mover,
+            &format!("p{i}"),
+            "INBOX",
+            &message(&format!("m{i}"), "x"),
+        )
+        .await;
     }
     mover.command("c CREATE Archive").await;
     plain.command("s SELECT INBOX").await;
@@ -107,16 +119,17 @@ async fn uid_fetch_with_star_on_an_empty_folder() {
             "{command}: {reply:?}"
         );
         assert!(
-            !reply.iter().any(|l| l.contains(" FETCH ")),
+            !reply.iter().any(|l| l.starts_with("* ") && l != "* SEARCH"),
             "{command}: {reply:?}"
         );
     }
-    // The first message then gets UID 1 and `*` finds it.
+    // The first message then gets UID 1 (its EXISTS came with APPEND's reply) and `*` finds it.
     append(&mut c, "a", "Empty", &message("first", "x")).await;
     let reply = c.command("f6 UID FETCH 1:* (FLAGS)").await;
-    assert!(reply.contains(&"* 1 EXISTS".to_string()), "{reply:?}");
     assert!(
-        reply.iter().any(|l| l.starts_with("* 1 FETCH (UID 1 FLAGS")),
+        reply
+            .iter()
+            .any(|l| l.starts_with("* 1 FETCH (UID 1 FLAGS")),
         "{reply:?}"
     );
     server.shutdown().await;
@@ -127,7 +140,13 @@ async fn uid_set_with_ten_thousand_ranges_parses_within_the_line_limit() {
     let server = TestServer::start(|_| {}).await;
     let mut c = RawClient::login(server.addr).await;
     for i in 1..=3 {
-        append(&mut c, &format!("p{i}"), "INBOX", &message(&format!("m{i}"), "x")).await;
+        append(
+            &mut c,
+            &format!("p{i}"),
+            "INBOX",
+            &message(&format!("m{i}"), "x"),
+        )
+        .await;
     }
     c.command("s SELECT INBOX").await;
     // 10,000 disjoint ranges of six-digit UIDs, the shape a client syncing a sparse folder
@@ -148,7 +167,9 @@ async fn uid_set_with_ten_thousand_ranges_parses_within_the_line_limit() {
     );
     let reply = c.command(&format!("g UID SEARCH UID {set}")).await;
     assert_eq!(reply[0], "* SEARCH 1 2 3");
-    let reply = c.command(&format!("h UID STORE {set} +FLAGS.SILENT (\\Seen)")).await;
+    let reply = c
+        .command(&format!("h UID STORE {set} +FLAGS.SILENT (\\Seen)"))
+        .await;
     assert_eq!(tagged(&reply, "h"), "h OK STORE completed");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -182,7 +203,8 @@ async fn client_that_never_sends_logout_leaves_no_session_behind() {
     }
     // The mailbox is intact and usable by the next session.
     let mut c = connect_with_retry(server.addr).await;
-    c.command("l LOGIN alice@example.org \"correct horse\"").await;
+    c.command("l LOGIN alice@example.org \"correct horse\"")
+        .await;
     let reply = c.command("s STATUS INBOX (MESSAGES)").await;
     assert_eq!(reply[0], "* STATUS INBOX (MESSAGES 6)");
     let mut second = connect_with_retry(server.addr).await;
