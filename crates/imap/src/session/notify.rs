@@ -502,6 +502,40 @@ mod tests {
         assert!(notify.group_for("Quiet", None).unwrap().events.is_empty());
         assert!(notify.group_for("Lists/rust", None).unwrap().events.len() == 2);
         assert!(notify.group_for("Listsx", None).unwrap().events.len() == 1);
+        let subscribed = Notify::new(vec![
+            group(NotifyFilter::Subscribed, message_events()),
+            group(NotifyFilter::Inboxes, vec![NotifyEvent::MailboxName]),
+        ])
+        .unwrap();
+        let info = |path: &str, subscribed: bool| FolderInfo {
+            path: path.into(),
+            special_use: None,
+            uidvalidity: 1,
+            uidnext: 1,
+            highest_modseq: 1,
+            subscribed,
+            messages: 0,
+            unseen: 0,
+            size: 0,
+        };
+        let on = info("News", true);
+        let off = info("News", false);
+        assert_eq!(
+            subscribed
+                .group_for("News", Some(&on))
+                .unwrap()
+                .events
+                .len(),
+            2
+        );
+        assert!(subscribed.group_for("News", Some(&off)).is_none());
+        assert_eq!(
+            subscribed
+                .group_for("INBOX", Some(&info("INBOX", false)))
+                .unwrap()
+                .events,
+            vec![NotifyEvent::MailboxName]
+        );
         notify
             .queue(&change("Lists/a", ChangeEvent::MessagesAdded), 2)
             .unwrap();
