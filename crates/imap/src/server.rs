@@ -1,6 +1,7 @@
 //! The tokio driver: accept connections, enforce connection limits and timeouts, shuttle bytes
 //! between the socket and a [`Session`], and shut down gracefully.
 
+use crate::compress::DeflateStream;
 use crate::proto::{FrameEvent, Framer, Limits, Response, StatusKind, StatusResponse};
 use crate::session::{Flow, Responder, Session, SessionConfig};
 use sealmail_core::mailstore::MailStore;
@@ -169,12 +170,12 @@ async fn serve_tcp<M: MailStore>(
             let mut stream = handshake(tls, tcp, config).await?;
             session.tls_started();
             greet(&mut session, &mut stream).await?;
-            serve(&mut session, &mut stream, &mut framer, config, stop).await?;
+            serve_layers(&mut session, &mut stream, &mut framer, config, stop).await?;
         }
         Some(tls) => {
             session = session.offer_starttls();
             greet(&mut session, &mut tcp).await?;
-            if serve(&mut session, &mut tcp, &mut framer, config, stop.clone()).await?
+            if serve_layers(&mut session, &mut tcp, &mut framer, config, stop.clone()).await?
                 == Ended::StartTls
             {
                 let mut stream = handshake(tls, tcp, config).await?;
@@ -182,15 +183,33 @@ async fn serve_tcp<M: MailStore>(
                 // Input pipelined behind STARTTLS arrived unprotected: it is dropped
                 // (RFC 9051 section 11.1), so a fresh framer.
                 let mut framer = Framer::new(config.limits);
-                serve(&mut session, &mut stream, &mut framer, config, stop).await?;
+                serve_layers(&mut session, &mut stream, &mut framer, config, stop).await?;
             }
         }
         None => {
             greet(&mut session, &mut tcp).await?;
-            serve(&mut session, &mut tcp, &mut framer, config, stop).await?;
+            serve_layers(&mut session, &mut tcp, &mut framer, config, stop).await?;
         }
     }
     Ok(())
+}
+
+/// Serve `stream`, and once the client turns on COMPRESS=DEFLATE, the same stream wrapped in
+/// [`DeflateStream`] (over TLS when TLS is active, RFC 4978 section 4).
+async fn serve_layers<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
+    session: &mut Session<M>,
+    stream: &mut S,
+    framer: &mut Framer,
+    config: &ServerConfig,
+    stop: watch::Receiver<bool>,
+) -> io::Result<Ended> {
+    let ended = serve(session, stream, framer, config, stop.clone()).await?;
+    if ended != Ended::Compress {
+        return Ok(ended);
+    }
+    // Bytes already read behind the COMPRESS command are the start of the compressed stream.
+    let mut compressed = DeflateStream::new(stream, framer.take_unread());
+    serve(session, &mut compressed, framer, config, stop).await
 }
 
 async fn handshake(
@@ -222,6 +241,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub enum Ended {
     Closed,
     StartTls,
+    /// COMPRESS DEFLATE was accepted: everything after its tagged OK is compressed.
+    Compress,
 }
 
 /// Drive a connection: the read loop, IDLE notifications, timeouts and shutdown. Returns when
@@ -280,6 +301,10 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
                                 Flow::StartTls => {
                                     out.flush().await?;
                                     return Ok(Ended::StartTls);
+                                }
+                                Flow::Compress => {
+                                    out.flush().await?;
+                                    return Ok(Ended::Compress);
                                 }
                             }
                         }

@@ -37,6 +37,11 @@ pub enum SearchKey {
     SentBefore(String),
     SentOn(String),
     SentSince(String),
+    /// Save date (when the message was added to its folder: APPEND, COPY, MOVE) before / on /
+    /// since a day (RFC 8514).
+    SavedBefore(String),
+    SavedOn(String),
+    SavedSince(String),
     Larger(u64),
     Smaller(u64),
     Subject(String),
@@ -172,6 +177,13 @@ fn compile(key: &SearchKey, sql: &mut String, params: &mut Vec<Value>, depth: us
             "coalesce(m.header_date, m.internal_date) >= ?",
             vec![day_start(day)?],
         ),
+        SearchKey::SavedBefore(day) => bind(sql, "m.saved_at < ?", vec![day_start(day)?]),
+        SearchKey::SavedOn(day) => bind(
+            sql,
+            "substr(m.saved_at, 1, 10) = ?",
+            vec![text(&valid_day(day)?)],
+        ),
+        SearchKey::SavedSince(day) => bind(sql, "m.saved_at >= ?", vec![day_start(day)?]),
         SearchKey::Larger(n) => bind(sql, "m.size > ?", vec![int(*n)]),
         SearchKey::Smaller(n) => bind(sql, "m.size < ?", vec![int(*n)]),
         SearchKey::Subject(needle) => fts_or_scan(sql, params, "subject", needle, "m.subject"),

@@ -297,6 +297,12 @@ impl Writer<'_> {
                 self.raw("UNSEEN ");
                 self.num(n);
             }
+            CompressionActive => self.raw("COMPRESSIONACTIVE"),
+            BadEvent(events) => {
+                self.raw("BADEVENT ");
+                self.atoms(events);
+            }
+            NotificationOverflow => self.raw("NOTIFICATIONOVERFLOW"),
             MailboxId(id) => {
                 self.raw("MAILBOXID (");
                 self.raw(id);
@@ -327,6 +333,7 @@ impl Writer<'_> {
                 delimiter,
                 mailbox,
                 child_info,
+                old_name,
             } => {
                 self.raw("LIST ");
                 self.list_entry(attributes, *delimiter, mailbox);
@@ -334,6 +341,11 @@ impl Writer<'_> {
                     self.raw(" (\"CHILDINFO\" ");
                     self.list(child_info, |w, c| w.string(c.as_bytes()));
                     self.raw(")");
+                }
+                if let Some(old_name) = old_name {
+                    self.raw(" (\"OLDNAME\" (");
+                    self.mailbox(old_name);
+                    self.raw("))");
                 }
             }
             Data::Lsub {
@@ -1115,6 +1127,10 @@ impl Writer<'_> {
                 self.raw("THREADID ");
                 self.raw(id);
             }
+            K::SavedBefore(d) => date(self, "SAVEDBEFORE", d),
+            K::SavedOn(d) => date(self, "SAVEDON", d),
+            K::SavedSince(d) => date(self, "SAVEDSINCE", d),
+            K::SaveDateSupported => self.raw("SAVEDATESUPPORTED"),
         }
     }
 
@@ -1339,7 +1355,13 @@ impl Writer<'_> {
                         self.raw(&format_date_time(dt));
                         self.raw("\" ");
                     }
-                    self.client_literal(&message.data, message.binary);
+                    if message.utf8 {
+                        self.raw("UTF8 (");
+                        self.client_literal(&message.data, true);
+                        self.raw(")");
+                    } else {
+                        self.client_literal(&message.data, message.binary);
+                    }
                 }
             }
             C::UidExpunge(set) => {
@@ -1499,6 +1521,51 @@ impl Writer<'_> {
                 self.raw("COMPRESS ");
                 self.raw(algorithm);
             }
+            C::Notify(notify) => self.notify(notify),
+        }
+    }
+
+    /// `notify = "NOTIFY" SP (notify-set / notify-none)` (RFC 5465)
+    fn notify(&mut self, notify: &NotifyCommand) {
+        let NotifyCommand::Set { status, groups } = notify else {
+            self.raw("NOTIFY NONE");
+            return;
+        };
+        self.raw("NOTIFY SET");
+        if *status {
+            self.raw(" STATUS");
+        }
+        for group in groups {
+            self.raw(" (");
+            let mailboxes = |w: &mut Self, keyword: &str, names: &[Mailbox]| {
+                w.raw(keyword);
+                w.raw(" ");
+                w.list(names, |w, m| w.client_mailbox(m.as_str()));
+            };
+            match &group.filter {
+                NotifyFilter::Selected => self.raw("SELECTED"),
+                NotifyFilter::SelectedDelayed => self.raw("SELECTED-DELAYED"),
+                NotifyFilter::Inboxes => self.raw("INBOXES"),
+                NotifyFilter::Personal => self.raw("PERSONAL"),
+                NotifyFilter::Subscribed => self.raw("SUBSCRIBED"),
+                NotifyFilter::Subtree(names) => mailboxes(self, "SUBTREE", names),
+                NotifyFilter::Mailboxes(names) => mailboxes(self, "MAILBOXES", names),
+            }
+            self.raw(" ");
+            if group.events.is_empty() {
+                self.raw("NONE");
+            } else {
+                self.list(&group.events, |w, event| {
+                    w.raw(event.name());
+                    if let NotifyEvent::MessageNew(attributes) = event
+                        && !attributes.is_empty()
+                    {
+                        w.raw(" ");
+                        w.list(attributes, |w, a| w.fetch_attribute(a));
+                    }
+                });
+            }
+            self.raw(")");
         }
     }
 }

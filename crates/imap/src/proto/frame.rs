@@ -128,6 +128,15 @@ impl Framer {
         self.input.extend_from_slice(bytes);
     }
 
+    /// Take the input buffered but not yet framed (after COMPRESS it is compressed data that
+    /// belongs to the next layer).
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        let rest = self.input.split_off(self.read);
+        self.input.clear();
+        self.read = 0;
+        rest
+    }
+
     /// Whether a command is partly received (for idle timeouts and clean shutdown).
     pub fn is_mid_command(&self) -> bool {
         !self.command.is_empty() || !matches!(self.state, State::Line { .. })

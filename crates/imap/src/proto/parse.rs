@@ -709,7 +709,121 @@ impl<'a> Cursor<'a> {
                 self.sp()?;
                 C::Compress(self.keyword()?)
             }
+            "NOTIFY" => {
+                self.sp()?;
+                C::Notify(self.notify()?)
+            }
             _ => return Err(ParseError::UnknownCommand(name)),
+        })
+    }
+
+    /// `notify = "NOTIFY" SP (notify-set / notify-none)` (RFC 5465; "NOTIFY" consumed);
+    /// `notify-set = "SET" [status-indicator] SP event-groups`;
+    /// `event-groups = event-group *(SP event-group)`
+    fn notify(&mut self) -> Result<NotifyCommand> {
+        if self.try_keyword("NONE") {
+            return Ok(NotifyCommand::None);
+        }
+        if !self.try_keyword("SET") {
+            return Err(self.expected("SET or NONE"));
+        }
+        self.sp()?;
+        let status = self.try_keyword("STATUS");
+        if status {
+            self.sp()?;
+        }
+        let mut groups = vec![self.notify_group()?];
+        while self.try_byte(b' ') {
+            groups.push(self.notify_group()?);
+        }
+        Ok(NotifyCommand::Set { status, groups })
+    }
+
+    /// `event-group = "(" filter-mailboxes SP events ")"`
+    fn notify_group(&mut self) -> Result<NotifyGroup> {
+        self.byte(b'(', "event group")?;
+        let at = self.pos;
+        let filter = match self.keyword()?.as_str() {
+            "SELECTED" => NotifyFilter::Selected,
+            "SELECTED-DELAYED" => NotifyFilter::SelectedDelayed,
+            "INBOXES" => NotifyFilter::Inboxes,
+            "PERSONAL" => NotifyFilter::Personal,
+            "SUBSCRIBED" => NotifyFilter::Subscribed,
+            "SUBTREE" => {
+                self.sp()?;
+                NotifyFilter::Subtree(self.one_or_more_mailbox()?)
+            }
+            "MAILBOXES" => {
+                self.sp()?;
+                NotifyFilter::Mailboxes(self.one_or_more_mailbox()?)
+            }
+            _ => {
+                return Err(ParseError::Expected {
+                    what: "mailbox filter",
+                    at,
+                });
+            }
+        };
+        self.sp()?;
+        let mut events = Vec::new();
+        if !self.try_keyword("NONE") {
+            self.byte(b'(', "events")?;
+            loop {
+                events.push(self.notify_event()?);
+                if !self.try_byte(b' ') {
+                    break;
+                }
+            }
+            self.byte(b')', "')' after events")?;
+        }
+        self.byte(b')', "')' after event group")?;
+        Ok(NotifyGroup { filter, events })
+    }
+
+    /// `one-or-more-mailbox = mailbox / many-mailboxes`;
+    /// `many-mailboxes = "(" mailbox *(SP mailbox) ")"`
+    fn one_or_more_mailbox(&mut self) -> Result<Vec<Mailbox>> {
+        if !self.try_byte(b'(') {
+            return Ok(vec![self.mailbox()?]);
+        }
+        let mut mailboxes = vec![self.mailbox()?];
+        while self.try_byte(b' ') {
+            mailboxes.push(self.mailbox()?);
+        }
+        self.byte(b')', "')' after mailboxes")?;
+        Ok(mailboxes)
+    }
+
+    /// `event = message-event / mailbox-event / user-event / event-ext`;
+    /// `message-event = ("MessageNew" [SP "(" fetch-att *(SP fetch-att) ")"]) /
+    /// "MessageExpunge" / "FlagChange" / "AnnotationChange"`
+    fn notify_event(&mut self) -> Result<NotifyEvent> {
+        let name = self.atom()?;
+        let name = String::from_utf8_lossy(name).into_owned();
+        Ok(match name.to_ascii_uppercase().as_str() {
+            "MESSAGENEW" => {
+                let mut attributes = Vec::new();
+                if self.input[self.pos..].starts_with(b" (") {
+                    self.pos += 2;
+                    loop {
+                        attributes.push(self.fetch_attribute()?);
+                        if !self.try_byte(b' ') {
+                            break;
+                        }
+                    }
+                    self.byte(b')', "')' after fetch attributes")?;
+                }
+                NotifyEvent::MessageNew(attributes)
+            }
+            "MESSAGEEXPUNGE" => NotifyEvent::MessageExpunge,
+            "FLAGCHANGE" => NotifyEvent::FlagChange,
+            "ANNOTATIONCHANGE" => NotifyEvent::AnnotationChange,
+            "MAILBOXNAME" => NotifyEvent::MailboxName,
+            "SUBSCRIPTIONCHANGE" => NotifyEvent::SubscriptionChange,
+            "MAILBOXMETADATACHANGE" => NotifyEvent::MailboxMetadataChange,
+            "SERVERMETADATACHANGE" => NotifyEvent::ServerMetadataChange,
+            "QUOTACHANGE" => NotifyEvent::QuotaChange,
+            _ => NotifyEvent::Other(name),
         })
     }
 
@@ -836,7 +950,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// `append-message = [SP flag-list] [SP date-time] SP (literal / literal8)` (the leading SP
+    /// `append-message = [SP flag-list] [SP date-time] SP append-data` (the leading SP
     /// already consumed).
     fn append_message(&mut self) -> Result<AppendMessage> {
         let mut flags = Vec::new();
@@ -849,12 +963,30 @@ impl<'a> Cursor<'a> {
             internal_date = Some(self.date_time()?);
             self.sp()?;
         }
+        if self.try_keyword("UTF8") {
+            // `"UTF8" SP "(" literal8 ")"` (RFC 6855 section 4)
+            self.sp()?;
+            self.byte(b'(', "'(' before UTF8 literal8")?;
+            if self.peek() != Some(b'~') {
+                return Err(self.expected("literal8"));
+            }
+            let (data, _) = self.literal(true)?;
+            self.byte(b')', "')' after UTF8 literal8")?;
+            return Ok(AppendMessage {
+                flags,
+                internal_date,
+                data: data.to_vec(),
+                binary: true,
+                utf8: true,
+            });
+        }
         let (data, binary) = self.literal(true)?;
         Ok(AppendMessage {
             flags,
             internal_date,
             data: data.to_vec(),
             binary,
+            utf8: false,
         })
     }
 
@@ -1053,6 +1185,10 @@ impl<'a> Cursor<'a> {
                 self.sp()?;
                 K::ThreadId(String::from_utf8_lossy(self.atom()?).into_owned())
             }
+            "SAVEDBEFORE" => K::SavedBefore(self.search_date()?),
+            "SAVEDON" => K::SavedOn(self.search_date()?),
+            "SAVEDSINCE" => K::SavedSince(self.search_date()?),
+            "SAVEDATESUPPORTED" => K::SaveDateSupported,
             _ => {
                 return Err(ParseError::Expected {
                     what: "search key",

@@ -105,6 +105,12 @@ pub enum Code {
     Unseen(u32),
     UseAttr,
     MailboxId(String),
+    /// `COMPRESSIONACTIVE` (RFC 4978)
+    CompressionActive,
+    /// `"BADEVENT" SP "(" event *(SP event) ")"`: the events NOTIFY supports (RFC 5465)
+    BadEvent(Vec<String>),
+    /// `NOTIFICATIONOVERFLOW` (RFC 5465)
+    NotificationOverflow,
 }
 
 /// Untagged data responses.
@@ -120,6 +126,8 @@ pub enum Data {
         mailbox: String,
         /// `mbox-list-extended` CHILDINFO (RFC 5258 RECURSIVEMATCH), e.g. `["SUBSCRIBED"]`.
         child_info: Vec<String>,
+        /// `mbox-list-extended` OLDNAME (RFC 5465): the name before a rename.
+        old_name: Option<String>,
     },
     Lsub {
         attributes: Vec<String>,

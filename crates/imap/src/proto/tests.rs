@@ -413,6 +413,20 @@ fn known_answers_search() {
                 ]),
             },
         ),
+        (
+            "a SEARCH SAVEDBEFORE 1-Feb-2024 SAVEDON \"2-Feb-2024\" savedsince 3-Feb-2024 SAVEDATESUPPORTED\r\n",
+            SearchCommand {
+                uid: false,
+                charset: None,
+                result: None,
+                key: K::And(vec![
+                    K::SavedBefore(d(2024, 2, 1)),
+                    K::SavedOn(d(2024, 2, 2)),
+                    K::SavedSince(d(2024, 2, 3)),
+                    K::SaveDateSupported,
+                ]),
+            },
+        ),
     ];
     for (line, expected) in table {
         match parse(line).body {
@@ -726,6 +740,11 @@ fn decode_encode_decode_round_trips() {
         "c1 LSUB \"#news.\" \"comp.mail.*\"\r\n",
         "c2 ENABLE QRESYNC UTF8=ACCEPT\r\n",
         "c3 SEARCH MODSEQ 5 OLDER 10 EMAILID M6d99ac3275bb4e THREADID T64b478a75b7ea9\r\n",
+        "c4 SEARCH NOT SAVEDSINCE 1-Feb-1994 SAVEDATESUPPORTED SAVEDON 2-Mar-2001\r\n",
+        "c5 NOTIFY SET STATUS (SELECTED (MessageNew (UID BODY.PEEK[HEADER.FIELDS (FROM)]) MessageExpunge FlagChange)) (SUBTREE (Lists \"A b\") (MessageNew MessageExpunge)) (MAILBOXES misc (MailboxName)) (PERSONAL NONE)\r\n",
+        "c6 NOTIFY NONE\r\n",
+        "c7 COMPRESS DEFLATE\r\n",
+        "c8 APPEND INBOX (\\Seen) UTF8 (~{8+}\r\nSu: ä\r\n)\r\n",
     ];
     for line in lines {
         let first = parse(line);
@@ -852,6 +871,7 @@ fn data_responses_encode_as_in_rfc_examples() {
                 delimiter: Some('/'),
                 mailbox: "~/Mail/foo".into(),
                 child_info: Vec::new(),
+                old_name: None,
             },
             "* LIST (\\Noselect) \"/\" ~/Mail/foo\r\n",
         ),
@@ -861,6 +881,7 @@ fn data_responses_encode_as_in_rfc_examples() {
                 delimiter: Some('/'),
                 mailbox: "台北 x".into(),
                 child_info: Vec::new(),
+                old_name: None,
             },
             "* LIST () \"/\" \"&U,BTFw- x\"\r\n",
         ),

@@ -230,6 +230,8 @@ pub enum CommandBody {
     },
     /// `compress = "COMPRESS" SP algorithm` (RFC 4978)
     Compress(String),
+    /// `notify = "NOTIFY" SP (notify-set / notify-none)` (RFC 5465)
+    Notify(NotifyCommand),
 }
 
 impl CommandBody {
@@ -286,6 +288,7 @@ impl CommandBody {
             GetQuotaRoot(_) => "GETQUOTAROOT",
             SetQuota { .. } => "SETQUOTA",
             Compress(_) => "COMPRESS",
+            Notify(_) => "NOTIFY",
         }
     }
 }
@@ -385,7 +388,8 @@ impl StatusItem {
 }
 
 /// `append-message = append-opts SP append-data`;
-/// `append-data = literal / literal8` (`literal8` is BINARY, RFC 3516).
+/// `append-data = literal / literal8 / "UTF8" SP "(" literal8 ")"` (`literal8` is BINARY,
+/// RFC 3516; the UTF8 form is RFC 6855).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendMessage {
     pub flags: Vec<Flag>,
@@ -393,6 +397,8 @@ pub struct AppendMessage {
     pub data: Vec<u8>,
     /// Sent as `~{n}`: may contain NUL and needs no content-transfer-decoding.
     pub binary: bool,
+    /// Sent as `"UTF8" SP "(" literal8 ")"` (RFC 6855 section 4): headers may hold raw UTF-8.
+    pub utf8: bool,
 }
 
 /// `flag = "\Answered" / "\Flagged" / "\Deleted" / "\Seen" / "\Draft" / flag-keyword /
@@ -710,6 +716,12 @@ pub enum SearchKey {
     Younger(u32),
     EmailId(String),
     ThreadId(String),
+    /// `"SAVEDBEFORE" SP date / "SAVEDON" SP date / "SAVEDSINCE" SP date /
+    /// "SAVEDATESUPPORTED"` (RFC 8514)
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    SaveDateSupported,
 }
 
 /// `sort-key = "ARRIVAL" / "CC" / "DATE" / "FROM" / "SIZE" / "SUBJECT" / "TO" / "DISPLAYFROM" /
@@ -738,4 +750,96 @@ pub enum SortKey {
 pub enum ThreadAlgorithm {
     OrderedSubject,
     References,
+}
+
+// NOTIFY (RFC 5465) -------------------------------------------------------------------------
+
+/// `notify-set = "SET" [status-indicator] SP event-groups` / `notify-none = "NONE"`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyCommand {
+    None,
+    Set {
+        /// `status-indicator = SP "STATUS"`: send STATUS for the watched mailboxes first.
+        status: bool,
+        groups: Vec<NotifyGroup>,
+    },
+}
+
+/// `event-group = "(" filter-mailboxes SP events ")"`; `events = "(" event *(SP event) ")" /
+/// "NONE"` (an empty `events` is `NONE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// `filter-mailboxes = filter-mailboxes-selected / filter-mailboxes-other`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    /// `"selected"`: the selected mailbox.
+    Selected,
+    /// `"selected-delayed"`: the selected mailbox, expunges held for a command that allows them.
+    SelectedDelayed,
+    /// `"inboxes"`: mailboxes that receive new mail.
+    Inboxes,
+    /// `"personal"`: every mailbox of the user.
+    Personal,
+    /// `"subscribed"`
+    Subscribed,
+    /// `"subtree" SP one-or-more-mailbox`: the mailboxes and all below them.
+    Subtree(Vec<Mailbox>),
+    /// `"mailboxes" SP one-or-more-mailbox`: exactly these.
+    Mailboxes(Vec<Mailbox>),
+}
+
+impl NotifyFilter {
+    pub fn is_selected(&self) -> bool {
+        matches!(self, NotifyFilter::Selected | NotifyFilter::SelectedDelayed)
+    }
+}
+
+/// `event = message-event / mailbox-event / user-event / event-ext`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// `"MessageNew" [SP "(" fetch-att *(SP fetch-att) ")"]`
+    MessageNew(Vec<FetchAttribute>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    QuotaChange,
+    /// `event-ext = atom`: an event this server does not know, kept for `BADEVENT`.
+    Other(String),
+}
+
+impl NotifyEvent {
+    /// The event's name as RFC 5465 spells it.
+    pub fn name(&self) -> &str {
+        match self {
+            NotifyEvent::MessageNew(_) => "MessageNew",
+            NotifyEvent::MessageExpunge => "MessageExpunge",
+            NotifyEvent::FlagChange => "FlagChange",
+            NotifyEvent::AnnotationChange => "AnnotationChange",
+            NotifyEvent::MailboxName => "MailboxName",
+            NotifyEvent::SubscriptionChange => "SubscriptionChange",
+            NotifyEvent::MailboxMetadataChange => "MailboxMetadataChange",
+            NotifyEvent::ServerMetadataChange => "ServerMetadataChange",
+            NotifyEvent::QuotaChange => "QuotaChange",
+            NotifyEvent::Other(name) => name,
+        }
+    }
+
+    /// `message-event`: about messages rather than mailboxes or the user.
+    pub fn is_message_event(&self) -> bool {
+        matches!(
+            self,
+            NotifyEvent::MessageNew(_)
+                | NotifyEvent::MessageExpunge
+                | NotifyEvent::FlagChange
+                | NotifyEvent::AnnotationChange
+        )
+    }
 }

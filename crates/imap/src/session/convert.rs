@@ -279,6 +279,11 @@ pub fn search_key(
         P::Younger(s) => S::Younger(u64::from(*s)),
         P::EmailId(id) => S::EmailId(id.clone()),
         P::ThreadId(id) => S::ThreadId(id.clone()),
+        P::SavedBefore(d) => S::SavedBefore(day(d)),
+        P::SavedOn(d) => S::SavedOn(day(d)),
+        P::SavedSince(d) => S::SavedSince(day(d)),
+        // Every folder keeps a save date (RFC 8514 section 4.2).
+        P::SaveDateSupported => S::All,
         P::Uid(set) => S::Uids(selected.uid_set(&selected.resolve(set, true)?)),
         // Numbers past the end match nothing in a search (an empty folder's `1:*` is common).
         P::SequenceSet(set) => S::Uids(

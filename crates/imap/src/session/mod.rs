@@ -4,6 +4,7 @@
 
 mod convert;
 mod limiter;
+mod notify;
 mod op;
 mod responder;
 mod selected;
@@ -13,9 +14,10 @@ pub use responder::Responder;
 
 use crate::metrics::{Metrics, NoMetrics, Outcome};
 use crate::proto::{
-    Code, Command, CommandBody, EncodeOptions, FrameError, ParseOptions, Response, StatusKind,
-    StatusResponse, Tag, is_idle_done, parse_command,
+    Code, Command, CommandBody, EncodeOptions, FrameError, ParseOptions, Response, SeqNumber,
+    SequenceSet, StatusKind, StatusResponse, Tag, is_idle_done, parse_command,
 };
+use notify::{Notify, Overflow};
 use sealmail_core::Error as StoreError;
 use sealmail_core::mailstore::{Change, MailSession, MailStore};
 use selected::Selected;
@@ -38,6 +40,9 @@ pub struct SessionConfig {
     /// Failed-login limits shared by every session of the server.
     pub login_limiter: Arc<LoginLimiter>,
     pub metrics: Arc<dyn Metrics>,
+    /// NOTIFY events for other mailboxes a session may hold unreported before it gives up with
+    /// `[NOTIFICATIONOVERFLOW]` (RFC 5465 section 5.8).
+    pub notify_queue_limit: usize,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -47,6 +52,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("failed_login_delay", &self.failed_login_delay)
             .field("max_message_size", &self.max_message_size)
             .field("login_limiter", &self.login_limiter)
+            .field("notify_queue_limit", &self.notify_queue_limit)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +66,7 @@ impl Default for SessionConfig {
             greeting: "sealmail IMAP4rev2 ready".into(),
             login_limiter: Arc::new(LoginLimiter::default()),
             metrics: Arc::new(NoMetrics),
+            notify_queue_limit: 1000,
         }
     }
 }
@@ -72,6 +79,8 @@ pub enum Flow {
     Close,
     /// STARTTLS was accepted: flush, discard buffered input, and run the TLS handshake.
     StartTls,
+    /// COMPRESS DEFLATE was accepted: flush the OK, then compress both directions.
+    Compress,
 }
 
 /// Extensions the client turned on with ENABLE (RFC 5161).
@@ -80,6 +89,15 @@ pub(crate) struct Enabled {
     pub condstore: bool,
     pub qresync: bool,
     pub rev2: bool,
+    /// UTF8=ACCEPT (RFC 6855): UTF-8 mailbox names and strings, APPEND's UTF8 data item.
+    pub utf8_accept: bool,
+}
+
+impl Enabled {
+    /// Mailbox names travel as UTF-8 rather than modified UTF-7.
+    pub fn utf8_mailboxes(&self) -> bool {
+        self.rev2 || self.utf8_accept
+    }
 }
 
 /// What the session waits for besides the next command.
@@ -118,6 +136,12 @@ pub struct Session<M: MailStore> {
     pub(crate) peer: Option<std::net::IpAddr>,
     /// TLS is configured for this plain connection, so STARTTLS is offered.
     pub(crate) starttls_offered: bool,
+    /// COMPRESS DEFLATE is active (RFC 4978).
+    pub(crate) compressed: bool,
+    /// What NOTIFY SET asked for (RFC 5465); `None` before it and after NOTIFY NONE.
+    pub(crate) notify: Option<Notify>,
+    /// The NOTIFY queue overflowed; `[NOTIFICATIONOVERFLOW]` is due.
+    notify_overflowed: bool,
     pending: Pending,
 }
 
@@ -210,6 +234,9 @@ impl<M: MailStore> Session<M> {
             secure,
             peer: None,
             starttls_offered: false,
+            compressed: false,
+            notify: None,
+            notify_overflowed: false,
             pending: Pending::None,
         }
     }
@@ -253,13 +280,13 @@ impl<M: MailStore> Session<M> {
     /// How responses are encoded for this session (UTF-8 mailbox names after IMAP4rev2).
     pub fn encode_options(&self) -> EncodeOptions {
         EncodeOptions {
-            utf8_mailboxes: self.enabled.rev2,
+            utf8_mailboxes: self.enabled.utf8_mailboxes(),
         }
     }
 
     fn parse_options(&self) -> ParseOptions {
         ParseOptions {
-            utf8_mailboxes: self.enabled.rev2,
+            utf8_mailboxes: self.enabled.utf8_mailboxes(),
         }
     }
 
@@ -309,6 +336,8 @@ impl<M: MailStore> Session<M> {
         let name = command.body.name();
         let started = std::time::Instant::now();
         let (flow, outcome) = self.execute(command, out).await?;
+        // ENABLE may have changed how mailbox names are written for the commands that follow.
+        out.options = self.encode_options();
         self.config
             .metrics
             .command(name, outcome, started.elapsed());
@@ -393,6 +422,7 @@ impl<M: MailStore> Session<M> {
             CommandBody::Unauthenticate => {
                 self.state = State::NotAuthenticated;
                 self.enabled = Enabled::default();
+                self.notify = None;
                 Ok(Done::ok("UNAUTHENTICATE completed"))
             }
             CommandBody::Namespace => op::namespace::run(out),
@@ -459,6 +489,14 @@ impl<M: MailStore> Session<M> {
                 Code::NoPerm,
                 "quota is set by the administrator",
             )),
+            CommandBody::Notify(notify) => op::notify::run(self, notify, out).await,
+            CommandBody::Compress(algorithm) => match op::compress::run(self, &algorithm) {
+                Ok(done) => {
+                    complete(out, &tag, Ok(done));
+                    return Ok((Flow::Compress, Outcome::Ok));
+                }
+                Err(failure) => Err(failure),
+            },
             CommandBody::Sort {
                 uid,
                 criteria,
@@ -481,13 +519,20 @@ impl<M: MailStore> Session<M> {
                 charset,
                 key,
             } => op::thread::run(self, uid, algorithm, &charset, &key, out).await,
-            CommandBody::Compress(_) => Err(Failure::bad("command not supported")),
         };
         if let Err(Failure::Io(e)) = result {
             return Err(e);
         }
-        if self.selected_mut().is_some() {
-            self.send_updates(out, allow_expunge).await?;
+        // NOTIFY SELECTED (not SELECTED-DELAYED) asks for expunges as soon as possible, even
+        // after commands that use sequence numbers (RFC 5465 section 5.3): such clients use UIDs.
+        let immediate_expunge = self
+            .notify
+            .as_ref()
+            .and_then(|n| n.selected.as_ref())
+            .is_some_and(|s| !s.delayed);
+        if self.selected_mut().is_some() || self.notify.is_some() {
+            self.send_updates(out, allow_expunge || immediate_expunge)
+                .await?;
         }
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
@@ -566,19 +611,27 @@ impl<M: MailStore> Session<M> {
 
     /// Wait until a change for this mailbox arrives (used while IDLE). Cancel-safe.
     pub async fn wait_change(&mut self) {
+        let limit = self.config.notify_queue_limit;
         let State::Authenticated(authed) = &mut self.state else {
             return std::future::pending().await;
         };
         loop {
             match authed.changes.recv().await {
                 Ok(change) => {
-                    if relevant(&change, authed.selected.as_ref(), authed.mail.id()) {
-                        authed.dirty = true;
+                    if route(&change, authed, &mut self.notify, limit).is_err() {
+                        self.notify = None;
+                        self.notify_overflowed = true;
+                        return;
+                    }
+                    if authed.dirty || self.notify.as_ref().is_some_and(Notify::has_queued) {
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     authed.dirty = true;
+                    if self.notify.take().is_some() {
+                        self.notify_overflowed = true;
+                    }
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => {
@@ -589,7 +642,8 @@ impl<M: MailStore> Session<M> {
     }
 
     /// Send untagged EXISTS / EXPUNGE / FETCH for changes other sessions (or this one) made to
-    /// the selected folder since it was last synchronised.
+    /// the selected folder since it was last synchronised, then what NOTIFY asked for: FETCH of
+    /// new messages, STATUS and LIST for other mailboxes.
     pub async fn send_updates(
         &mut self,
         out: &mut Responder<'_>,
@@ -597,38 +651,103 @@ impl<M: MailStore> Session<M> {
     ) -> io::Result<()> {
         let condstore = self.enabled.condstore;
         let qresync = self.enabled.qresync;
+        let limit = self.config.notify_queue_limit;
         let State::Authenticated(authed) = &mut self.state else {
             return Ok(());
         };
         loop {
             match authed.changes.try_recv() {
                 Ok(change) => {
-                    if relevant(&change, authed.selected.as_ref(), authed.mail.id()) {
-                        authed.dirty = true;
+                    if route(&change, authed, &mut self.notify, limit).is_err() {
+                        self.notify = None;
+                        self.notify_overflowed = true;
                     }
                 }
-                Err(broadcast::error::TryRecvError::Lagged(_)) => authed.dirty = true,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    authed.dirty = true;
+                    if self.notify.take().is_some() {
+                        self.notify_overflowed = true;
+                    }
+                }
                 Err(_) => break,
             }
         }
-        let Some(selected) = authed.selected.as_mut() else {
-            return Ok(());
-        };
-        if !(authed.dirty || allow_expunge && selected.expunge_pending) {
-            return Ok(());
+        if std::mem::take(&mut self.notify_overflowed) {
+            out.push(&notify::overflow_response());
         }
-        authed.dirty = false;
-        match selected
-            .synchronise(&authed.mail, out, allow_expunge, condstore, qresync)
-            .await
+        let mut new_uids = Vec::new();
+        if let Some(selected) = authed.selected.as_mut()
+            && (authed.dirty || allow_expunge && selected.expunge_pending)
         {
-            Ok(()) => Ok(()),
-            Err(Failure::Io(e)) => Err(e),
-            Err(other) => {
-                tracing::warn!(?other, "could not synchronise the selected folder");
-                Ok(())
+            authed.dirty = false;
+            match selected
+                .synchronise(&authed.mail, out, allow_expunge, condstore, qresync)
+                .await
+            {
+                Ok(added) => new_uids = added,
+                Err(Failure::Io(e)) => return Err(e),
+                Err(other) => {
+                    tracing::warn!(?other, "could not synchronise the selected folder");
+                }
             }
         }
+        if let Some(notify) = self.notify.as_mut()
+            && notify.has_queued()
+        {
+            let selected = authed.selected.as_ref().map(|s| s.folder.as_str());
+            match notify.deliver(&authed.mail, selected, condstore, out).await {
+                Ok(()) => {}
+                Err(Failure::Io(e)) => return Err(e),
+                Err(other) => tracing::warn!(?other, "could not report NOTIFY events"),
+            }
+        }
+        // `MessageNew (fetch-att ...)` for the selected mailbox: FETCH after the EXISTS.
+        let attributes = self
+            .notify
+            .as_ref()
+            .and_then(|n| n.selected.as_ref())
+            .map(|s| s.new_message_fetch.clone())
+            .unwrap_or_default();
+        if !attributes.is_empty() && !new_uids.is_empty() {
+            let set = SequenceSet::Ranges(
+                new_uids
+                    .iter()
+                    .map(|&uid| (SeqNumber::Value(uid), SeqNumber::Value(uid)))
+                    .collect(),
+            );
+            match op::fetch::run(self, true, set, attributes, None, false, out).await {
+                Err(Failure::Io(e)) => return Err(e),
+                Err(other) => tracing::warn!(?other, "could not fetch new messages for NOTIFY"),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sort one change into the selected folder's pending updates (`authed.dirty`) or the NOTIFY
+/// queue of events for other mailboxes.
+fn route<S: MailSession>(
+    change: &Change,
+    authed: &mut Authed<S>,
+    notify: &mut Option<Notify>,
+    limit: usize,
+) -> Result<(), Overflow> {
+    if relevant(change, authed.selected.as_ref(), authed.mail.id()) {
+        authed.dirty = true;
+        return Ok(());
+    }
+    if authed
+        .selected
+        .as_ref()
+        .is_some_and(|s| s.folder == change.folder)
+    {
+        // This session's own flag change or expunge in the selected folder: already reported.
+        return Ok(());
+    }
+    match notify {
+        Some(notify) if notify.watches_others() => notify.queue(change, limit),
+        _ => Ok(()),
     }
 }
 

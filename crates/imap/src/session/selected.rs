@@ -87,7 +87,8 @@ impl Selected {
     }
 
     /// Report changes since the watermarks: EXPUNGE (or VANISHED with QRESYNC) when allowed,
-    /// EXISTS for new messages, FETCH FLAGS for changed flags.
+    /// EXISTS for new messages, FETCH FLAGS for changed flags. Returns the UIDs of the new
+    /// messages.
     pub async fn synchronise<S: MailSession>(
         &mut self,
         mail: &S,
@@ -95,7 +96,7 @@ impl Selected {
         allow_expunge: bool,
         condstore: bool,
         qresync: bool,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<u32>, Failure> {
         let highest_modseq = mail
             .highest_modseq(&self.folder)
             .await
@@ -113,6 +114,7 @@ impl Selected {
                 self.expunge_pending = true;
             }
         }
+        let mut added = Vec::new();
         if highest_modseq > self.known_modseq {
             let changed = mail
                 .changed_since(&self.folder, self.known_modseq)
@@ -135,6 +137,7 @@ impl Selected {
             }
             if self.messages.len() != before {
                 out.push(&Response::Data(Data::Exists(self.messages.len() as u32)));
+                added.extend(self.messages[before..].iter().map(|m| m.uid));
             }
             for i in changed_indexes {
                 let m = &self.messages[i];
@@ -152,7 +155,7 @@ impl Selected {
             }
             self.known_modseq = highest_modseq;
         }
-        Ok(())
+        Ok(added)
     }
 
     /// Report removed UIDs as EXPUNGE (sequence numbers, each after the previous removal) or

@@ -3,6 +3,8 @@
 
 mod common;
 mod conformance;
+mod extensions;
 mod imaplib;
 mod sort_thread;
+mod quirks;
 mod tls;

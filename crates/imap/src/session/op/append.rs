@@ -13,6 +13,10 @@ pub(crate) async fn run<M: MailStore>(
     let limit = session.config.max_message_size;
     let mut batch = Vec::with_capacity(messages.len());
     for message in messages {
+        // RFC 6855 section 4: the UTF8 data item only after ENABLE UTF8=ACCEPT.
+        if message.utf8 && !session.enabled.utf8_accept {
+            return Err(Failure::bad("APPEND UTF8 needs ENABLE UTF8=ACCEPT"));
+        }
         if message.data.len() as u64 > limit {
             return Err(Failure::no_code(
                 Code::TooBig,

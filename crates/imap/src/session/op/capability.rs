@@ -52,6 +52,10 @@ impl<M: MailStore> Session<M> {
                 "THREAD=ORDEREDSUBJECT",
                 "THREAD=REFERENCES",
                 "OBJECTID",
+                "COMPRESS=DEFLATE",
+                "SAVEDATE",
+                "UTF8=ACCEPT",
+                "NOTIFY",
             ]),
         }
         let mut caps: Vec<String> = caps.into_iter().map(String::from).collect();

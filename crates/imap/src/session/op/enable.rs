@@ -1,4 +1,5 @@
-//! ENABLE (RFC 5161): CONDSTORE, QRESYNC (implies CONDSTORE) and IMAP4rev2.
+//! ENABLE (RFC 5161): CONDSTORE, QRESYNC (implies CONDSTORE), IMAP4rev2 and UTF8=ACCEPT
+//! (RFC 6855).
 
 use crate::proto::{Data, Response};
 use crate::session::{Done, OpResult, Responder, Session};
@@ -18,6 +19,7 @@ pub(crate) fn run<M: MailStore>(
                 !std::mem::replace(&mut session.enabled.qresync, true)
             }
             "IMAP4REV2" => !std::mem::replace(&mut session.enabled.rev2, true),
+            "UTF8=ACCEPT" => !std::mem::replace(&mut session.enabled.utf8_accept, true),
             // Unknown capabilities are ignored (RFC 5161 section 3.1).
             _ => false,
         };

@@ -20,6 +20,7 @@ pub(crate) async fn list<M: MailStore>(
             delimiter: Some(DELIMITER),
             mailbox: String::new(),
             child_info: Vec::new(),
+            old_name: None,
         }));
         return Ok(Done::ok("LIST completed"));
     }
@@ -85,6 +86,7 @@ pub(crate) async fn list<M: MailStore>(
                     delimiter: Some(DELIMITER),
                     mailbox: path.clone(),
                     child_info,
+                    old_name: None,
                 }));
             }
             continue;
@@ -112,6 +114,7 @@ pub(crate) async fn list<M: MailStore>(
             delimiter: Some(DELIMITER),
             mailbox: path.clone(),
             child_info,
+            old_name: None,
         }));
         if selected {
             matched.push(info);

@@ -2,6 +2,7 @@
 
 pub(crate) mod append;
 pub(crate) mod capability;
+pub(crate) mod compress;
 pub(crate) mod copy;
 pub(crate) mod create;
 pub(crate) mod delete;
@@ -12,6 +13,7 @@ pub(crate) mod id;
 pub(crate) mod list;
 pub(crate) mod login;
 pub(crate) mod namespace;
+pub(crate) mod notify;
 pub(crate) mod quota;
 pub(crate) mod rename;
 pub(crate) mod search;

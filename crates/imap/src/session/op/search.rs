@@ -11,6 +11,12 @@ pub(crate) async fn run<M: MailStore>(
     tag: &Tag,
     out: &mut Responder<'_>,
 ) -> OpResult {
+    // RFC 6855 section 3: after ENABLE UTF8=ACCEPT a SEARCH with CHARSET is refused with BAD.
+    if search.charset.is_some() && session.enabled.utf8_accept {
+        return Err(Failure::bad(
+            "SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT",
+        ));
+    }
     if let Some(charset) = &search.charset
         && !charset.eq_ignore_ascii_case("UTF-8")
         && !charset.eq_ignore_ascii_case("US-ASCII")

@@ -90,6 +90,7 @@ pub(crate) async fn select<M: MailStore>(
             delimiter: Some(sealmail_core::store::DELIMITER),
             mailbox: info.path.clone(),
             child_info: Vec::new(),
+            old_name: None,
         }));
     }
     let mut selected = Selected {
