@@ -546,6 +546,73 @@ fn copy_move_expunge_keep_uids_growing_and_journal_expunges() {
 }
 
 #[test]
+fn save_date_keys_use_the_time_a_message_entered_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, key, path) = new_mailbox(dir.path());
+    let options = AppendOptions {
+        internal_date: Some(946_720_800), // 2000-01-01T10:00:00Z
+        ..Default::default()
+    };
+    mailbox
+        .append("INBOX", &simple_message("old", "x"), &options)
+        .unwrap();
+    mailbox
+        .append("INBOX", &simple_message("older", "y"), &options)
+        .unwrap();
+    let search = |m: &Mailbox, folder: &str, key: SearchKey| m.search(folder, &key).unwrap();
+    assert_eq!(
+        search(&mailbox, "INBOX", SearchKey::Before("2001-01-01".into())),
+        vec![1, 2]
+    );
+    assert!(
+        search(
+            &mailbox,
+            "INBOX",
+            SearchKey::SavedBefore("2001-01-01".into())
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        search(
+            &mailbox,
+            "INBOX",
+            SearchKey::SavedSince("2001-01-01".into())
+        ),
+        vec![1, 2]
+    );
+    // Pretend message 2 was saved long ago: SAVEDON and SAVEDBEFORE find it by that date.
+    raw_connection(&path, &key)
+        .execute(
+            "UPDATE messages SET saved_at = '2010-05-06T07:08:09Z' WHERE uid = 2",
+            [],
+        )
+        .unwrap();
+    assert_eq!(
+        search(&mailbox, "INBOX", SearchKey::SavedOn("2010-05-06".into())),
+        vec![2]
+    );
+    assert_eq!(
+        search(
+            &mailbox,
+            "INBOX",
+            SearchKey::SavedBefore("2010-05-07".into())
+        ),
+        vec![2]
+    );
+    // RENAME INBOX saves its messages into the new folder: the save date becomes now.
+    mailbox.rename_folder("INBOX", "Old").unwrap();
+    assert!(search(&mailbox, "Old", SearchKey::SavedBefore("2011-01-01".into())).is_empty());
+    assert_eq!(
+        search(&mailbox, "Old", SearchKey::SavedSince("2011-01-01".into())),
+        vec![1, 2]
+    );
+    assert!(matches!(
+        mailbox.search("Old", &SearchKey::SavedOn("6-May-2010".into())),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
 fn folders_create_rename_delete_and_inbox_rules() {
     let dir = tempfile::tempdir().unwrap();
     let (mut mailbox, _, _) = new_mailbox(dir.path());

@@ -510,7 +510,8 @@ fn find_thread(conn: &Connection, parsed: &ParsedMessage) -> Result<Option<i64>>
     Ok(None)
 }
 
-/// Move every message of one folder into another (RENAME INBOX).
+/// Move every message of one folder into another (RENAME INBOX). Like MOVE, this saves the
+/// messages into the target anew: their save date (RFC 8514) becomes now.
 pub(crate) fn move_all(conn: &Connection, from_id: i64, to_id: i64) -> Result<()> {
     let uids: Vec<u32> = conn
         .prepare("SELECT uid FROM messages WHERE folder_id = ?1 ORDER BY uid")?
@@ -521,12 +522,13 @@ pub(crate) fn move_all(conn: &Connection, from_id: i64, to_id: i64) -> Result<()
     }
     let source_modseq = bump_modseq(conn, from_id)?;
     let target_modseq = bump_modseq(conn, to_id)?;
+    let saved_at = iso8601_utc(now_unix());
     for uid in uids {
         let new_uid = next_uid(conn, to_id)?;
         conn.execute(
-            "UPDATE messages SET folder_id = ?3, uid = ?4, modseq = ?5
+            "UPDATE messages SET folder_id = ?3, uid = ?4, modseq = ?5, saved_at = ?6
              WHERE folder_id = ?1 AND uid = ?2",
-            params![from_id, uid, to_id, new_uid, target_modseq],
+            params![from_id, uid, to_id, new_uid, target_modseq, saved_at],
         )?;
         record_expunge(conn, from_id, uid, source_modseq)?;
     }
