@@ -267,10 +267,10 @@ struct Client {
 
 impl Client {
     async fn login(addr: SocketAddr, user: &str) -> Client {
-        let (read, write) = TcpStream::connect(addr)
-            .await
-            .expect("connect")
-            .into_split();
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        // Commands are single small writes; never let Nagle hold one back.
+        stream.set_nodelay(true).expect("nodelay");
+        let (read, write) = stream.into_split();
         let mut client = Client {
             reader: BufReader::with_capacity(1 << 16, read),
             writer: write,
