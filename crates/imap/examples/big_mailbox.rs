@@ -14,7 +14,7 @@
 //!     cargo run --release -p sealmail-imap --example big_mailbox -- \
 //!         [--messages 100000] [--runs 7] [--dovecot /usr/sbin/dovecot | --no-dovecot]
 //!
-//! Dovecot runs with its own config on 127.0.0.1:21143 from a temp dir (as root it drops to
+//! Dovecot runs with its own config on a free 127.0.0.1 port from a temp dir (as root it drops to
 //! the `dovecot` user, which must exist). Not part of `cargo test`.
 
 use sealmail_core::account;
@@ -32,7 +32,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 const ADDRESS: &str = "bench@example.org";
 const PASSWORD: &str = "bench-password";
-const DOVECOT_PORT: u16 = 21143;
 /// In `RARE_EVERY`-th messages only, so SEARCH TEXT finds a handful.
 const RARE_WORD: &str = "quuxzebrine";
 const RARE_EVERY: usize = 20_000;
@@ -120,8 +119,8 @@ async fn main() {
 
     let seal = measure("sealmail", seal_addr, ADDRESS, options.runs).await;
     let dove = match &dovecot {
-        Some(_) => {
-            let addr: SocketAddr = ([127, 0, 0, 1], DOVECOT_PORT).into();
+        Some(running) => {
+            let addr: SocketAddr = ([127, 0, 0, 1], running.port).into();
             Some(measure("dovecot", addr, "bench", options.runs).await)
         }
         None => None,
@@ -268,10 +267,10 @@ struct Client {
 
 impl Client {
     async fn login(addr: SocketAddr, user: &str) -> Client {
-        let (read, write) = TcpStream::connect(addr)
-            .await
-            .expect("connect")
-            .into_split();
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        // Commands are single small writes; never let Nagle hold one back.
+        stream.set_nodelay(true).expect("nodelay");
+        let (read, write) = stream.into_split();
         let mut client = Client {
             reader: BufReader::with_capacity(1 << 16, read),
             writer: write,
@@ -513,6 +512,7 @@ impl Lcg {
 /// A Dovecot instance with its own config and Maildir under a temp dir.
 struct Dovecot {
     base: PathBuf,
+    port: u16,
 }
 
 impl Dovecot {
@@ -533,6 +533,11 @@ impl Dovecot {
             std::fs::create_dir_all(base.join(sub)).unwrap();
         }
         std::fs::write(base.join("passwd"), format!("bench:{{PLAIN}}{PASSWORD}\n")).unwrap();
+        // A port free right now (other test servers on this machine use fixed high ports).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
         let b = base.display();
         let config = format!(
             "protocols = imap
@@ -554,7 +559,7 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = {DOVECOT_PORT}
+    port = {port}
   }}
   inet_listener imaps {{
     port = 0
@@ -596,7 +601,10 @@ service pop3-login {{
             .expect("dovecot starts");
         assert!(status.success(), "dovecot failed to start");
         std::thread::sleep(Duration::from_millis(500));
-        Dovecot { base: base.into() }
+        Dovecot {
+            base: base.into(),
+            port,
+        }
     }
 
     fn stop(self) {
