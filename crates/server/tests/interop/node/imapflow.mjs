@@ -211,6 +211,26 @@ const unchanged = await again.fetchAll(
 assert.deepEqual(unchanged, [], 'nothing changed since the current HIGHESTMODSEQ');
 passed('changedsince');
 
+step = 'forwarded';
+// A message forwarded as its whole body (Content-Type: message/rfc822): downloading part 1
+// gives the forwarded message, header included.
+const inner = 'Subject: the original\r\nFrom: carol@example.org\r\n\r\noriginal text\r\n';
+const forwarded = await again.append(
+    'Archive',
+    Buffer.from(`From: alice@example.org\r\nSubject: Fwd: the original\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n${inner}`)
+);
+await again.mailboxOpen('Archive');
+const structure = await again.fetchOne(String(forwarded.uid), { bodyStructure: true }, { uid: true });
+assert.equal(structure.bodyStructure.type, 'message/rfc822');
+assert.equal(structure.bodyStructure.envelope.subject, 'the original');
+const part = await again.download(String(forwarded.uid), '1', { uid: true });
+let partText = '';
+for await (const chunk of part.content) {
+    partText += chunk.toString();
+}
+assert.equal(partText, inner);
+passed('forwarded');
+
 step = 'logout';
 await again.logout();
 await other.logout();
