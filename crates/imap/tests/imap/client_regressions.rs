@@ -24,7 +24,9 @@ async fn top_level_message_rfc822_part_one_is_the_encapsulated_message() {
     let reply = c.command("f1 FETCH 1 (BODYSTRUCTURE)").await;
     let size = inner.len();
     assert!(
-        reply[0].contains(&format!("(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" {size} ")),
+        reply[0].contains(&format!(
+            "(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" {size} "
+        )),
         "{reply:?}"
     );
     let reply = c.command("f2 FETCH 1 (BODY.PEEK[1])").await;
@@ -38,7 +40,9 @@ async fn top_level_message_rfc822_part_one_is_the_encapsulated_message() {
         reply[0],
         "* 1 FETCH (BODY[1.HEADER] {39}Subject: inner\r\nFrom: x@example.org\r\n\r\n)"
     );
-    let reply = c.command("f4 FETCH 1 (BODY.PEEK[1.TEXT] BODY.PEEK[1.1])").await;
+    let reply = c
+        .command("f4 FETCH 1 (BODY.PEEK[1.TEXT] BODY.PEEK[1.1])")
+        .await;
     assert_eq!(
         reply[0],
         "* 1 FETCH (BODY[1.TEXT] {12}inner body\r\n BODY[1.1] {12}inner body\r\n)"
