@@ -2,7 +2,8 @@
 //! runs on a pseudo-terminal made by `script` (mutt's index needs a terminal), and the queue
 //! ends with `<quit>`. It trusts the server's certificate through `certificate_file`. One run
 //! over imaps:// reads a message (display, then pipe it to a file); one over imap:// with
-//! STARTTLS required deletes a message and syncs. The server is then read back with imaplib.
+//! STARTTLS required deletes a message and syncs. A third run over imaps:// starts from its
+//! header cache and resynchronizes with QRESYNC. The server is read back with imaplib.
 
 use super::{Server, run_bounded, write_private};
 use std::process::Command;
@@ -11,6 +12,7 @@ use std::time::Duration;
 /// Run mutt once on INBOX at `url` with `keys` pushed, on a pseudo-terminal. Returns its
 /// protocol trace (mutt's debug log, `~/.muttdebug0`).
 fn mutt(server: &Server, url: &str, keys: &str) -> String {
+    std::fs::create_dir_all(server.path("mutt-cache")).unwrap();
     let muttrc = server.path("muttrc");
     write_private(
         &muttrc,
@@ -22,7 +24,8 @@ fn mutt(server: &Server, url: &str, keys: &str) -> String {
              set certificate_file=\"{cert}\"\n\
              set ssl_starttls=yes\n\
              set ssl_force_tls=yes\n\
-             set header_cache=\"\"\n\
+             set header_cache=\"{cache}/\"\n\
+             set imap_qresync=yes\n\
              set message_cachedir=\"\"\n\
              set imap_keepalive=30 timeout=5\n\
              set quit=yes delete=yes move=no confirmappend=no wait_key=no mark_old=no\n\
@@ -31,6 +34,7 @@ fn mutt(server: &Server, url: &str, keys: &str) -> String {
             user = super::ADDRESS,
             password = super::PASSWORD,
             cert = server.cert.display(),
+            cache = server.path("mutt-cache").display(),
         ),
     );
     let mut command = Command::new("script");
@@ -94,4 +98,36 @@ fn mutt_reads_over_imaps_and_deletes_over_starttls() {
         ["mutt first", "mutt third"],
         "{trace}"
     );
+
+    // Back over imaps:// with the header cache of the first run: mutt asks only for what
+    // changed since (CHANGEDSINCE ... VANISHED), and its index must match the server.
+    server.mailbox(&["flag:INBOX:mutt third:+\\Flagged"]);
+    let (all, flagged) = (server.path("all.eml"), server.path("flagged.eml"));
+    let trace = mutt(
+        &server,
+        &imaps,
+        &format!(
+            "<tag-pattern>~A<enter><tag-prefix><pipe-message>cat >> {all}<enter>\
+             <untag-pattern>~A<enter><tag-pattern>~F<enter><tag-prefix><pipe-message>cat >> {flagged}<enter>",
+            all = all.display(),
+            flagged = flagged.display(),
+        ),
+    );
+    assert!(
+        trace.contains("VANISHED)"),
+        "resynced with QRESYNC: {trace}"
+    );
+    assert!(
+        trace.contains("* VANISHED (EARLIER) 2"),
+        "the deleted message vanished: {trace}"
+    );
+    let subjects = |path: &std::path::Path| -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| line.strip_prefix("Subject: "))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(subjects(&all), ["mutt first", "mutt third"], "{trace}");
+    assert_eq!(subjects(&flagged), ["mutt third"], "{trace}");
 }
