@@ -51,3 +51,51 @@ async fn top_level_message_rfc822_part_one_is_the_encapsulated_message() {
     assert_eq!(reply[0], format!("* 1 FETCH (BINARY.SIZE[1] {size})"));
     server.shutdown().await;
 }
+
+/// `SEARCH RETURN (SAVE MIN)` (or MAX, or both) without ALL or COUNT saves only the messages
+/// MIN/MAX name, not the whole result (RFC 5182 section 2.1); `RETURN (SAVE)` alone and SAVE
+/// with ALL keep saving everything. The server used to save the whole result every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_save_with_min_or_max_saves_only_those_messages() {
+    let server = TestServer::start(|_| {}).await;
+    let mut c = RawClient::login(server.addr).await;
+    for n in 1..=5 {
+        let raw = format!("Subject: m{n}\r\n\r\nbody\r\n");
+        assert!(append(&mut c, "a", "INBOX", &raw).await.starts_with("a OK"));
+    }
+    c.command("s SELECT INBOX").await;
+
+    let reply = c.command("s1 UID SEARCH RETURN (SAVE MIN) 2:4").await;
+    assert_eq!(reply[0], "* ESEARCH (TAG \"s1\") UID MIN 2", "{reply:?}");
+    let reply = c.command("f1 UID FETCH $ (UID)").await;
+    assert_eq!(reply, ["* 2 FETCH (UID 2)", "f1 OK FETCH completed"]);
+
+    let reply = c.command("s2 UID SEARCH RETURN (MAX SAVE MIN) 2:4").await;
+    assert_eq!(
+        reply[0], "* ESEARCH (TAG \"s2\") UID MIN 2 MAX 4",
+        "{reply:?}"
+    );
+    let reply = c.command("f2 UID FETCH $ (UID)").await;
+    assert_eq!(
+        reply,
+        [
+            "* 2 FETCH (UID 2)",
+            "* 4 FETCH (UID 4)",
+            "f2 OK FETCH completed"
+        ]
+    );
+
+    c.command("s3 UID SEARCH RETURN (SAVE MIN ALL) 2:4").await;
+    let reply = c.command("f3 UID FETCH $ (UID)").await;
+    assert_eq!(reply.len(), 4, "ALL saves the whole result: {reply:?}");
+
+    let reply = c.command("s4 UID SEARCH RETURN (SAVE) 3:5").await;
+    assert_eq!(reply, ["s4 OK SEARCH completed"]);
+    let reply = c.command("f4 UID FETCH $ (UID)").await;
+    assert_eq!(
+        reply.len(),
+        4,
+        "SAVE alone saves the whole result: {reply:?}"
+    );
+    server.shutdown().await;
+}
