@@ -163,6 +163,12 @@ assert "COUNT 2" in line, line
 assert f"ALL {unseen[0]},{unseen[1]}" in line, line
 _, untagged = command(third, "SEARCH", "RETURN", "(COUNT)", "DELETED")
 assert decode(untagged.get("ESEARCH", [])) and "COUNT 0" in decode(untagged["ESEARCH"])[0], untagged
+# SEARCHRES: SAVE with MIN keeps only the MIN message in "$" (RFC 5182 section 2.1).
+command(third, "UID", "SEARCH", "RETURN", "(SAVE MIN)", "UNSEEN")
+_, untagged = command(third, "UID", "FETCH", "$", "(UID)")
+assert [re.search(r"UID (\d+)", line).group(1) for line in decode(untagged["FETCH"])] == [
+    str(unseen[0])
+], untagged
 _, untagged = command(third, "UID", "SEARCH", "MODSEQ", str(current_modseq + 1))
 searched = decode(untagged["SEARCH"])[0]
 match = re.fullmatch(r"(\d+) \(MODSEQ (\d+)\)", searched)
