@@ -252,16 +252,15 @@ impl BodyPart {
     }
 
     /// The part at an IMAP section path like `[1, 2]` (1-based). `[]` is the whole message.
-    /// A non-multipart message has part `1` = itself; a message/rfc822 part's children are
-    /// reached through its embedded body.
+    /// A non-multipart message has part `1` = itself (for a message/rfc822 body too: part 1 is
+    /// then the encapsulated message); a message/rfc822 part's children are reached through
+    /// its embedded body.
     pub fn find(&self, path: &[u32]) -> Option<&BodyPart> {
         let Some((&first, rest)) = path.split_first() else {
             return Some(self);
         };
         let child = if self.is_multipart() {
             self.parts.get(first.checked_sub(1)? as usize)?
-        } else if let Some(embedded) = &self.message {
-            return embedded.body.find(path);
         } else if first == 1 {
             self
         } else {

@@ -73,7 +73,23 @@ pub(crate) async fn run<M: MailStore>(
     }
     let has = |o: SearchReturn| options.contains(&o);
     if has(SearchReturn::Save) {
-        selected.saved_search = indexes.iter().map(|&i| selected.messages[i].uid).collect();
+        let mut saved: Vec<u32> = indexes.iter().map(|&i| selected.messages[i].uid).collect();
+        // SAVE with MIN and/or MAX, but neither ALL nor COUNT, saves only the messages those
+        // return (RFC 5182 section 2.1). UID order is sequence order, so the ends match.
+        let only_ends = (has(SearchReturn::Min) || has(SearchReturn::Max))
+            && !has(SearchReturn::All)
+            && !has(SearchReturn::Count);
+        if only_ends && let (Some(&first), Some(&last)) = (saved.iter().min(), saved.iter().max()) {
+            saved = [
+                has(SearchReturn::Min).then_some(first),
+                has(SearchReturn::Max).then_some(last),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            saved.dedup();
+        }
+        selected.saved_search = saved;
     }
     // `RETURN (SAVE)` alone produces no ESEARCH response (RFC 5182 section 2.1).
     if options.iter().any(|&o| o != SearchReturn::Save) {
