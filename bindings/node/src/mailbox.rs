@@ -2,9 +2,9 @@
 
 use crate::error::Failure;
 use crate::registry::{shared_registry, to_js_integer};
-use crate::task::{Blocking, blocking};
+use crate::task::{Blocking, IntoJs, JsonText, blocking};
 use chrono::{DateTime, Utc};
-use napi::bindgen_prelude::{AsyncTask, Buffer, Either, ToNapiValue};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either};
 use napi_derive::napi;
 use sealmail_core::account::{DELIVERY_FOLDER, OpenMailbox, open_mailbox};
 use sealmail_core::query::{DefineOutcome, QueryOutput, UpdateResult};
@@ -212,9 +212,11 @@ impl Mailbox {
         collection: String,
         filter: Option<Value>,
         options: Option<Value>,
-    ) -> AsyncTask<Blocking<Vec<Value>>> {
+    ) -> AsyncTask<Blocking<JsonText>> {
         let request = request(collection, "find", [("filter", filter)], options);
-        self.run_query(request, documents)
+        self.run_query(request, |output| {
+            Ok(JsonText(Value::Array(documents(output)?).to_string()))
+        })
     }
 
     /// The first document matching `filter` (after `sort` and `skip`), or `null`.
@@ -228,9 +230,12 @@ impl Mailbox {
         collection: String,
         filter: Option<Value>,
         options: Option<Value>,
-    ) -> AsyncTask<Blocking<Option<Value>>> {
+    ) -> AsyncTask<Blocking<JsonText>> {
         let request = request(collection, "find_one", [("filter", filter)], options);
-        self.run_query(request, |output| Ok(documents(output)?.into_iter().next()))
+        self.run_query(request, |output| {
+            let first = documents(output)?.into_iter().next();
+            Ok(JsonText(first.unwrap_or(Value::Null).to_string()))
+        })
     }
 
     /// How many documents match `filter`.
@@ -441,7 +446,7 @@ impl Mailbox {
     fn with_session<T, F>(&self, work: F) -> AsyncTask<Blocking<T>>
     where
         F: FnOnce(&mut OpenMailbox, &CoreRegistry) -> Result<T, Failure> + Send + 'static,
-        T: ToNapiValue + Send + 'static,
+        T: IntoJs,
     {
         let session = self.session.clone();
         let registry = self.registry.clone();
@@ -456,7 +461,7 @@ impl Mailbox {
     fn run_query<T, C>(&self, request: Result<Value, Failure>, convert: C) -> AsyncTask<Blocking<T>>
     where
         C: FnOnce(QueryOutput) -> Result<T, Failure> + Send + 'static,
-        T: ToNapiValue + Send + 'static,
+        T: IntoJs,
     {
         self.with_session(move |open, _| convert(open.mailbox().query(&request?)?))
     }

@@ -6,10 +6,39 @@
 //! error path only carries napi status names as codes).
 
 use crate::error::Failure;
-use napi::bindgen_prelude::{AsyncTask, Env, ToNapiValue, Unknown};
+use napi::bindgen_prelude::{
+    AsyncTask, Env, Function, JsObjectValue, Object, ToNapiValue, Unknown,
+};
 use napi::{ScopedTask, Status};
 
 type Work<T> = Box<dyn FnOnce() -> Result<T, Failure> + Send>;
+
+/// How a task's result becomes a JS value, on the JS thread.
+pub trait IntoJs: Send + 'static {
+    fn into_js(self, env: &Env) -> napi::Result<Unknown<'_>>;
+}
+
+impl<T: ToNapiValue + Send + 'static> IntoJs for T {
+    fn into_js(self, env: &Env) -> napi::Result<Unknown<'_>> {
+        self.into_unknown(env)
+    }
+}
+
+/// JSON serialized on the worker thread and turned into JS values by V8's `JSON.parse`.
+///
+/// napi builds objects one property at a time, one native call each; for query results of
+/// hundreds of documents that conversion cost more than the query itself. One string and one
+/// `JSON.parse` call build the same values several times faster, and the serialization runs
+/// off the JS thread.
+pub struct JsonText(pub String);
+
+impl IntoJs for JsonText {
+    fn into_js(self, env: &Env) -> napi::Result<Unknown<'_>> {
+        let json: Object = env.get_global()?.get_named_property("JSON")?;
+        let parse: Function<String, Unknown> = json.get_named_property("parse")?;
+        parse.call(self.0)
+    }
+}
 
 /// One blocking call whose result `T` becomes the Promise's value.
 pub struct Blocking<T> {
@@ -21,7 +50,7 @@ pub struct Blocking<T> {
 pub fn blocking<T, F>(work: F) -> AsyncTask<Blocking<T>>
 where
     F: FnOnce() -> Result<T, Failure> + Send + 'static,
-    T: ToNapiValue + Send + 'static,
+    T: IntoJs,
 {
     AsyncTask::new(Blocking {
         work: Some(Box::new(work)),
@@ -31,7 +60,7 @@ where
 
 impl<'task, T> ScopedTask<'task> for Blocking<T>
 where
-    T: ToNapiValue + Send + 'static,
+    T: IntoJs,
 {
     type Output = T;
     // `Unknown` rather than `T`: napi asks the task's value for a `TypeName`, which plain JSON
@@ -51,7 +80,7 @@ where
     }
 
     fn resolve(&mut self, env: &'task Env, output: T) -> napi::Result<Unknown<'task>> {
-        output.into_unknown(env)
+        output.into_js(env)
     }
 
     fn reject(&mut self, env: &'task Env, error: napi::Error) -> napi::Result<Unknown<'task>> {
