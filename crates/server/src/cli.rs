@@ -51,9 +51,29 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Export every folder as Maildir++ or mbox files into an empty directory.
     Export(ExportArgs),
+    /// Manage mail domains (DKIM signing keys).
+    #[command(subcommand)]
+    Domain(DomainCommand),
     /// Deliver one message read from stdin (a local delivery agent for another MTA): it is
     /// sealed to the mailbox's public key and folded in at the owner's next login.
     Deliver { address: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Create the DKIM signing key of DOMAIN (stored under <data-dir>/dkim/, mode 0600) and
+    /// print the DNS TXT record to publish. Outbound mail from DOMAIN is then signed.
+    DkimKeygen {
+        domain: String,
+        /// The selector: the key's name in DNS (`<selector>._domainkey.<domain>`).
+        #[arg(long, default_value = "sealmail")]
+        selector: String,
+        #[arg(long, value_parser = ["ed25519", "rsa"], default_value = "ed25519")]
+        algorithm: String,
+        /// Replace an existing key (signatures stop verifying until DNS has the new record).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

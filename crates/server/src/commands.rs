@@ -1,6 +1,8 @@
 //! What each command does.
 
-use crate::cli::{AccountCommand, BackupArgs, Cli, Command, ExportArgs, ImportArgs, RestoreArgs};
+use crate::cli::{
+    AccountCommand, BackupArgs, Cli, Command, DomainCommand, ExportArgs, ImportArgs, RestoreArgs,
+};
 use anyhow::{Context, Result, bail};
 use sealmail_core::backup::{
     self, BackupOptions, BackupOutcome, BackupTarget, ExportFormat, RestoreRequest, RetentionPolicy,
@@ -34,6 +36,27 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(args) => backup_command(&cli.data_dir, args),
         Command::Restore(args) => restore_command(&cli.data_dir, args),
         Command::Export(args) => export_command(&cli.data_dir, args),
+        Command::Domain(DomainCommand::DkimKeygen {
+            domain,
+            selector,
+            algorithm,
+            replace,
+        }) => {
+            let algorithm: sealmail_smtp::DkimAlgorithm = algorithm.parse()?;
+            let record = sealmail_smtp::DkimKeys::new(&cli.data_dir)
+                .generate(&domain, &selector, algorithm, replace)?;
+            println!("Publish this DNS TXT record, then outbound mail from {domain} is signed:");
+            // Zone files take at most 255 characters per string; longer values (RSA) are
+            // split into several strings, which DNS joins.
+            let strings: Vec<String> = record
+                .value
+                .as_bytes()
+                .chunks(255)
+                .map(|chunk| format!("\"{}\"", String::from_utf8_lossy(chunk)))
+                .collect();
+            println!("{}. IN TXT {}", record.name, strings.join(" "));
+            Ok(())
+        }
         Command::Deliver { address } => {
             let registry = Registry::open(&cli.data_dir)?;
             let mut raw = Vec::new();

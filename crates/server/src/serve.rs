@@ -95,18 +95,46 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 sealmail_pop3::server::run(listener, store, server_config, stop).await
             });
         }
-        // SMTP: MX (inbound mail sealed for offline recipients) and submission (AUTH, Sent
-        // copies), both plain ports with STARTTLS.
-        let smtp_delivery = Arc::new(sealmail_smtp::LocalDelivery::new(
-            Arc::clone(&registry),
-            Arc::clone(&store),
-        ));
-        for (name, addr, mode) in [
-            ("SMTP", config.smtp, sealmail_smtp::Mode::Mx),
+        // SMTP: MX (inbound mail sealed for offline recipients) with STARTTLS, and submission
+        // (AUTH, Sent copies, relay to other domains) with STARTTLS and over implicit TLS.
+        let mut smtp_delivery =
+            sealmail_smtp::LocalDelivery::new(Arc::clone(&registry), Arc::clone(&store));
+        if config.outbound.relay {
+            let outbound = &config.outbound;
+            let queue = Arc::new(
+                sealmail_smtp::OutboundQueue::new(
+                    Arc::clone(&registry),
+                    sealmail_smtp::OutboundConfig {
+                        hostname: config.smtp_settings.hostname.clone(),
+                        port: outbound.port,
+                        require_tls: outbound.require_tls,
+                        nameservers: outbound.nameservers.clone(),
+                        max_lifetime: Duration::from_secs(outbound.max_lifetime_secs),
+                        first_retry: Duration::from_secs(outbound.first_retry_secs),
+                        max_retry_interval: Duration::from_secs(outbound.max_retry_interval_secs),
+                        timeout: Duration::from_secs(outbound.timeout_secs),
+                        ..sealmail_smtp::OutboundConfig::default()
+                    },
+                )
+                .context("starting the outbound queue")?,
+            );
+            tokio::spawn(Arc::clone(&queue).run(stopped(stop_rx.clone())));
+            smtp_delivery = smtp_delivery.with_outbound(queue);
+        }
+        let smtp_delivery = Arc::new(smtp_delivery);
+        for (name, addr, mode, implicit) in [
+            ("SMTP", config.smtp, sealmail_smtp::Mode::Mx, false),
             (
                 "SUBMISSION",
                 config.submission,
                 sealmail_smtp::Mode::Submission,
+                false,
+            ),
+            (
+                "SUBMISSIONS",
+                config.submissions,
+                sealmail_smtp::Mode::Submission,
+                true,
             ),
         ] {
             let Some(addr) = addr else { continue };
@@ -121,7 +149,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 loopback_plaintext_auth: config.smtp_settings.allow_plaintext_auth_from_loopback,
                 tls: Some(sealmail_smtp::TlsSettings {
                     config: Arc::clone(&tls_config),
-                    implicit: false,
+                    implicit,
                 }),
                 ..sealmail_smtp::ServerConfig::default()
             };

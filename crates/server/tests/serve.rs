@@ -48,6 +48,10 @@ impl Server {
                 "SEALMAIL_SUBMISSION_LISTEN",
                 format!("127.0.0.1:{}", free_port()),
             )
+            .env(
+                "SEALMAIL_SUBMISSIONS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("SEALMAIL_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -1,6 +1,7 @@
 //! Where accepted mail goes: recipient checks against the registry, sealed delivery into the
 //! queue (durable before the 250), and for submission the password check and the Sent copy.
 
+use crate::outbound::OutboundQueue;
 use crate::session::{AuthFailure, Credentials, Delivery, DeliveryFailure, RecipientVerdict};
 use sealmail_core::Error;
 use sealmail_core::account;
@@ -18,6 +19,8 @@ const SENT_FALLBACK: &str = "Sent";
 pub struct LocalDelivery<M> {
     registry: Arc<Registry>,
     store: Arc<M>,
+    /// Where authenticated submissions to other domains go; without it they are refused.
+    outbound: Option<Arc<OutboundQueue>>,
 }
 
 impl<M> std::fmt::Debug for LocalDelivery<M> {
@@ -30,7 +33,45 @@ impl<M> std::fmt::Debug for LocalDelivery<M> {
 
 impl<M: MailStore> LocalDelivery<M> {
     pub fn new(registry: Arc<Registry>, store: Arc<M>) -> Self {
-        LocalDelivery { registry, store }
+        LocalDelivery {
+            registry,
+            store,
+            outbound: None,
+        }
+    }
+
+    /// Relay authenticated submissions to other domains through `queue`.
+    pub fn with_outbound(mut self, queue: Arc<OutboundQueue>) -> Self {
+        self.outbound = Some(queue);
+        self
+    }
+
+    /// Can submissions to other domains be relayed?
+    pub fn relays(&self) -> bool {
+        self.outbound.is_some()
+    }
+
+    /// Queue the message for its remote recipients (DKIM-signed, durable before returning).
+    pub async fn relay(&self, delivery: &Delivery) -> Result<(), DeliveryFailure> {
+        if delivery.relay_recipients.is_empty() {
+            return Ok(());
+        }
+        let Some(queue) = &self.outbound else {
+            return Err(DeliveryFailure::Temporary);
+        };
+        let recipients: Vec<String> = delivery
+            .relay_recipients
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect();
+        queue
+            .enqueue(&delivery.sender, &recipients, &delivery.with_trace_header())
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                tracing::warn!(%error, "queueing outbound mail failed");
+                DeliveryFailure::Temporary
+            })
     }
 
     /// Is `address` ours, and may it receive a message of about `size_hint` bytes?

@@ -4,14 +4,19 @@
 //!
 //! Layers, as in every protocol crate: [`proto`] (command parser, reply encoder, message text,
 //! no I/O) -> [`session`] (the state machine, no I/O) -> [`server`] (the tokio driver with TLS),
-//! plus [`delivery`], which connects accepted mail to `sealmail-core`.
+//! plus [`delivery`], which connects accepted mail to `sealmail-core`, [`outbound`], the
+//! durable relay queue for mail to other domains, and [`dkim`], the per-domain signing keys.
 #![forbid(unsafe_code)]
 
 pub mod delivery;
+pub mod dkim;
+pub mod outbound;
 pub mod proto;
 pub mod server;
 pub mod session;
 
 pub use delivery::LocalDelivery;
+pub use dkim::{DkimAlgorithm, DkimKeys, DkimRecord};
+pub use outbound::{OutboundConfig, OutboundError, OutboundQueue};
 pub use server::{ServerConfig, TlsSettings, run};
 pub use session::{Mode, SessionConfig};

@@ -3,7 +3,7 @@
 //! [`LocalDelivery`], and shut down gracefully.
 
 use crate::delivery::LocalDelivery;
-use crate::session::{Action, AuthFailure, Mode, Session, SessionConfig};
+use crate::session::{Action, AuthFailure, Mode, RecipientVerdict, Session, SessionConfig};
 use sealmail_core::mailstore::MailStore;
 use std::collections::HashMap;
 use std::future::Future;
@@ -252,15 +252,28 @@ impl<M: MailStore> Connection<'_, M> {
                     }
                 }
                 Action::CheckRecipient { address, size_hint } => {
-                    let verdict = self.delivery.check_recipient(&address, size_hint).await;
+                    let mut verdict = self.delivery.check_recipient(&address, size_hint).await;
+                    // Only authenticated clients get this far on submission (MAIL needs AUTH).
+                    if verdict == RecipientVerdict::NotLocal
+                        && self.config.session.mode == Mode::Submission
+                        && self.delivery.relays()
+                    {
+                        verdict = RecipientVerdict::Relay;
+                    }
                     session.recipient_checked(address, verdict);
                 }
                 Action::Deliver(delivery) => {
                     let result = match (&self.config.session.mode, &self.mail_session) {
                         (Mode::Submission, Some(mail_session)) => {
+                            // Sent copy, local recipients, outbound queue: all durable
+                            // before the 250. A failure part-way means a retry may repeat
+                            // the earlier steps, never that a 250 hides a lost message.
                             let copy = delivery.message.clone();
                             match self.delivery.store_sent(mail_session, copy).await {
-                                Ok(()) => self.delivery.deliver(delivery).await,
+                                Ok(()) => match self.delivery.relay(&delivery).await {
+                                    Ok(()) => self.delivery.deliver(delivery).await,
+                                    Err(failure) => Err(failure),
+                                },
                                 Err(failure) => Err(failure),
                             }
                         }

@@ -78,6 +78,8 @@ pub struct Delivery {
     /// The reverse-path (empty for bounces).
     pub sender: String,
     pub recipients: Vec<Address>,
+    /// Remote recipients of an authenticated submission, for the outbound queue.
+    pub relay_recipients: Vec<Address>,
     /// The `Received:` header field to prepend for recipients, CRLF-terminated.
     pub received: String,
     /// The message as the client sent it.
@@ -117,6 +119,9 @@ pub enum RecipientVerdict {
     Unknown,
     /// A domain we do not host.
     NotLocal,
+    /// A domain we do not host, and the client may relay to it (authenticated submission
+    /// with an outbound queue).
+    Relay,
     /// The account is over its quota (or would be with SIZE).
     OverQuota,
     /// The lookup failed (disk, database); the client should retry later.
@@ -165,6 +170,7 @@ struct Transaction {
     from: String,
     params: MailParams,
     recipients: Vec<Address>,
+    relay_recipients: Vec<Address>,
     /// Set by the first BDAT; a DATA after it is out of sequence.
     chunks: Option<ChunkCollector>,
 }
@@ -184,6 +190,12 @@ enum Phase {
     /// AUTH LOGIN: waiting for the username (`None`) or the password.
     AuthLogin(Option<String>),
     Closed,
+}
+
+impl Transaction {
+    fn recipient_count(&self) -> usize {
+        self.recipients.len() + self.relay_recipients.len()
+    }
 }
 
 /// Makes `Received:` ids unique within the process.
@@ -410,7 +422,7 @@ impl Session {
             Command::Bdat { size, last } => {
                 let refusal = match &self.transaction {
                     None => Some(Reply::new(503, "5.5.1", "MAIL first")),
-                    Some(t) if t.recipients.is_empty() => {
+                    Some(t) if t.recipient_count() == 0 => {
                         Some(Reply::new(554, "5.5.1", "no valid recipients"))
                     }
                     Some(_) => None,
@@ -500,6 +512,7 @@ impl Session {
             from,
             params,
             recipients: Vec::new(),
+            relay_recipients: Vec::new(),
             chunks: None,
         });
         self.reply(Reply::new(250, "2.1.0", "sender OK"));
@@ -523,12 +536,14 @@ impl Session {
             self.reply(Reply::new(553, "5.1.3", "recipient address not valid"));
             return None;
         };
-        if transaction.recipients.contains(&address) {
+        if transaction.recipients.contains(&address)
+            || transaction.relay_recipients.contains(&address)
+        {
             // Listed twice: delivered once, which is what the client wants.
             self.reply(Reply::new(250, "2.1.5", "recipient OK"));
             return None;
         }
-        if transaction.recipients.len() >= max_recipients {
+        if transaction.recipient_count() >= max_recipients {
             self.reply(Reply::new(452, "4.5.3", "too many recipients"));
             return None;
         }
@@ -547,13 +562,19 @@ impl Session {
                 }
                 Reply::new(250, "2.1.5", "recipient OK")
             }
+            RecipientVerdict::Relay => {
+                if let Some(transaction) = &mut self.transaction {
+                    transaction.relay_recipients.push(address);
+                }
+                Reply::new(250, "2.1.5", "recipient OK, will relay")
+            }
             RecipientVerdict::Unknown => Reply::new(550, "5.1.1", "no such mailbox here"),
             RecipientVerdict::NotLocal => match self.config.mode {
                 Mode::Mx => Reply::new(550, "5.7.1", "relaying denied"),
                 Mode::Submission => Reply::new(
                     550,
                     "5.7.1",
-                    "relaying to other domains is not available on this server yet",
+                    "relaying to other domains is not configured on this server",
                 ),
             },
             RecipientVerdict::OverQuota => Reply::new(552, "5.2.2", "mailbox full"),
@@ -571,7 +592,7 @@ impl Session {
         if transaction.chunks.is_some() {
             return self.refuse(Reply::new(503, "5.5.1", "DATA after BDAT"));
         }
-        if transaction.recipients.is_empty() {
+        if transaction.recipient_count() == 0 {
             return self.reply(Reply::new(554, "5.5.1", "no valid recipients"));
         }
         self.reply(Reply::plain(
@@ -623,6 +644,7 @@ impl Session {
                 received: self.received_header(&transaction),
                 sender: transaction.from,
                 recipients: transaction.recipients,
+                relay_recipients: transaction.relay_recipients,
                 message,
             })),
         }
@@ -813,8 +835,11 @@ impl Session {
             TRANSACTION_COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
         );
         // `for` only with a single recipient: it would disclose Bcc recipients otherwise.
-        let for_clause = match transaction.recipients.as_slice() {
-            [only] => format!("\r\n\tfor <{only}>"),
+        let for_clause = match (
+            transaction.recipients.as_slice(),
+            transaction.relay_recipients.as_slice(),
+        ) {
+            ([only], []) | ([], [only]) => format!("\r\n\tfor <{only}>"),
             _ => String::new(),
         };
         format!(
@@ -887,7 +912,7 @@ fn defect_reply(defect: MessageDefect) -> Reply {
 }
 
 /// `Sat, 28 Nov 2026 21:40:00 +0000` (RFC 5322 3.3).
-fn rfc5322_date(unix: i64) -> String {
+pub(crate) fn rfc5322_date(unix: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

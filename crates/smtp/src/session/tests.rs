@@ -37,6 +37,7 @@ impl Harness {
                         "nobody@example.test" => RecipientVerdict::Unknown,
                         "full@example.test" => RecipientVerdict::OverQuota,
                         a if a.ends_with("@example.test") => RecipientVerdict::Accepted,
+                        a if a.ends_with("@relay.test") => RecipientVerdict::Relay,
                         _ => RecipientVerdict::NotLocal,
                     };
                     self.session.recipient_checked(address, verdict);
@@ -320,6 +321,49 @@ fn submission_requires_auth_and_own_sender() {
         ]
     );
     assert!(h.delivered[0].received.contains("with ESMTPSA id"));
+}
+
+#[test]
+fn relayed_recipients_travel_apart_from_local_ones() {
+    let mut h = Harness::new(Mode::Submission);
+    h.send(b"");
+    h.session.tls_started();
+    let auth = Base64::encode_string(b"\0me@example.test\0right");
+    let codes = h.codes(
+        format!(
+            "EHLO c.test\r\nAUTH PLAIN {auth}\r\nMAIL FROM:<me@example.test>\r\n\
+             RCPT TO:<far@relay.test>\r\nRCPT TO:<far@relay.test>\r\nRCPT TO:<you@example.test>\r\n\
+             DATA\r\nhi\r\n.\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        codes,
+        [
+            "250 HELP",
+            "235 2.7.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "250 2.1.5",
+            "354 end d",
+            "250 2.0.0"
+        ]
+    );
+    let delivery = &h.delivered[0];
+    assert_eq!(delivery.recipients.len(), 1, "one local recipient");
+    assert_eq!(delivery.recipients[0].as_str(), "you@example.test");
+    assert_eq!(
+        delivery.relay_recipients.len(),
+        1,
+        "listed twice, relayed once"
+    );
+    assert_eq!(delivery.relay_recipients[0].as_str(), "far@relay.test");
+    // A transaction with only relayed recipients is complete too.
+    let codes =
+        h.codes(b"MAIL FROM:<me@example.test>\r\nRCPT TO:<x@relay.test>\r\nDATA\r\nhi\r\n.\r\n");
+    assert_eq!(codes, ["250 2.1.0", "250 2.1.5", "354 end d", "250 2.0.0"]);
+    assert!(h.delivered[1].received.contains("for <x@relay.test>"));
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub const FULL: &str = "full@example.test";
 pub const SMALL: &str = "small@example.test";
 pub const PASSWORD: &str = "correct horse";
 
-fn cheap_kdf() -> KdfParams {
+pub fn cheap_kdf() -> KdfParams {
     KdfParams {
         m_cost_kib: 64,
         t_cost: 1,
@@ -28,7 +28,7 @@ fn cheap_kdf() -> KdfParams {
     }
 }
 
-type Store = LocalMailStore<Arc<Registry>>;
+pub type Store = LocalMailStore<Arc<Registry>>;
 
 pub struct TestServer {
     pub addr: SocketAddr,

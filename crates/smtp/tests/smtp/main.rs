@@ -4,4 +4,6 @@
 
 mod clients;
 mod common;
+mod dns_stub;
+mod outbound;
 mod wire;
