@@ -166,7 +166,7 @@ impl DkimKeys {
             record: record.clone(),
         };
         // Check that the key loads before it is saved: a key we cannot sign with is useless.
-        load_key(algorithm, &pkcs8).map_err(|reason| DkimError::KeyGeneration(reason))?;
+        load_key(algorithm, &pkcs8).map_err(DkimError::KeyGeneration)?;
         let json = Zeroizing::new(serde_json::to_vec_pretty(&file).expect("plain data"));
         write_private(&self.dir, &path, &json)?;
         Ok(record)
