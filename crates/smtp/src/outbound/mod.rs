@@ -219,7 +219,7 @@ impl OutboundQueue {
         let mut deliveries = tokio::task::JoinSet::new();
         loop {
             while deliveries.try_join_next().is_some() {}
-            let wait = match self.start_due(&slots, &mut deliveries) {
+            let wait = match self.start_due(&slots, &mut deliveries).await {
                 Ok(wait) => wait,
                 Err(error) => {
                     tracing::error!(%error, "reading the outbound queue failed");
@@ -237,14 +237,15 @@ impl OutboundQueue {
     }
 
     /// Start every due item not yet in flight; returns how long until the next is due.
-    fn start_due(
+    async fn start_due(
         self: &Arc<Self>,
         slots: &Arc<tokio::sync::Semaphore>,
         deliveries: &mut tokio::task::JoinSet<()>,
     ) -> std::io::Result<Duration> {
+        let dir = self.dir.clone();
+        let mut envelopes = blocking(move || dir.envelopes()).await?;
         let now = now_ms();
         let mut next_due: Option<i64> = None;
-        let mut envelopes = self.dir.envelopes()?;
         envelopes.sort_by_key(|e| e.next_attempt_ms);
         for envelope in envelopes {
             if envelope.next_attempt_ms > now {
@@ -262,8 +263,18 @@ impl OutboundQueue {
             let queue = Arc::clone(self);
             deliveries.spawn(async move {
                 let _permit = permit;
-                let id = envelope.id.clone();
-                queue.attempt(envelope).await;
+                let id = envelope.id;
+                // The listing may predate an attempt that finished since: trust only the file
+                // as it is now that this item is marked in flight.
+                let dir = queue.dir.clone();
+                let read_id = id.clone();
+                match blocking(move || dir.read_envelope(&read_id)).await {
+                    Ok(Some(current)) if current.next_attempt_ms <= now_ms() => {
+                        queue.attempt(current).await;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(%id, %error, "outbound envelope unreadable"),
+                }
                 queue.lock_in_flight().remove(&id);
             });
         }

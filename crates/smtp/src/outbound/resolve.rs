@@ -41,7 +41,15 @@ impl MxResolver {
     /// resolver configuration (/etc/resolv.conf).
     pub fn new(nameservers: &[SocketAddr]) -> std::io::Result<Self> {
         let dns = if nameservers.is_empty() {
-            MessageAuthenticator::new_system_conf()
+            // Without a usable /etc/resolv.conf the server still starts: relayed mail then
+            // waits in the queue (DNS failures are temporary) until the configuration is fixed.
+            MessageAuthenticator::new_system_conf().or_else(|error| {
+                tracing::warn!(%error, "no system DNS configuration; outbound mail will wait");
+                MessageAuthenticator::new(
+                    ResolverConfig::from_name_servers(Vec::new()),
+                    ResolverOpts::default(),
+                )
+            })
         } else {
             let servers = nameservers
                 .iter()

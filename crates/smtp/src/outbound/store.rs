@@ -105,6 +105,17 @@ impl QueueDir {
         sync_dir(&self.dir)
     }
 
+    /// One item's envelope as it is on disk now; `None` once the item is gone.
+    pub fn read_envelope(&self, id: &str) -> std::io::Result<Option<Envelope>> {
+        match std::fs::read(self.envelope_path(id)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn read_message(&self, id: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(self.message_path(id))
     }
@@ -229,6 +240,7 @@ mod tests {
         queue.insert(&envelope(&id), b"message").unwrap();
         assert_eq!(queue.envelopes().unwrap(), vec![envelope(&id)]);
         assert_eq!(queue.read_message(&id).unwrap(), b"message");
+        assert_eq!(queue.read_envelope(&id).unwrap(), Some(envelope(&id)));
         // What a crash leaves: a temp file and a message without its envelope.
         std::fs::write(queue.path().join(".x.json.tmp"), b"partial").unwrap();
         std::fs::write(queue.path().join("orphan.eml"), b"never acknowledged").unwrap();
@@ -239,6 +251,7 @@ mod tests {
         queue.update(&updated).unwrap();
         assert_eq!(queue.envelopes().unwrap()[0].attempts, 3);
         queue.remove(&id).unwrap();
+        assert_eq!(queue.read_envelope(&id).unwrap(), None);
         assert!(queue.envelopes().unwrap().is_empty());
         assert_eq!(std::fs::read_dir(queue.path()).unwrap().count(), 0);
     }
