@@ -232,10 +232,13 @@ async fn forwarding_between_local_addresses_reenters_delivery_and_stops_at_loops
     server.shutdown().await;
 }
 
+/// Sender, recipients and message of one relayed message.
+type Relayed = (String, Vec<Address>, Vec<u8>);
+
 /// An outbound queue that records what it is given, standing in for the relay.
 #[derive(Debug, Default)]
 struct RecordingRelay {
-    queued: Mutex<Vec<(String, Vec<Address>, Vec<u8>)>>,
+    queued: Mutex<Vec<Relayed>>,
 }
 
 impl OutboundQueue for RecordingRelay {
