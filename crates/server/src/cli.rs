@@ -122,6 +122,34 @@ pub enum AccountCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Show or change where an address's mail is forwarded. Without options, prints the
+    /// settings (webhook secrets are never printed again).
+    Forward(ForwardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    pub address: String,
+    /// Forward to this address too (repeatable); a local address gets its own copy, a remote
+    /// one goes through the outbound relay.
+    #[arg(long, value_name = "ADDRESS")]
+    pub to: Vec<String>,
+    /// POST each message as JSON to this http(s) URL, signed with HMAC-SHA256.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Read the webhook's HMAC secret from the first line of standard input (otherwise a
+    /// random one is generated and printed once). Secrets never go on the command line.
+    #[arg(long, requires = "webhook")]
+    pub secret_stdin: bool,
+    /// `store-and-forward` (keep a copy in the mailbox) or `forward-only`.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Stop forwarding to this address or webhook URL (repeatable).
+    #[arg(long, value_name = "TARGET")]
+    pub remove: Vec<String>,
+    /// Remove every forwarding setting of the address.
+    #[arg(long, conflicts_with_all = ["to", "webhook", "mode", "remove"])]
+    pub clear: bool,
 }
 
 #[derive(Debug, Args)]

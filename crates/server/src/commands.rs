@@ -1,7 +1,8 @@
 //! What each command does.
 
 use crate::cli::{
-    AccountCommand, BackupArgs, Cli, Command, DomainCommand, ExportArgs, ImportArgs, RestoreArgs,
+    AccountCommand, BackupArgs, Cli, Command, DomainCommand, ExportArgs, ForwardArgs, ImportArgs,
+    RestoreArgs,
 };
 use anyhow::{Context, Result, bail};
 use sealmail_core::backup::{
@@ -178,7 +179,62 @@ fn account(data_dir: &std::path::Path, command: AccountCommand) -> Result<()> {
             eprintln!("password reset for {address}");
             Ok(())
         }
+        AccountCommand::Forward(args) => forward_command(data_dir, args),
     }
+}
+
+fn forward_command(data_dir: &std::path::Path, args: ForwardArgs) -> Result<()> {
+    use sealmail_core::registry::{ForwardMode, WebhookSecret};
+    let registry = Registry::open(data_dir)?;
+    let address = &args.address;
+    if registry.lookup(address)?.is_none() {
+        bail!("no account {address}");
+    }
+    if args.clear {
+        registry.clear_forwarding(address)?;
+    }
+    for target in &args.remove {
+        if !registry.remove_forward_target(address, target)? {
+            bail!("{address} does not forward to {target}");
+        }
+    }
+    for target in &args.to {
+        registry.add_forward_address(address, target)?;
+    }
+    if let Some(url) = &args.webhook {
+        let secret = if args.secret_stdin {
+            read_secret_line("webhook secret")?
+        } else {
+            let mut random = Zeroizing::new([0u8; 32]);
+            getrandom::fill(random.as_mut_slice())
+                .map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+            let generated = Zeroizing::new(hex::encode(random.as_slice()));
+            println!("webhook secret: {}", generated.as_str());
+            generated
+        };
+        registry.add_forward_webhook(
+            address,
+            url,
+            &WebhookSecret::new(secret.as_bytes().to_vec())?,
+        )?;
+    }
+    if let Some(mode) = &args.mode {
+        registry.set_forward_mode(address, mode.parse::<ForwardMode>()?)?;
+    }
+    let mut out = std::io::stdout().lock();
+    match registry.forwarding(address)? {
+        Some(forwarding) if !forwarding.is_empty() => {
+            writeln!(out, "mode\t{}", forwarding.mode.as_str())?;
+            for target in &forwarding.addresses {
+                writeln!(out, "to\t{target}")?;
+            }
+            for webhook in &forwarding.webhooks {
+                writeln!(out, "webhook\t{}", webhook.url)?;
+            }
+        }
+        _ => writeln!(out, "no forwarding: mail is delivered to the mailbox only")?,
+    }
+    Ok(())
 }
 
 fn import_command(data_dir: &std::path::Path, args: ImportArgs) -> Result<()> {

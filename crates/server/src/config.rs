@@ -81,6 +81,8 @@ pub struct SmtpSettings {
     pub max_message_size: usize,
     /// Accept AUTH on submission without TLS from 127.0.0.0/8 and ::1.
     pub allow_plaintext_auth_from_loopback: bool,
+    /// `[smtp.inbound]`: checks, limits and forwarding on the MX.
+    pub inbound: SmtpInbound,
 }
 
 impl Default for SmtpSettings {
@@ -89,6 +91,81 @@ impl Default for SmtpSettings {
             hostname: "localhost".into(),
             max_message_size: 25 * 1024 * 1024,
             allow_plaintext_auth_from_loopback: true,
+            inbound: SmtpInbound::default(),
+        }
+    }
+}
+
+/// `[smtp.inbound]`: SPF/DKIM/ARC/DMARC verification, rate limits and webhook retries.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpInbound {
+    /// Verify SPF, DKIM, ARC and DMARC and record an Authentication-Results field.
+    pub verify: bool,
+    /// Refuse (550 5.7.1) mail failing DMARC from domains publishing `p=reject`; when false
+    /// it is delivered flagged as junk, like `p=quarantine`.
+    pub dmarc_reject: bool,
+    /// DNS servers (`ip:port`) for the checks; empty means the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+    /// DNS over HTTPS instead: the server's `ip:port` and certificate name, e.g.
+    /// `"1.1.1.1:443"` and `"cloudflare-dns.com"`.
+    pub doh_address: Option<SocketAddr>,
+    pub doh_server_name: Option<String>,
+    pub doh_path: String,
+    /// New connections per client IP (IPv6: per /64) per minute; 0 turns the limit off.
+    pub connections_per_ip_per_minute: u32,
+    /// Messages per recipient address per hour; 0 turns the limit off.
+    pub messages_per_recipient_per_hour: u32,
+    /// Webhook forwarding: first retry after this many seconds, doubling after each failure.
+    pub webhook_initial_backoff_secs: u64,
+    /// Webhook forwarding: attempts before an item is set aside as failed.
+    pub webhook_max_attempts: u32,
+}
+
+impl Default for SmtpInbound {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            dmarc_reject: true,
+            nameservers: Vec::new(),
+            doh_address: None,
+            doh_server_name: None,
+            doh_path: "/dns-query".into(),
+            connections_per_ip_per_minute: 60,
+            messages_per_recipient_per_hour: 300,
+            webhook_initial_backoff_secs: 30,
+            webhook_max_attempts: 25,
+        }
+    }
+}
+
+impl SmtpInbound {
+    /// The resolver the inbound checks use.
+    pub fn resolver(&self) -> Result<sealmail_smtp::DnsResolver> {
+        match (&self.doh_address, &self.doh_server_name) {
+            (Some(address), Some(server_name)) => Ok(sealmail_smtp::DnsResolver::DnsOverHttps {
+                address: *address,
+                server_name: server_name.clone(),
+                path: self.doh_path.clone(),
+            }),
+            (None, None) if self.nameservers.is_empty() => Ok(sealmail_smtp::DnsResolver::System),
+            (None, None) => Ok(sealmail_smtp::DnsResolver::Nameservers(
+                self.nameservers.clone(),
+            )),
+            _ => bail!("[smtp.inbound] doh_address and doh_server_name go together"),
+        }
+    }
+
+    pub fn rate_limits(&self) -> sealmail_smtp::RateLimits {
+        let rate = |count: u32, secs: u64| {
+            (count > 0).then_some(sealmail_smtp::Rate {
+                count,
+                per: std::time::Duration::from_secs(secs),
+            })
+        };
+        sealmail_smtp::RateLimits {
+            connections_per_ip: rate(self.connections_per_ip_per_minute, 60),
+            messages_per_recipient: rate(self.messages_per_recipient_per_hour, 3600),
         }
     }
 }
@@ -357,6 +434,42 @@ mod tests {
             config.imap_limits.max_connections_per_ip, 50,
             "unset keys keep defaults"
         );
+    }
+
+    #[test]
+    fn smtp_inbound_settings_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealmail.toml");
+        std::fs::write(
+            &path,
+            "[smtp.inbound]\ndmarc_reject = false\nnameservers = [\"127.0.0.1:5353\"]\n\
+             connections_per_ip_per_minute = 0\nmessages_per_recipient_per_hour = 20\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), no_env).unwrap();
+        let inbound = &config.smtp_settings.inbound;
+        assert!(inbound.verify && !inbound.dmarc_reject);
+        assert_eq!(
+            inbound.resolver().unwrap(),
+            sealmail_smtp::DnsResolver::Nameservers(vec!["127.0.0.1:5353".parse().unwrap()])
+        );
+        let limits = inbound.rate_limits();
+        assert_eq!(limits.connections_per_ip, None, "0 turns a limit off");
+        assert_eq!(
+            limits
+                .messages_per_recipient
+                .map(|r| (r.count, r.per.as_secs())),
+            Some((20, 3600))
+        );
+        assert_eq!(
+            SmtpInbound::default().resolver().unwrap(),
+            sealmail_smtp::DnsResolver::System
+        );
+        let half_doh = SmtpInbound {
+            doh_address: Some("1.1.1.1:443".parse().unwrap()),
+            ..SmtpInbound::default()
+        };
+        assert!(half_doh.resolver().is_err());
     }
 
     #[test]

@@ -624,3 +624,86 @@ fn dkim_keygen_prints_the_dns_record_and_keeps_the_key_private() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("ed25519, rsa"));
 }
+
+#[test]
+fn account_forward_sets_shows_and_clears_forwarding() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(&sealmail(
+        data,
+        &["account", "add", "fwd@example.org", "--password-stdin"],
+        "pw for fwd\n",
+    ));
+    let shown = ok(&sealmail(
+        data,
+        &[
+            "account",
+            "forward",
+            "fwd@example.org",
+            "--to",
+            "Other@Example.net",
+            "--webhook",
+            "https://hooks.example.net/in",
+            "--secret-stdin",
+            "--mode",
+            "forward-only",
+        ],
+        "hook-secret-from-stdin\n",
+    ));
+    assert_eq!(
+        shown,
+        "mode\tforward-only\nto\tother@example.net\nwebhook\thttps://hooks.example.net/in\n"
+    );
+    // Secrets are never echoed back.
+    let shown = ok(&sealmail(
+        data,
+        &["account", "forward", "fwd@example.org"],
+        "",
+    ));
+    assert!(!shown.contains("hook-secret"), "{shown}");
+    // A generated secret is printed once.
+    let generated = ok(&sealmail(
+        data,
+        &[
+            "account",
+            "forward",
+            "fwd@example.org",
+            "--webhook",
+            "http://127.0.0.1:9/h",
+        ],
+        "",
+    ));
+    let secret_line = generated.lines().next().unwrap();
+    assert!(secret_line.starts_with("webhook secret: "), "{generated}");
+    assert_eq!(secret_line.len(), "webhook secret: ".len() + 64);
+    let error = failure(&sealmail(
+        data,
+        &[
+            "account",
+            "forward",
+            "fwd@example.org",
+            "--mode",
+            "sometimes",
+        ],
+        "",
+    ));
+    assert!(error.contains("forwarding mode"), "{error}");
+    let error = failure(&sealmail(
+        data,
+        &[
+            "account",
+            "forward",
+            "fwd@example.org",
+            "--webhook",
+            "ftp://x/",
+        ],
+        "",
+    ));
+    assert!(error.contains("webhook URL"), "{error}");
+    let cleared = ok(&sealmail(
+        data,
+        &["account", "forward", "fwd@example.org", "--clear"],
+        "",
+    ));
+    assert!(cleared.starts_with("no forwarding"), "{cleared}");
+}

@@ -82,6 +82,11 @@ pub struct Delivery {
     pub relay_recipients: Vec<Address>,
     /// The `Received:` header field to prepend for recipients, CRLF-terminated.
     pub received: String,
+    /// The client's address and EHLO/HELO name, for SPF.
+    pub peer: IpAddr,
+    pub helo: String,
+    /// Sent by an authenticated (submission) client: no SPF/DKIM/DMARC checks.
+    pub authenticated: bool,
     /// The message as the client sent it.
     pub message: Vec<u8>,
 }
@@ -126,6 +131,8 @@ pub enum RecipientVerdict {
     OverQuota,
     /// The lookup failed (disk, database); the client should retry later.
     TemporaryFailure,
+    /// The recipient has received too many messages recently; the client should retry later.
+    RateLimited,
 }
 
 /// Why a delivery failed.
@@ -133,6 +140,8 @@ pub enum RecipientVerdict {
 pub enum DeliveryFailure {
     OverQuota,
     TooLarge,
+    /// Refused by policy (the sender domain's DMARC `p=reject`).
+    PolicyRejected,
     /// Nothing was promised: the client keeps the message and retries.
     Temporary,
 }
@@ -141,6 +150,8 @@ pub enum DeliveryFailure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
     InvalidCredentials,
+    /// Too many recent failures from this client or for this address: not even checked.
+    TooManyFailures,
     Temporary,
 }
 
@@ -270,6 +281,11 @@ impl Session {
     /// True between transactions, where closing the connection loses nothing.
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Command) && self.transaction.is_none() && self.input.is_empty()
+    }
+
+    /// The client's IP address.
+    pub fn peer(&self) -> IpAddr {
+        self.peer
     }
 
     pub fn authenticated_address(&self) -> Option<&Address> {
@@ -581,6 +597,11 @@ impl Session {
             RecipientVerdict::TemporaryFailure => {
                 Reply::new(451, "4.3.0", "temporary failure, try again later")
             }
+            RecipientVerdict::RateLimited => Reply::new(
+                450,
+                "4.7.1",
+                "too many messages for this recipient, try again later",
+            ),
         };
         self.reply(reply);
     }
@@ -642,6 +663,12 @@ impl Session {
             }
             Ok(message) => Some(Action::Deliver(Delivery {
                 received: self.received_header(&transaction),
+                peer: self.peer,
+                helo: self
+                    .greeting
+                    .as_ref()
+                    .map_or_else(String::new, |(name, _)| name.clone()),
+                authenticated: self.authenticated.is_some(),
                 sender: transaction.from,
                 recipients: transaction.recipients,
                 relay_recipients: transaction.relay_recipients,
@@ -656,6 +683,11 @@ impl Session {
             Ok(()) => Reply::new(250, "2.0.0", "message accepted"),
             Err(DeliveryFailure::OverQuota) => Reply::new(552, "5.2.2", "mailbox full"),
             Err(DeliveryFailure::TooLarge) => defect_reply(MessageDefect::TooLarge),
+            Err(DeliveryFailure::PolicyRejected) => Reply::new(
+                550,
+                "5.7.1",
+                "message refused: the sender domain's DMARC policy rejects it",
+            ),
             Err(DeliveryFailure::Temporary) => Reply::new(
                 451,
                 "4.3.0",
@@ -800,6 +832,13 @@ impl Session {
                     535,
                     "5.7.8",
                     "authentication credentials invalid",
+                ));
+            }
+            Err(AuthFailure::TooManyFailures) => {
+                self.refuse(Reply::new(
+                    454,
+                    "4.7.0",
+                    "too many failed logins, try again later",
                 ));
             }
             Err(AuthFailure::Temporary) => {

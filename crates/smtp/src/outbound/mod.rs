@@ -13,9 +13,10 @@ pub mod store;
 mod worker;
 
 use crate::dkim::{DkimError, DkimKeys};
+use crate::relay::{Relay, RelayError};
 use client::ClientSettings;
 use resolve::MxResolver;
-use sealmail_core::registry::Registry;
+use sealmail_core::registry::{Address, Registry};
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -314,5 +315,22 @@ async fn blocking<T: Send + 'static, E: From<std::io::Error> + Send + 'static>(
         Err(_) => Err(E::from(std::io::Error::other(
             "blocking task cancelled: runtime shutting down",
         ))),
+    }
+}
+
+/// Forwarding (inbound delivery) hands remote copies to the queue through the [`Relay`] seam.
+/// Delivery calls it on a blocking thread, so waiting here for the durable enqueue is fine.
+impl Relay for OutboundQueue {
+    fn enqueue(
+        &self,
+        sender: &str,
+        recipients: &[Address],
+        message: &[u8],
+    ) -> Result<(), RelayError> {
+        let recipients: Vec<String> = recipients.iter().map(|r| r.as_str().to_string()).collect();
+        tokio::runtime::Handle::current()
+            .block_on(OutboundQueue::enqueue(self, sender, &recipients, message))
+            .map(|_| ())
+            .map_err(|error| RelayError::Queue(error.to_string()))
     }
 }

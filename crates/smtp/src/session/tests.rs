@@ -448,3 +448,52 @@ fn repeated_auth_failures_close_the_connection() {
     );
     assert!(matches!(h.session.next_action(), Action::Close));
 }
+
+#[test]
+fn rate_limited_recipients_policy_rejections_and_auth_lockouts_have_their_replies() {
+    let config = Arc::new(SessionConfig {
+        mode: Mode::Mx,
+        hostname: "mx.test".into(),
+        ..SessionConfig::default()
+    });
+    let mut session = Session::new(config, "192.0.2.7".parse().unwrap());
+    session.push_input(
+        b"EHLO relay.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@example.test>\r\n",
+    );
+    let Action::CheckRecipient { address, .. } = session.next_action() else {
+        panic!("a recipient check")
+    };
+    session.recipient_checked(address.clone(), RecipientVerdict::RateLimited);
+    session.push_input(b"RCPT TO:<b@example.test>\r\n");
+    let Action::CheckRecipient { .. } = session.next_action() else {
+        panic!("a recipient check")
+    };
+    session.recipient_checked(address, RecipientVerdict::Accepted);
+    session.push_input(b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n");
+    let Action::Deliver(delivery) = session.next_action() else {
+        panic!("a delivery")
+    };
+    // What SPF needs travels with the message.
+    assert_eq!(delivery.peer, "192.0.2.7".parse::<IpAddr>().unwrap());
+    assert_eq!(delivery.helo, "relay.test");
+    assert!(!delivery.authenticated);
+    session.delivered(Err(DeliveryFailure::PolicyRejected));
+    session.authenticated(Err(AuthFailure::TooManyFailures));
+    let output = String::from_utf8(session.take_output()).unwrap();
+    let last_lines: Vec<&str> = output
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| l.get(..9).unwrap_or(l))
+        .collect();
+    assert_eq!(
+        last_lines[last_lines.len() - 6..],
+        [
+            "250 2.1.0",
+            "450 4.7.1",
+            "250 2.1.5",
+            "354 end d",
+            "550 5.7.1",
+            "454 4.7.0"
+        ]
+    );
+}
