@@ -51,9 +51,29 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Export every folder as Maildir++ or mbox files into an empty directory.
     Export(ExportArgs),
+    /// Manage mail domains (DKIM signing keys).
+    #[command(subcommand)]
+    Domain(DomainCommand),
     /// Deliver one message read from stdin (a local delivery agent for another MTA): it is
     /// sealed to the mailbox's public key and folded in at the owner's next login.
     Deliver { address: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Create the DKIM signing key of DOMAIN (stored under <data-dir>/dkim/, mode 0600) and
+    /// print the DNS TXT record to publish. Outbound mail from DOMAIN is then signed.
+    DkimKeygen {
+        domain: String,
+        /// The selector: the key's name in DNS (`<selector>._domainkey.<domain>`).
+        #[arg(long, default_value = "sealmail")]
+        selector: String,
+        #[arg(long, value_parser = ["ed25519", "rsa"], default_value = "ed25519")]
+        algorithm: String,
+        /// Replace an existing key (signatures stop verifying until DNS has the new record).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +122,34 @@ pub enum AccountCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Show or change where an address's mail is forwarded. Without options, prints the
+    /// settings (webhook secrets are never printed again).
+    Forward(ForwardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    pub address: String,
+    /// Forward to this address too (repeatable); a local address gets its own copy, a remote
+    /// one goes through the outbound relay.
+    #[arg(long, value_name = "ADDRESS")]
+    pub to: Vec<String>,
+    /// POST each message as JSON to this http(s) URL, signed with HMAC-SHA256.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Read the webhook's HMAC secret from the first line of standard input (otherwise a
+    /// random one is generated and printed once). Secrets never go on the command line.
+    #[arg(long, requires = "webhook")]
+    pub secret_stdin: bool,
+    /// `store-and-forward` (keep a copy in the mailbox) or `forward-only`.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Stop forwarding to this address or webhook URL (repeatable).
+    #[arg(long, value_name = "TARGET")]
+    pub remove: Vec<String>,
+    /// Remove every forwarding setting of the address.
+    #[arg(long, conflicts_with_all = ["to", "webhook", "mode", "remove"])]
+    pub clear: bool,
 }
 
 #[derive(Debug, Args)]

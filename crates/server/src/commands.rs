@@ -1,6 +1,9 @@
 //! What each command does.
 
-use crate::cli::{AccountCommand, BackupArgs, Cli, Command, ExportArgs, ImportArgs, RestoreArgs};
+use crate::cli::{
+    AccountCommand, BackupArgs, Cli, Command, DomainCommand, ExportArgs, ForwardArgs, ImportArgs,
+    RestoreArgs,
+};
 use anyhow::{Context, Result, bail};
 use sealmail_core::backup::{
     self, BackupOptions, BackupOutcome, BackupTarget, ExportFormat, RestoreRequest, RetentionPolicy,
@@ -34,6 +37,27 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Backup(args) => backup_command(&cli.data_dir, args),
         Command::Restore(args) => restore_command(&cli.data_dir, args),
         Command::Export(args) => export_command(&cli.data_dir, args),
+        Command::Domain(DomainCommand::DkimKeygen {
+            domain,
+            selector,
+            algorithm,
+            replace,
+        }) => {
+            let algorithm: sealmail_smtp::DkimAlgorithm = algorithm.parse()?;
+            let record = sealmail_smtp::DkimKeys::new(&cli.data_dir)
+                .generate(&domain, &selector, algorithm, replace)?;
+            println!("Publish this DNS TXT record, then outbound mail from {domain} is signed:");
+            // Zone files take at most 255 characters per string; longer values (RSA) are
+            // split into several strings, which DNS joins.
+            let strings: Vec<String> = record
+                .value
+                .as_bytes()
+                .chunks(255)
+                .map(|chunk| format!("\"{}\"", String::from_utf8_lossy(chunk)))
+                .collect();
+            println!("{}. IN TXT {}", record.name, strings.join(" "));
+            Ok(())
+        }
         Command::Deliver { address } => {
             let registry = Registry::open(&cli.data_dir)?;
             let mut raw = Vec::new();
@@ -155,7 +179,62 @@ fn account(data_dir: &std::path::Path, command: AccountCommand) -> Result<()> {
             eprintln!("password reset for {address}");
             Ok(())
         }
+        AccountCommand::Forward(args) => forward_command(data_dir, args),
     }
+}
+
+fn forward_command(data_dir: &std::path::Path, args: ForwardArgs) -> Result<()> {
+    use sealmail_core::registry::{ForwardMode, WebhookSecret};
+    let registry = Registry::open(data_dir)?;
+    let address = &args.address;
+    if registry.lookup(address)?.is_none() {
+        bail!("no account {address}");
+    }
+    if args.clear {
+        registry.clear_forwarding(address)?;
+    }
+    for target in &args.remove {
+        if !registry.remove_forward_target(address, target)? {
+            bail!("{address} does not forward to {target}");
+        }
+    }
+    for target in &args.to {
+        registry.add_forward_address(address, target)?;
+    }
+    if let Some(url) = &args.webhook {
+        let secret = if args.secret_stdin {
+            read_secret_line("webhook secret")?
+        } else {
+            let mut random = Zeroizing::new([0u8; 32]);
+            getrandom::fill(random.as_mut_slice())
+                .map_err(|e| anyhow::anyhow!("random source: {e}"))?;
+            let generated = Zeroizing::new(hex::encode(random.as_slice()));
+            println!("webhook secret: {}", generated.as_str());
+            generated
+        };
+        registry.add_forward_webhook(
+            address,
+            url,
+            &WebhookSecret::new(secret.as_bytes().to_vec())?,
+        )?;
+    }
+    if let Some(mode) = &args.mode {
+        registry.set_forward_mode(address, mode.parse::<ForwardMode>()?)?;
+    }
+    let mut out = std::io::stdout().lock();
+    match registry.forwarding(address)? {
+        Some(forwarding) if !forwarding.is_empty() => {
+            writeln!(out, "mode\t{}", forwarding.mode.as_str())?;
+            for target in &forwarding.addresses {
+                writeln!(out, "to\t{target}")?;
+            }
+            for webhook in &forwarding.webhooks {
+                writeln!(out, "webhook\t{}", webhook.url)?;
+            }
+        }
+        _ => writeln!(out, "no forwarding: mail is delivered to the mailbox only")?,
+    }
+    Ok(())
 }
 
 fn import_command(data_dir: &std::path::Path, args: ImportArgs) -> Result<()> {

@@ -9,6 +9,7 @@
 //! pop3s = "127.0.0.1:1995"     # implicit TLS
 //! smtp = "127.0.0.1:2525"      # MX (inbound), STARTTLS
 //! submission = "127.0.0.1:1587" # authenticated submission, STARTTLS
+//! submissions = "127.0.0.1:1465" # authenticated submission, implicit TLS (RFC 8314)
 //! metrics = "127.0.0.1:9464"   # Prometheus text format at /metrics
 //!
 //! [tls]
@@ -27,6 +28,16 @@
 //! hostname = "mx.example.org"  # greeting and Received: headers
 //! max_message_size = 26214400
 //! allow_plaintext_auth_from_loopback = true
+//!
+//! [outbound]                   # relaying authenticated submissions to other domains
+//! relay = true                 # false: submission only to local addresses
+//! port = 25                    # remote MX port
+//! require_tls = false          # true: never send without STARTTLS (retry, then bounce)
+//! nameservers = []             # "ip:port" list; empty: /etc/resolv.conf
+//! max_lifetime_secs = 432000   # bounce after 5 days without success
+//! first_retry_secs = 300       # then doubling...
+//! max_retry_interval_secs = 14400 # ...up to 4 hours
+//! timeout_secs = 300
 //! ```
 
 use crate::tls::TlsFiles;
@@ -54,6 +65,9 @@ pub struct Config {
     pub smtp: Option<SocketAddr>,
     /// SMTP submission with STARTTLS and AUTH.
     pub submission: Option<SocketAddr>,
+    /// SMTP submission over implicit TLS (port 465 style).
+    pub submissions: Option<SocketAddr>,
+    pub outbound: OutboundSettings,
     pub smtp_settings: SmtpSettings,
     pub pop3_limits: Pop3Limits,
 }
@@ -67,6 +81,8 @@ pub struct SmtpSettings {
     pub max_message_size: usize,
     /// Accept AUTH on submission without TLS from 127.0.0.0/8 and ::1.
     pub allow_plaintext_auth_from_loopback: bool,
+    /// `[smtp.inbound]`: checks, limits and forwarding on the MX.
+    pub inbound: SmtpInbound,
 }
 
 impl Default for SmtpSettings {
@@ -75,6 +91,110 @@ impl Default for SmtpSettings {
             hostname: "localhost".into(),
             max_message_size: 25 * 1024 * 1024,
             allow_plaintext_auth_from_loopback: true,
+            inbound: SmtpInbound::default(),
+        }
+    }
+}
+
+/// `[smtp.inbound]`: SPF/DKIM/ARC/DMARC verification, rate limits and webhook retries.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpInbound {
+    /// Verify SPF, DKIM, ARC and DMARC and record an Authentication-Results field.
+    pub verify: bool,
+    /// Refuse (550 5.7.1) mail failing DMARC from domains publishing `p=reject`; when false
+    /// it is delivered flagged as junk, like `p=quarantine`.
+    pub dmarc_reject: bool,
+    /// DNS servers (`ip:port`) for the checks; empty means the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+    /// DNS over HTTPS instead: the server's `ip:port` and certificate name, e.g.
+    /// `"1.1.1.1:443"` and `"cloudflare-dns.com"`.
+    pub doh_address: Option<SocketAddr>,
+    pub doh_server_name: Option<String>,
+    pub doh_path: String,
+    /// New connections per client IP (IPv6: per /64) per minute; 0 turns the limit off.
+    pub connections_per_ip_per_minute: u32,
+    /// Messages per recipient address per hour; 0 turns the limit off.
+    pub messages_per_recipient_per_hour: u32,
+    /// Webhook forwarding: first retry after this many seconds, doubling after each failure.
+    pub webhook_initial_backoff_secs: u64,
+    /// Webhook forwarding: attempts before an item is set aside as failed.
+    pub webhook_max_attempts: u32,
+}
+
+impl Default for SmtpInbound {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            dmarc_reject: true,
+            nameservers: Vec::new(),
+            doh_address: None,
+            doh_server_name: None,
+            doh_path: "/dns-query".into(),
+            connections_per_ip_per_minute: 60,
+            messages_per_recipient_per_hour: 300,
+            webhook_initial_backoff_secs: 30,
+            webhook_max_attempts: 25,
+        }
+    }
+}
+
+impl SmtpInbound {
+    /// The resolver the inbound checks use.
+    pub fn resolver(&self) -> Result<sealmail_smtp::DnsResolver> {
+        match (&self.doh_address, &self.doh_server_name) {
+            (Some(address), Some(server_name)) => Ok(sealmail_smtp::DnsResolver::DnsOverHttps {
+                address: *address,
+                server_name: server_name.clone(),
+                path: self.doh_path.clone(),
+            }),
+            (None, None) if self.nameservers.is_empty() => Ok(sealmail_smtp::DnsResolver::System),
+            (None, None) => Ok(sealmail_smtp::DnsResolver::Nameservers(
+                self.nameservers.clone(),
+            )),
+            _ => bail!("[smtp.inbound] doh_address and doh_server_name go together"),
+        }
+    }
+
+    pub fn rate_limits(&self) -> sealmail_smtp::RateLimits {
+        let rate = |count: u32, secs: u64| {
+            (count > 0).then_some(sealmail_smtp::Rate {
+                count,
+                per: std::time::Duration::from_secs(secs),
+            })
+        };
+        sealmail_smtp::RateLimits {
+            connections_per_ip: rate(self.connections_per_ip_per_minute, 60),
+            messages_per_recipient: rate(self.messages_per_recipient_per_hour, 3600),
+        }
+    }
+}
+
+/// The outbound relay (see the module documentation for the keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    pub relay: bool,
+    pub port: u16,
+    pub require_tls: bool,
+    pub nameservers: Vec<SocketAddr>,
+    pub max_lifetime_secs: u64,
+    pub first_retry_secs: u64,
+    pub max_retry_interval_secs: u64,
+    pub timeout_secs: u64,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            relay: true,
+            port: 25,
+            require_tls: false,
+            nameservers: Vec::new(),
+            max_lifetime_secs: 5 * 24 * 3600,
+            first_retry_secs: 5 * 60,
+            max_retry_interval_secs: 4 * 3600,
+            timeout_secs: 5 * 60,
         }
     }
 }
@@ -131,6 +251,7 @@ struct ConfigFile {
     imap: ImapLimits,
     pop3: Pop3Limits,
     smtp: SmtpSettings,
+    outbound: OutboundSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +263,7 @@ struct ListenSection {
     pop3s: Option<String>,
     smtp: Option<String>,
     submission: Option<String>,
+    submissions: Option<String>,
     metrics: Option<String>,
 }
 
@@ -158,6 +280,7 @@ pub const DEFAULT_POP3: &str = "127.0.0.1:1110";
 pub const DEFAULT_POP3S: &str = "127.0.0.1:1995";
 pub const DEFAULT_SMTP: &str = "127.0.0.1:2525";
 pub const DEFAULT_SUBMISSION: &str = "127.0.0.1:1587";
+pub const DEFAULT_SUBMISSIONS: &str = "127.0.0.1:1465";
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 impl Config {
@@ -191,6 +314,8 @@ impl Config {
             pop3_limits: file.pop3,
             smtp: listener("SMTP", file.listen.smtp, DEFAULT_SMTP)?,
             submission: listener("SUBMISSION", file.listen.submission, DEFAULT_SUBMISSION)?,
+            submissions: listener("SUBMISSIONS", file.listen.submissions, DEFAULT_SUBMISSIONS)?,
+            outbound: file.outbound,
             smtp_settings: file.smtp,
         })
     }
@@ -227,6 +352,40 @@ mod tests {
         assert_eq!(config.tls, TlsFiles::default());
         assert_eq!(config.smtp, Some(DEFAULT_SMTP.parse().unwrap()));
         assert_eq!(config.submission, Some(DEFAULT_SUBMISSION.parse().unwrap()));
+        assert_eq!(
+            config.submissions,
+            Some(DEFAULT_SUBMISSIONS.parse().unwrap())
+        );
+        assert!(config.outbound.relay && !config.outbound.require_tls);
+        assert_eq!(config.outbound.port, 25);
+        assert_eq!(config.outbound.max_lifetime_secs, 5 * 24 * 3600);
+    }
+
+    #[test]
+    fn submissions_and_outbound_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealmail.toml");
+        std::fs::write(
+            &path,
+            "[listen]\nsubmissions = \"0.0.0.0:465\"\n[outbound]\nport = 2626\nrequire_tls = true\n\
+             nameservers = [\"127.0.0.1:5353\"]\nfirst_retry_secs = 1\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), no_env).unwrap();
+        assert_eq!(config.submissions, Some("0.0.0.0:465".parse().unwrap()));
+        assert_eq!(config.outbound.port, 2626);
+        assert!(config.outbound.require_tls);
+        assert_eq!(
+            config.outbound.nameservers,
+            vec!["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(config.outbound.first_retry_secs, 1);
+        assert_eq!(
+            config.outbound.timeout_secs, 300,
+            "unset keys keep defaults"
+        );
+        let env = |name: &str| (name == "SEALMAIL_SUBMISSIONS_LISTEN").then(|| "off".to_string());
+        assert_eq!(Config::load(Some(&path), env).unwrap().submissions, None);
     }
 
     #[test]
@@ -275,6 +434,42 @@ mod tests {
             config.imap_limits.max_connections_per_ip, 50,
             "unset keys keep defaults"
         );
+    }
+
+    #[test]
+    fn smtp_inbound_settings_from_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealmail.toml");
+        std::fs::write(
+            &path,
+            "[smtp.inbound]\ndmarc_reject = false\nnameservers = [\"127.0.0.1:5353\"]\n\
+             connections_per_ip_per_minute = 0\nmessages_per_recipient_per_hour = 20\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path), no_env).unwrap();
+        let inbound = &config.smtp_settings.inbound;
+        assert!(inbound.verify && !inbound.dmarc_reject);
+        assert_eq!(
+            inbound.resolver().unwrap(),
+            sealmail_smtp::DnsResolver::Nameservers(vec!["127.0.0.1:5353".parse().unwrap()])
+        );
+        let limits = inbound.rate_limits();
+        assert_eq!(limits.connections_per_ip, None, "0 turns a limit off");
+        assert_eq!(
+            limits
+                .messages_per_recipient
+                .map(|r| (r.count, r.per.as_secs())),
+            Some((20, 3600))
+        );
+        assert_eq!(
+            SmtpInbound::default().resolver().unwrap(),
+            sealmail_smtp::DnsResolver::System
+        );
+        let half_doh = SmtpInbound {
+            doh_address: Some("1.1.1.1:443".parse().unwrap()),
+            ..SmtpInbound::default()
+        };
+        assert!(half_doh.resolver().is_err());
     }
 
     #[test]

@@ -38,8 +38,8 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
-        // One failed-login budget per client and address across every listener, IMAP and
-        // POP3 alike (an attacker gets no extra tries on another port or protocol).
+        // One failed-login budget per client and address across every listener, IMAP,
+        // POP3 and submission alike (an attacker gets no extra tries on another port or protocol).
         let login_limiter = Arc::new(LoginLimiter::default());
         let session_config = SessionConfig {
             metrics: metrics.clone(),
@@ -95,18 +95,68 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 sealmail_pop3::server::run(listener, store, server_config, stop).await
             });
         }
-        // SMTP: MX (inbound mail sealed for offline recipients) and submission (AUTH, Sent
-        // copies), both plain ports with STARTTLS.
-        let smtp_delivery = Arc::new(sealmail_smtp::LocalDelivery::new(
-            Arc::clone(&registry),
-            Arc::clone(&store),
-        ));
-        for (name, addr, mode) in [
-            ("SMTP", config.smtp, sealmail_smtp::Mode::Mx),
+        // SMTP: MX (inbound mail sealed for offline recipients) with STARTTLS, and submission
+        // (AUTH, Sent copies, relay to other domains) with STARTTLS and over implicit TLS.
+        let inbound = &config.smtp_settings.inbound;
+        let mut smtp_delivery =
+            sealmail_smtp::LocalDelivery::new(Arc::clone(&registry), Arc::clone(&store));
+        if inbound.verify {
+            let authenticator = sealmail_smtp::InboundAuthenticator::new(
+                &sealmail_smtp::InboundAuthConfig {
+                    resolver: inbound.resolver()?,
+                    honor_dmarc_reject: inbound.dmarc_reject,
+                    ..sealmail_smtp::InboundAuthConfig::default()
+                },
+                &config.smtp_settings.hostname,
+            )?;
+            smtp_delivery = smtp_delivery.with_inbound_auth(authenticator);
+        }
+        // Webhook forwards: queued durably by the MX, sent by this worker with retries.
+        let webhooks = sealmail_smtp::WebhookQueue::open(
+            data_dir,
+            sealmail_smtp::WebhookConfig {
+                initial_backoff: Duration::from_secs(inbound.webhook_initial_backoff_secs),
+                max_attempts: inbound.webhook_max_attempts,
+                ..sealmail_smtp::WebhookConfig::default()
+            },
+        )?;
+        tokio::spawn(Arc::clone(&webhooks).run(stopped(stop_rx.clone())));
+        if config.outbound.relay {
+            let outbound = &config.outbound;
+            let queue = Arc::new(
+                sealmail_smtp::OutboundQueue::new(
+                    Arc::clone(&registry),
+                    sealmail_smtp::OutboundConfig {
+                        hostname: config.smtp_settings.hostname.clone(),
+                        port: outbound.port,
+                        require_tls: outbound.require_tls,
+                        nameservers: outbound.nameservers.clone(),
+                        max_lifetime: Duration::from_secs(outbound.max_lifetime_secs),
+                        first_retry: Duration::from_secs(outbound.first_retry_secs),
+                        max_retry_interval: Duration::from_secs(outbound.max_retry_interval_secs),
+                        timeout: Duration::from_secs(outbound.timeout_secs),
+                        ..sealmail_smtp::OutboundConfig::default()
+                    },
+                )
+                .context("starting the outbound queue")?,
+            );
+            tokio::spawn(Arc::clone(&queue).run(stopped(stop_rx.clone())));
+            smtp_delivery = smtp_delivery.with_outbound(queue);
+        }
+        let smtp_delivery = Arc::new(smtp_delivery.with_webhook_queue(webhooks));
+        for (name, addr, mode, implicit) in [
+            ("SMTP", config.smtp, sealmail_smtp::Mode::Mx, false),
             (
                 "SUBMISSION",
                 config.submission,
                 sealmail_smtp::Mode::Submission,
+                false,
+            ),
+            (
+                "SUBMISSIONS",
+                config.submissions,
+                sealmail_smtp::Mode::Submission,
+                true,
             ),
         ] {
             let Some(addr) = addr else { continue };
@@ -119,9 +169,14 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                     ..sealmail_smtp::SessionConfig::default()
                 },
                 loopback_plaintext_auth: config.smtp_settings.allow_plaintext_auth_from_loopback,
+                login_limiter: Arc::clone(&login_limiter),
+                rate_limits: match mode {
+                    sealmail_smtp::Mode::Mx => inbound.rate_limits(),
+                    sealmail_smtp::Mode::Submission => sealmail_smtp::RateLimits::default(),
+                },
                 tls: Some(sealmail_smtp::TlsSettings {
                     config: Arc::clone(&tls_config),
-                    implicit: false,
+                    implicit,
                 }),
                 ..sealmail_smtp::ServerConfig::default()
             };

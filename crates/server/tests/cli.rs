@@ -566,3 +566,144 @@ fn backup_list_restore_into_a_fresh_data_dir_and_export() {
     ok(&purged);
     assert_eq!(count_files(&store), 0, "backups purged");
 }
+
+#[test]
+fn dkim_keygen_prints_the_dns_record_and_keeps_the_key_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&sealmail(
+        dir.path(),
+        &[
+            "domain",
+            "dkim-keygen",
+            "Example.ORG",
+            "--selector",
+            "mail1",
+        ],
+        "",
+    ));
+    let record = out
+        .lines()
+        .find(|l| l.starts_with("mail1._domainkey.example.org. IN TXT "))
+        .unwrap_or_else(|| panic!("no TXT record line: {out}"));
+    assert!(record.contains("\"v=DKIM1; k=ed25519; p="), "{record}");
+    let key = dir.path().join("dkim/example.org.json");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let error = failure(&sealmail(
+        dir.path(),
+        &["domain", "dkim-keygen", "example.org"],
+        "",
+    ));
+    assert!(error.contains("--replace"), "{error}");
+    // RSA: the record is longer than one 255-character string, so it is split.
+    let out = ok(&sealmail(
+        dir.path(),
+        &[
+            "domain",
+            "dkim-keygen",
+            "example.org",
+            "--algorithm",
+            "rsa",
+            "--replace",
+        ],
+        "",
+    ));
+    let record = out
+        .lines()
+        .find(|l| l.starts_with("sealmail._domainkey.example.org. IN TXT "))
+        .unwrap_or_else(|| panic!("no TXT record line: {out}"));
+    assert!(record.contains("\"v=DKIM1; k=rsa; p="), "{record}");
+    assert!(record.matches('"').count() >= 4, "split strings: {record}");
+    // Argument errors come from clap (several lines, with the accepted values).
+    let output = sealmail(
+        dir.path(),
+        &["domain", "dkim-keygen", "example.org", "--algorithm", "dsa"],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ed25519, rsa"));
+}
+
+#[test]
+fn account_forward_sets_shows_and_clears_forwarding() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(&sealmail(
+        data,
+        &["account", "add", "fwd@example.org", "--password-stdin"],
+        "pw for fwd\n",
+    ));
+    let shown = ok(&sealmail(
+        data,
+        &[
+            "account",
+            "forward",
+            "fwd@example.org",
+            "--to",
+            "Other@Example.net",
+            "--webhook",
+            "https://hooks.example.net/in",
+            "--secret-stdin",
+            "--mode",
+            "forward-only",
+        ],
+        "hook-secret-from-stdin\n",
+    ));
+    assert_eq!(
+        shown,
+        "mode\tforward-only\nto\tother@example.net\nwebhook\thttps://hooks.example.net/in\n"
+    );
+    // Secrets are never echoed back.
+    let shown = ok(&sealmail(
+        data,
+        &["account", "forward", "fwd@example.org"],
+        "",
+    ));
+    assert!(!shown.contains("hook-secret"), "{shown}");
+    // A generated secret is printed once.
+    let generated = ok(&sealmail(
+        data,
+        &[
+            "account",
+            "forward",
+            "fwd@example.org",
+            "--webhook",
+            "http://127.0.0.1:9/h",
+        ],
+        "",
+    ));
+    let secret_line = generated.lines().next().unwrap();
+    assert!(secret_line.starts_with("webhook secret: "), "{generated}");
+    assert_eq!(secret_line.len(), "webhook secret: ".len() + 64);
+    let error = failure(&sealmail(
+        data,
+        &[
+            "account",
+            "forward",
+            "fwd@example.org",
+            "--mode",
+            "sometimes",
+        ],
+        "",
+    ));
+    assert!(error.contains("forwarding mode"), "{error}");
+    let error = failure(&sealmail(
+        data,
+        &[
+            "account",
+            "forward",
+            "fwd@example.org",
+            "--webhook",
+            "ftp://x/",
+        ],
+        "",
+    ));
+    assert!(error.contains("webhook URL"), "{error}");
+    let cleared = ok(&sealmail(
+        data,
+        &["account", "forward", "fwd@example.org", "--clear"],
+        "",
+    ));
+    assert!(cleared.starts_with("no forwarding"), "{cleared}");
+}

@@ -48,6 +48,10 @@ impl Server {
                 "SEALMAIL_SUBMISSION_LISTEN",
                 format!("127.0.0.1:{}", free_port()),
             )
+            .env(
+                "SEALMAIL_SUBMISSIONS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("SEALMAIL_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -348,4 +352,94 @@ fn serve_answers_pop3_clients_and_pop3_login_drains_sealed_mail() {
     assert!(out.contains("imap exists after quit 0"), "{out}");
     assert!(out.contains("stls stat 0"), "{out}");
     assert!(server.stop().success());
+}
+
+#[test]
+fn serve_takes_submissions_over_implicit_tls_into_the_outbound_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    add_account(&data_dir, "sender@example.org");
+    // No DNS answers here: the message must wait, durable, in the outbound queue.
+    let config = dir.path().join("sealmail.toml");
+    std::fs::write(
+        &config,
+        "[outbound]\nnameservers = [\"127.0.0.1:9\"]\nfirst_retry_secs = 600\n",
+    )
+    .unwrap();
+    let submissions = free_port();
+    let mut child = sealmail(&data_dir)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(
+            "SEALMAIL_SUBMISSIONS_LISTEN",
+            format!("127.0.0.1:{submissions}"),
+        )
+        .env("SEALMAIL_SUBMISSION_LISTEN", "off")
+        .env("SEALMAIL_SMTP_LISTEN", "off")
+        .env("SEALMAIL_IMAP_LISTEN", "off")
+        .env("SEALMAIL_IMAPS_LISTEN", "off")
+        .env("SEALMAIL_POP3_LISTEN", "off")
+        .env("SEALMAIL_POP3S_LISTEN", "off")
+        .env("SEALMAIL_METRICS_LISTEN", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sealmail serve");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("sealmail is running") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("server exited early: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("SUBMISSIONS listening"), "{seen}");
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let script = r#"
+import os, smtplib, ssl
+ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
+with smtplib.SMTP_SSL("127.0.0.1", int(os.environ["PORT"]), context=ctx, timeout=20) as smtp:
+    smtp.login("sender@example.org", os.environ["PASSWORD"])
+    try:
+        smtp.sendmail("someone@example.org", ["far@remote.example"], "Subject: x\r\n\r\nx\r\n")
+        print("foreign sender accepted")
+    except smtplib.SMTPSenderRefused as error:
+        print("sender refused", error.smtp_code)
+    refused = smtp.sendmail("sender@example.org", ["far@remote.example"],
+        "From: sender@example.org\r\nSubject: relay\r\n\r\nrelay-marker-7Qz\r\n")
+    print("refused", refused)
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("PORT", submissions.to_string())
+        .env("PASSWORD", PASSWORD)
+        .env("CAFILE", data_dir.join("tls/cert.pem"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("sender refused 553"), "{stdout}");
+    assert!(stdout.contains("refused {}"), "{stdout}");
+    let queued: Vec<_> = std::fs::read_dir(data_dir.join("outbound"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(queued.len(), 2, "message and envelope: {queued:?}");
+    let message = queued
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "eml"))
+        .unwrap();
+    let text = std::fs::read_to_string(message).unwrap();
+    assert!(text.contains("relay-marker-7Qz"), "{text}");
+    assert!(text.contains("with ESMTPSA id"), "{text}");
 }

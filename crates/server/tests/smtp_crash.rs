@@ -32,6 +32,7 @@ fn start(data_dir: &Path, smtp: u16) -> Child {
         .arg("serve")
         .env("SEALMAIL_SMTP_LISTEN", format!("127.0.0.1:{smtp}"))
         .env("SEALMAIL_SUBMISSION_LISTEN", "off")
+        .env("SEALMAIL_SUBMISSIONS_LISTEN", "off")
         .env("SEALMAIL_IMAP_LISTEN", "off")
         .env("SEALMAIL_IMAPS_LISTEN", "off")
         .env("SEALMAIL_METRICS_LISTEN", "off")

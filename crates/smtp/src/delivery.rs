@@ -1,14 +1,23 @@
 //! Where accepted mail goes: recipient checks against the registry, sealed delivery into the
 //! queue (durable before the 250), and for submission the password check and the Sent copy.
 
+use crate::authentication::{Disposition, InboundAuthenticator, strip_own_results};
+use crate::outbound::OutboundQueue;
+use crate::relay::{Relay, RelayError};
 use crate::session::{AuthFailure, Credentials, Delivery, DeliveryFailure, RecipientVerdict};
+use crate::webhook::WebhookQueue;
 use sealmail_core::Error;
 use sealmail_core::account;
 use sealmail_core::mailstore::{MailSession, MailStore};
-use sealmail_core::registry::{Address, Registry};
+use sealmail_core::registry::{Address, ForwardMode, Registry};
 use sealmail_core::seal::SealedQueue;
 use sealmail_core::store::{AppendOptions, Flags};
+use std::collections::HashSet;
 use std::sync::Arc;
+
+/// How many forwarding hops between local addresses are followed (a -> b -> c ...); the last
+/// address reached keeps the message. Loops end earlier: each address gets one copy.
+const MAX_FORWARD_HOPS: usize = 5;
 
 /// Folder used for submitted mail when the mailbox has no `\Sent` folder.
 const SENT_FALLBACK: &str = "Sent";
@@ -18,19 +27,94 @@ const SENT_FALLBACK: &str = "Sent";
 pub struct LocalDelivery<M> {
     registry: Arc<Registry>,
     store: Arc<M>,
+    /// Where authenticated submissions to other domains go; without it they are refused.
+    outbound: Option<Arc<OutboundQueue>>,
+    /// SPF/DKIM/ARC/DMARC checks of unauthenticated (MX) mail; off when `None`.
+    inbound_auth: Option<InboundAuthenticator>,
+    forwarding: Forwarders,
+}
+
+/// Where forwarded copies go besides local mailboxes.
+#[derive(Debug, Clone, Default)]
+struct Forwarders {
+    webhooks: Option<Arc<WebhookQueue>>,
+    relay: Option<Arc<dyn Relay>>,
 }
 
 impl<M> std::fmt::Debug for LocalDelivery<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalDelivery")
             .field("registry", &self.registry)
+            .field("inbound_auth", &self.inbound_auth)
+            .field("forwarding", &self.forwarding)
             .finish_non_exhaustive()
     }
 }
 
 impl<M: MailStore> LocalDelivery<M> {
     pub fn new(registry: Arc<Registry>, store: Arc<M>) -> Self {
-        LocalDelivery { registry, store }
+        LocalDelivery {
+            registry,
+            store,
+            outbound: None,
+            inbound_auth: None,
+            forwarding: Forwarders::default(),
+        }
+    }
+
+    /// Relay authenticated submissions to other domains through `queue`.
+    /// Forwards to addresses on other domains take the same queue.
+    pub fn with_outbound(mut self, queue: Arc<OutboundQueue>) -> Self {
+        self.forwarding.relay = Some(Arc::clone(&queue) as Arc<dyn Relay>);
+        self.outbound = Some(queue);
+        self
+    }
+
+    /// Can submissions to other domains be relayed?
+    pub fn relays(&self) -> bool {
+        self.outbound.is_some()
+    }
+
+    /// Queue the message for its remote recipients (DKIM-signed, durable before returning).
+    pub async fn relay(&self, delivery: &Delivery) -> Result<(), DeliveryFailure> {
+        if delivery.relay_recipients.is_empty() {
+            return Ok(());
+        }
+        let Some(queue) = &self.outbound else {
+            return Err(DeliveryFailure::Temporary);
+        };
+        let recipients: Vec<String> = delivery
+            .relay_recipients
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect();
+        queue
+            .enqueue(&delivery.sender, &recipients, &delivery.with_trace_header())
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                tracing::warn!(%error, "queueing outbound mail failed");
+                DeliveryFailure::Temporary
+            })
+    }
+
+    /// Verify SPF, DKIM, ARC and DMARC on mail from unauthenticated clients and record the
+    /// results in an `Authentication-Results:` field.
+    pub fn with_inbound_auth(mut self, authenticator: InboundAuthenticator) -> Self {
+        self.inbound_auth = Some(authenticator);
+        self
+    }
+
+    /// Queue webhook forwards here (its worker, [`WebhookQueue::run`], is the caller's task).
+    pub fn with_webhook_queue(mut self, queue: Arc<WebhookQueue>) -> Self {
+        self.forwarding.webhooks = Some(queue);
+        self
+    }
+
+    /// Hand forwards to addresses on other domains to this outbound queue.
+    pub fn with_outbound_queue(mut self, relay: Arc<dyn Relay>) -> Self {
+        self.forwarding.relay = Some(relay);
+        self
     }
 
     /// Is `address` ours, and may it receive a message of about `size_hint` bytes?
@@ -49,14 +133,53 @@ impl<M: MailStore> LocalDelivery<M> {
             })
     }
 
-    /// Seal the message for every recipient. Returns only once each sealed item is on disk
-    /// (file and directory fsynced); an error means the client must not consider it delivered.
-    pub async fn deliver(&self, delivery: Delivery) -> Result<(), DeliveryFailure> {
+    /// Deliver to every recipient: verify the sender's authentication first (unauthenticated
+    /// mail, when configured), then follow each address's forwarding and seal a copy for each
+    /// mailbox that keeps one. Returns only once every copy and every queued forward is on
+    /// disk (file and directory fsynced); an error means the client must not consider it
+    /// delivered.
+    pub async fn deliver(&self, mut delivery: Delivery) -> Result<(), DeliveryFailure> {
+        let mut prefix = String::new();
+        if let Some(authenticator) = self
+            .inbound_auth
+            .as_ref()
+            .filter(|_| !delivery.authenticated)
+        {
+            let verdict = authenticator
+                .verify(
+                    delivery.peer,
+                    &delivery.helo,
+                    &delivery.sender,
+                    &delivery.message,
+                )
+                .await;
+            if verdict.disposition == Disposition::Reject {
+                tracing::info!(peer = %delivery.peer, "message refused: DMARC policy reject");
+                return Err(DeliveryFailure::PolicyRejected);
+            }
+            if let std::borrow::Cow::Owned(stripped) =
+                strip_own_results(&delivery.message, authenticator.hostname())
+            {
+                delivery.message = stripped;
+            }
+            prefix = verdict.header;
+        }
         let registry = Arc::clone(&self.registry);
+        let forwarders = self.forwarding.clone();
         blocking(move || {
-            let message = delivery.with_trace_header();
+            let mut message =
+                Vec::with_capacity(prefix.len() + delivery.received.len() + delivery.message.len());
+            message.extend_from_slice(prefix.as_bytes());
+            message.extend_from_slice(&delivery.with_trace_header());
+            let route = Route {
+                registry: &registry,
+                forwarders: &forwarders,
+                sender: &delivery.sender,
+                message: &message,
+            };
+            let mut delivered = HashSet::new();
             for recipient in &delivery.recipients {
-                account::deliver_sealed(&registry, recipient.as_str(), &message)?;
+                route.deliver_to(recipient, 0, &mut delivered)?;
             }
             Ok(())
         })
@@ -140,6 +263,83 @@ fn check_recipient(
         }
     }
     Ok(RecipientVerdict::Accepted)
+}
+
+/// One message on its way to local mailboxes, webhooks and the relay.
+struct Route<'a> {
+    registry: &'a Registry,
+    forwarders: &'a Forwarders,
+    sender: &'a str,
+    message: &'a [u8],
+}
+
+impl Route<'_> {
+    /// Deliver to `address` as its forwarding says; `delivered` holds the addresses already
+    /// served, so a forwarding loop ends and nobody gets two copies.
+    fn deliver_to(
+        &self,
+        address: &Address,
+        hops: usize,
+        delivered: &mut HashSet<Address>,
+    ) -> sealmail_core::Result<()> {
+        if !delivered.insert(address.clone()) {
+            return Ok(());
+        }
+        let forwarding = match hops < MAX_FORWARD_HOPS {
+            true => self.registry.forwarding(address.as_str())?,
+            false => None,
+        };
+        let Some(forwarding) = forwarding.filter(|f| !f.is_empty()) else {
+            account::deliver_sealed(self.registry, address.as_str(), self.message)?;
+            return Ok(());
+        };
+        let mut forwarded = false;
+        for webhook in &forwarding.webhooks {
+            let Some(queue) = &self.forwarders.webhooks else {
+                tracing::warn!(%address, "webhook forwarding configured but no webhook queue runs");
+                continue;
+            };
+            queue
+                .enqueue(webhook, address.as_str(), self.sender, self.message)
+                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+            forwarded = true;
+        }
+        let local_domains = self.registry.list_domains()?;
+        let mut remote = Vec::new();
+        for target in &forwarding.addresses {
+            if self.registry.lookup(target.as_str())?.is_some() {
+                self.deliver_to(target, hops + 1, delivered)?;
+                forwarded = true;
+            } else if local_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(target.domain()))
+            {
+                tracing::warn!(%address, %target, "forwarding target is an unknown local address; skipped");
+            } else {
+                remote.push(target.clone());
+            }
+        }
+        if !remote.is_empty() {
+            let result = match &self.forwarders.relay {
+                Some(relay) => relay.enqueue(self.sender, &remote, self.message),
+                None => Err(RelayError::NotConfigured),
+            };
+            match result {
+                Ok(()) => forwarded = true,
+                Err(error) => tracing::warn!(
+                    %address, targets = remote.len(), %error,
+                    "forwarding to remote addresses failed; the message stays with the local copy"
+                ),
+            }
+        }
+        if forwarding.mode == ForwardMode::StoreAndForward || !forwarded {
+            if forwarding.mode == ForwardMode::ForwardOnly {
+                tracing::warn!(%address, "no forward accepted the message; keeping it in the mailbox");
+            }
+            account::deliver_sealed(self.registry, address.as_str(), self.message)?;
+        }
+        Ok(())
+    }
 }
 
 fn delivery_failure(error: Error) -> DeliveryFailure {

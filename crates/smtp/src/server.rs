@@ -3,8 +3,11 @@
 //! [`LocalDelivery`], and shut down gracefully.
 
 use crate::delivery::LocalDelivery;
-use crate::session::{Action, AuthFailure, Mode, Session, SessionConfig};
+use crate::rate_limit::{RateLimiter, RateLimits, ip_key};
+use crate::session::{Action, AuthFailure, Mode, RecipientVerdict, Session, SessionConfig};
+use sealmail_core::login_limiter::LoginLimiter;
 use sealmail_core::mailstore::MailStore;
+use sealmail_core::registry::Address;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -50,6 +53,10 @@ pub struct ServerConfig {
     /// Pause before answering a failed AUTH, to slow down password guessing (the session
     /// also closes after `session.max_errors` failures).
     pub failed_auth_delay: Duration,
+    /// Failed-login budget per client IP and per address, shared with IMAP and POP3 so a
+    /// guesser gets no extra tries on another port.
+    pub login_limiter: Arc<LoginLimiter>,
+    pub rate_limits: RateLimits,
     /// On shutdown, how long a client in the middle of a transaction may take to finish it
     /// before it gets `421` (its message was not acknowledged, so the sender retries).
     pub shutdown_grace: Duration,
@@ -66,6 +73,8 @@ impl Default for ServerConfig {
             tls_handshake_timeout: Duration::from_secs(30),
             loopback_plaintext_auth: true,
             failed_auth_delay: Duration::from_secs(2),
+            login_limiter: Arc::new(LoginLimiter::default()),
+            rate_limits: RateLimits::default(),
             shutdown_grace: Duration::from_secs(10),
             tls: None,
         }
@@ -84,6 +93,7 @@ pub async fn run<M: MailStore>(
     let session_config = Arc::new(config.session.clone());
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let limiters = Arc::new(Limiters::new(&config.rate_limits));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -107,6 +117,17 @@ pub async fn run<M: MailStore>(
             },
         };
         let _ = stream.set_nodelay(true);
+        if !limiters.allow_connection(peer.ip()) {
+            tracing::info!(%peer, "connection refused: rate limit");
+            connections.spawn(async move {
+                let _ = stream
+                    .write_all(
+                        b"421 4.7.0 too many connections from your address, try again later\r\n",
+                    )
+                    .await;
+            });
+            continue;
+        }
         let Some(guard) = ConnectionGuard::acquire(&slots, &per_ip, peer.ip(), &config) else {
             connections.spawn(async move {
                 let _ = stream
@@ -121,10 +142,11 @@ pub async fn run<M: MailStore>(
         }
         let config = Arc::clone(&config);
         let delivery = Arc::clone(&delivery);
+        let limiters = Arc::clone(&limiters);
         let stop = stop_rx.clone();
         connections.spawn(async move {
             let _guard = guard;
-            if let Err(e) = serve_tcp(session, stream, &delivery, &config, stop).await {
+            if let Err(e) = serve_tcp(session, stream, &delivery, &config, &limiters, stop).await {
                 tracing::debug!(error = %e, %peer, "SMTP connection ended with an error");
             }
         });
@@ -148,11 +170,13 @@ async fn serve_tcp<M: MailStore>(
     mut tcp: TcpStream,
     delivery: &LocalDelivery<M>,
     config: &ServerConfig,
+    limiters: &Limiters,
     stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut connection = Connection {
         delivery,
         config,
+        limiters,
         mail_session: None,
     };
     match &config.tls {
@@ -199,6 +223,7 @@ async fn handshake(
 struct Connection<'a, M: MailStore> {
     delivery: &'a LocalDelivery<M>,
     config: &'a ServerConfig,
+    limiters: &'a Limiters,
     /// Submission: the authenticated user's open mailbox, for Sent copies.
     mail_session: Option<M::Session>,
 }
@@ -252,15 +277,34 @@ impl<M: MailStore> Connection<'_, M> {
                     }
                 }
                 Action::CheckRecipient { address, size_hint } => {
-                    let verdict = self.delivery.check_recipient(&address, size_hint).await;
+                    let mut verdict = self.delivery.check_recipient(&address, size_hint).await;
+                    // Only authenticated clients get this far on submission (MAIL needs AUTH).
+                    if verdict == RecipientVerdict::NotLocal
+                        && self.config.session.mode == Mode::Submission
+                        && self.delivery.relays()
+                    {
+                        verdict = RecipientVerdict::Relay;
+                    }
+                    if verdict == RecipientVerdict::Accepted
+                        && !self.limiters.allow_message_for(&address)
+                    {
+                        tracing::info!(%address, "recipient refused: rate limit");
+                        verdict = RecipientVerdict::RateLimited;
+                    }
                     session.recipient_checked(address, verdict);
                 }
                 Action::Deliver(delivery) => {
                     let result = match (&self.config.session.mode, &self.mail_session) {
                         (Mode::Submission, Some(mail_session)) => {
+                            // Sent copy, local recipients, outbound queue: all durable
+                            // before the 250. A failure part-way means a retry may repeat
+                            // the earlier steps, never that a 250 hides a lost message.
                             let copy = delivery.message.clone();
                             match self.delivery.store_sent(mail_session, copy).await {
-                                Ok(()) => self.delivery.deliver(delivery).await,
+                                Ok(()) => match self.delivery.relay(&delivery).await {
+                                    Ok(()) => self.delivery.deliver(delivery).await,
+                                    Err(failure) => Err(failure),
+                                },
                                 Err(failure) => Err(failure),
                             }
                         }
@@ -269,13 +313,25 @@ impl<M: MailStore> Connection<'_, M> {
                     session.delivered(result);
                 }
                 Action::Authenticate(credentials) => {
+                    let peer = Some(session.peer());
+                    let limiter = &self.config.login_limiter;
+                    let username = credentials.username.clone();
+                    if !limiter.allows(peer, &username) {
+                        tracing::warn!(?peer, "submission AUTH refused: too many failures");
+                        tokio::time::sleep(self.config.failed_auth_delay).await;
+                        session.authenticated(Err(AuthFailure::TooManyFailures));
+                        continue;
+                    }
                     match self.delivery.authenticate(credentials).await {
                         Ok((address, mail_session)) => {
+                            limiter.record_success(&username);
                             self.mail_session = Some(mail_session);
                             session.authenticated(Ok(address));
                         }
                         Err(failure) => {
                             if failure == AuthFailure::InvalidCredentials {
+                                tracing::info!(?peer, "submission AUTH failed");
+                                limiter.record_failure(peer, &username);
                                 tokio::time::sleep(self.config.failed_auth_delay).await;
                             }
                             session.authenticated(Err(failure));
@@ -345,5 +401,33 @@ impl Drop for ConnectionGuard {
                 counts.remove(&self.ip);
             }
         }
+    }
+}
+
+/// The rate limiters of one listener.
+#[derive(Debug)]
+struct Limiters {
+    connections_per_ip: Option<RateLimiter<IpAddr>>,
+    messages_per_recipient: Option<RateLimiter<Address>>,
+}
+
+impl Limiters {
+    fn new(limits: &RateLimits) -> Self {
+        Limiters {
+            connections_per_ip: limits.connections_per_ip.map(RateLimiter::new),
+            messages_per_recipient: limits.messages_per_recipient.map(RateLimiter::new),
+        }
+    }
+
+    fn allow_connection(&self, ip: IpAddr) -> bool {
+        self.connections_per_ip
+            .as_ref()
+            .is_none_or(|limiter| limiter.try_acquire(&ip_key(ip)))
+    }
+
+    fn allow_message_for(&self, recipient: &Address) -> bool {
+        self.messages_per_recipient
+            .as_ref()
+            .is_none_or(|limiter| limiter.try_acquire(recipient))
     }
 }

@@ -78,8 +78,15 @@ pub struct Delivery {
     /// The reverse-path (empty for bounces).
     pub sender: String,
     pub recipients: Vec<Address>,
+    /// Remote recipients of an authenticated submission, for the outbound queue.
+    pub relay_recipients: Vec<Address>,
     /// The `Received:` header field to prepend for recipients, CRLF-terminated.
     pub received: String,
+    /// The client's address and EHLO/HELO name, for SPF.
+    pub peer: IpAddr,
+    pub helo: String,
+    /// Sent by an authenticated (submission) client: no SPF/DKIM/DMARC checks.
+    pub authenticated: bool,
     /// The message as the client sent it.
     pub message: Vec<u8>,
 }
@@ -117,10 +124,15 @@ pub enum RecipientVerdict {
     Unknown,
     /// A domain we do not host.
     NotLocal,
+    /// A domain we do not host, and the client may relay to it (authenticated submission
+    /// with an outbound queue).
+    Relay,
     /// The account is over its quota (or would be with SIZE).
     OverQuota,
     /// The lookup failed (disk, database); the client should retry later.
     TemporaryFailure,
+    /// The recipient has received too many messages recently; the client should retry later.
+    RateLimited,
 }
 
 /// Why a delivery failed.
@@ -128,6 +140,8 @@ pub enum RecipientVerdict {
 pub enum DeliveryFailure {
     OverQuota,
     TooLarge,
+    /// Refused by policy (the sender domain's DMARC `p=reject`).
+    PolicyRejected,
     /// Nothing was promised: the client keeps the message and retries.
     Temporary,
 }
@@ -136,6 +150,8 @@ pub enum DeliveryFailure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthFailure {
     InvalidCredentials,
+    /// Too many recent failures from this client or for this address: not even checked.
+    TooManyFailures,
     Temporary,
 }
 
@@ -165,6 +181,7 @@ struct Transaction {
     from: String,
     params: MailParams,
     recipients: Vec<Address>,
+    relay_recipients: Vec<Address>,
     /// Set by the first BDAT; a DATA after it is out of sequence.
     chunks: Option<ChunkCollector>,
 }
@@ -184,6 +201,12 @@ enum Phase {
     /// AUTH LOGIN: waiting for the username (`None`) or the password.
     AuthLogin(Option<String>),
     Closed,
+}
+
+impl Transaction {
+    fn recipient_count(&self) -> usize {
+        self.recipients.len() + self.relay_recipients.len()
+    }
 }
 
 /// Makes `Received:` ids unique within the process.
@@ -258,6 +281,11 @@ impl Session {
     /// True between transactions, where closing the connection loses nothing.
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Command) && self.transaction.is_none() && self.input.is_empty()
+    }
+
+    /// The client's IP address.
+    pub fn peer(&self) -> IpAddr {
+        self.peer
     }
 
     pub fn authenticated_address(&self) -> Option<&Address> {
@@ -410,7 +438,7 @@ impl Session {
             Command::Bdat { size, last } => {
                 let refusal = match &self.transaction {
                     None => Some(Reply::new(503, "5.5.1", "MAIL first")),
-                    Some(t) if t.recipients.is_empty() => {
+                    Some(t) if t.recipient_count() == 0 => {
                         Some(Reply::new(554, "5.5.1", "no valid recipients"))
                     }
                     Some(_) => None,
@@ -500,6 +528,7 @@ impl Session {
             from,
             params,
             recipients: Vec::new(),
+            relay_recipients: Vec::new(),
             chunks: None,
         });
         self.reply(Reply::new(250, "2.1.0", "sender OK"));
@@ -523,12 +552,14 @@ impl Session {
             self.reply(Reply::new(553, "5.1.3", "recipient address not valid"));
             return None;
         };
-        if transaction.recipients.contains(&address) {
+        if transaction.recipients.contains(&address)
+            || transaction.relay_recipients.contains(&address)
+        {
             // Listed twice: delivered once, which is what the client wants.
             self.reply(Reply::new(250, "2.1.5", "recipient OK"));
             return None;
         }
-        if transaction.recipients.len() >= max_recipients {
+        if transaction.recipient_count() >= max_recipients {
             self.reply(Reply::new(452, "4.5.3", "too many recipients"));
             return None;
         }
@@ -547,19 +578,30 @@ impl Session {
                 }
                 Reply::new(250, "2.1.5", "recipient OK")
             }
+            RecipientVerdict::Relay => {
+                if let Some(transaction) = &mut self.transaction {
+                    transaction.relay_recipients.push(address);
+                }
+                Reply::new(250, "2.1.5", "recipient OK, will relay")
+            }
             RecipientVerdict::Unknown => Reply::new(550, "5.1.1", "no such mailbox here"),
             RecipientVerdict::NotLocal => match self.config.mode {
                 Mode::Mx => Reply::new(550, "5.7.1", "relaying denied"),
                 Mode::Submission => Reply::new(
                     550,
                     "5.7.1",
-                    "relaying to other domains is not available on this server yet",
+                    "relaying to other domains is not configured on this server",
                 ),
             },
             RecipientVerdict::OverQuota => Reply::new(552, "5.2.2", "mailbox full"),
             RecipientVerdict::TemporaryFailure => {
                 Reply::new(451, "4.3.0", "temporary failure, try again later")
             }
+            RecipientVerdict::RateLimited => Reply::new(
+                450,
+                "4.7.1",
+                "too many messages for this recipient, try again later",
+            ),
         };
         self.reply(reply);
     }
@@ -571,7 +613,7 @@ impl Session {
         if transaction.chunks.is_some() {
             return self.refuse(Reply::new(503, "5.5.1", "DATA after BDAT"));
         }
-        if transaction.recipients.is_empty() {
+        if transaction.recipient_count() == 0 {
             return self.reply(Reply::new(554, "5.5.1", "no valid recipients"));
         }
         self.reply(Reply::plain(
@@ -621,8 +663,15 @@ impl Session {
             }
             Ok(message) => Some(Action::Deliver(Delivery {
                 received: self.received_header(&transaction),
+                peer: self.peer,
+                helo: self
+                    .greeting
+                    .as_ref()
+                    .map_or_else(String::new, |(name, _)| name.clone()),
+                authenticated: self.authenticated.is_some(),
                 sender: transaction.from,
                 recipients: transaction.recipients,
+                relay_recipients: transaction.relay_recipients,
                 message,
             })),
         }
@@ -634,6 +683,11 @@ impl Session {
             Ok(()) => Reply::new(250, "2.0.0", "message accepted"),
             Err(DeliveryFailure::OverQuota) => Reply::new(552, "5.2.2", "mailbox full"),
             Err(DeliveryFailure::TooLarge) => defect_reply(MessageDefect::TooLarge),
+            Err(DeliveryFailure::PolicyRejected) => Reply::new(
+                550,
+                "5.7.1",
+                "message refused: the sender domain's DMARC policy rejects it",
+            ),
             Err(DeliveryFailure::Temporary) => Reply::new(
                 451,
                 "4.3.0",
@@ -780,6 +834,13 @@ impl Session {
                     "authentication credentials invalid",
                 ));
             }
+            Err(AuthFailure::TooManyFailures) => {
+                self.refuse(Reply::new(
+                    454,
+                    "4.7.0",
+                    "too many failed logins, try again later",
+                ));
+            }
             Err(AuthFailure::Temporary) => {
                 self.reply(Reply::new(454, "4.7.0", "temporary authentication failure"));
             }
@@ -813,8 +874,11 @@ impl Session {
             TRANSACTION_COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
         );
         // `for` only with a single recipient: it would disclose Bcc recipients otherwise.
-        let for_clause = match transaction.recipients.as_slice() {
-            [only] => format!("\r\n\tfor <{only}>"),
+        let for_clause = match (
+            transaction.recipients.as_slice(),
+            transaction.relay_recipients.as_slice(),
+        ) {
+            ([only], []) | ([], [only]) => format!("\r\n\tfor <{only}>"),
             _ => String::new(),
         };
         format!(
@@ -887,7 +951,7 @@ fn defect_reply(defect: MessageDefect) -> Reply {
 }
 
 /// `Sat, 28 Nov 2026 21:40:00 +0000` (RFC 5322 3.3).
-fn rfc5322_date(unix: i64) -> String {
+pub(crate) fn rfc5322_date(unix: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

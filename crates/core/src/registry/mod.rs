@@ -10,6 +10,7 @@
 //! overwriting a concurrent change.
 
 mod address;
+mod forwarding;
 mod kdf_memory;
 mod mailbox_id;
 mod schema;
@@ -20,6 +21,7 @@ mod wrap;
 mod tests;
 
 pub use address::{Address, MAX_ADDRESS_LEN, MAX_LOCAL_PART_LEN};
+pub use forwarding::{ForwardMode, Forwarding, MAX_WEBHOOK_URL_LEN, Webhook, WebhookSecret};
 pub use mailbox_id::{MAILBOX_ID_LEN, MailboxId, mailbox_path};
 pub use schema::REGISTRY_SCHEMA_VERSION;
 pub use secrets::GENERATED_PASSWORD_LEN;

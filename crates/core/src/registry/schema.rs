@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::Connection;
 
 /// Each entry takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[MIGRATION_1];
+const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
 
 /// The registry schema version this build writes and understands.
 pub const REGISTRY_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -52,6 +52,32 @@ CREATE TABLE accounts (
 );
 
 CREATE INDEX accounts_domain ON accounts(domain_id);
+"#;
+
+/// Version 2: forwarding per address (other addresses, webhooks) and whether a local copy is
+/// kept.
+const MIGRATION_2: &str = r#"
+-- One row per address that forwards; no row means plain local delivery.
+CREATE TABLE forwarding (
+    account_id  INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    -- 'store-and-forward' keeps a copy in the mailbox; 'forward-only' does not.
+    mode        TEXT NOT NULL DEFAULT 'store-and-forward'
+                CHECK (mode IN ('store-and-forward', 'forward-only'))
+);
+
+-- Where an address's mail goes besides (or instead of) its mailbox.
+CREATE TABLE forward_targets (
+    id          INTEGER PRIMARY KEY,
+    account_id  INTEGER NOT NULL REFERENCES forwarding(account_id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL CHECK (kind IN ('address', 'webhook')),
+    -- A normalized address, or an http(s) URL.
+    target      TEXT NOT NULL,
+    -- Webhooks: the HMAC-SHA256 key that signs each request body. It must be readable by the
+    -- server without any password, like the TLS key; it opens no mail.
+    secret      BLOB,
+    CHECK ((kind = 'webhook') = (secret IS NOT NULL)),
+    UNIQUE (account_id, kind, target)
+);
 "#;
 
 /// Bring `conn` up to [`REGISTRY_SCHEMA_VERSION`] in one transaction; refuse a newer file.
@@ -99,6 +125,48 @@ mod tests {
         assert_eq!(violations, 0);
         // Running again is a no-op, not a second CREATE TABLE.
         migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_registry_upgrades_and_keeps_its_accounts() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        conn.execute_batch(MIGRATION_1).unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO domains (id, name, created_at) VALUES (1, 'example.test', 'now');
+             INSERT INTO accounts (id, address, domain_id, mailbox_id, kdf_salt, kdf_m_cost_kib,
+                 kdf_t_cost, kdf_p_cost, wrapped_key, created_at)
+             VALUES (7, 'a@example.test', 1, 'aaaaaaaaaaaaaaaaaaaaaaaa', x'00', 8, 1, 1, x'00',
+                 'now');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, REGISTRY_SCHEMA_VERSION);
+        conn.execute_batch(
+            "INSERT INTO forwarding (account_id) VALUES (7);
+             INSERT INTO forward_targets (account_id, kind, target)
+             VALUES (7, 'address', 'b@example.test');",
+        )
+        .unwrap();
+        // A webhook without its secret violates the CHECK.
+        assert!(
+            conn.execute_batch(
+                "INSERT INTO forward_targets (account_id, kind, target)
+                 VALUES (7, 'webhook', 'https://hook.test/')"
+            )
+            .is_err()
+        );
+        // Removing the account removes its forwarding.
+        conn.execute_batch("DELETE FROM accounts WHERE id = 7")
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM forward_targets", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]

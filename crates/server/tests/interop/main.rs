@@ -65,6 +65,10 @@ impl Server {
                 format!("127.0.0.1:{}", free_port()),
             )
             .env(
+                "SEALMAIL_SUBMISSIONS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env(
                 "SEALMAIL_METRICS_LISTEN",
                 format!("127.0.0.1:{}", free_port()),
             )

@@ -37,6 +37,7 @@ impl Harness {
                         "nobody@example.test" => RecipientVerdict::Unknown,
                         "full@example.test" => RecipientVerdict::OverQuota,
                         a if a.ends_with("@example.test") => RecipientVerdict::Accepted,
+                        a if a.ends_with("@relay.test") => RecipientVerdict::Relay,
                         _ => RecipientVerdict::NotLocal,
                     };
                     self.session.recipient_checked(address, verdict);
@@ -323,6 +324,49 @@ fn submission_requires_auth_and_own_sender() {
 }
 
 #[test]
+fn relayed_recipients_travel_apart_from_local_ones() {
+    let mut h = Harness::new(Mode::Submission);
+    h.send(b"");
+    h.session.tls_started();
+    let auth = Base64::encode_string(b"\0me@example.test\0right");
+    let codes = h.codes(
+        format!(
+            "EHLO c.test\r\nAUTH PLAIN {auth}\r\nMAIL FROM:<me@example.test>\r\n\
+             RCPT TO:<far@relay.test>\r\nRCPT TO:<far@relay.test>\r\nRCPT TO:<you@example.test>\r\n\
+             DATA\r\nhi\r\n.\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(
+        codes,
+        [
+            "250 HELP",
+            "235 2.7.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "250 2.1.5",
+            "354 end d",
+            "250 2.0.0"
+        ]
+    );
+    let delivery = &h.delivered[0];
+    assert_eq!(delivery.recipients.len(), 1, "one local recipient");
+    assert_eq!(delivery.recipients[0].as_str(), "you@example.test");
+    assert_eq!(
+        delivery.relay_recipients.len(),
+        1,
+        "listed twice, relayed once"
+    );
+    assert_eq!(delivery.relay_recipients[0].as_str(), "far@relay.test");
+    // A transaction with only relayed recipients is complete too.
+    let codes =
+        h.codes(b"MAIL FROM:<me@example.test>\r\nRCPT TO:<x@relay.test>\r\nDATA\r\nhi\r\n.\r\n");
+    assert_eq!(codes, ["250 2.1.0", "250 2.1.5", "354 end d", "250 2.0.0"]);
+    assert!(h.delivered[1].received.contains("for <x@relay.test>"));
+}
+
+#[test]
 fn auth_plain_with_a_separate_response_line() {
     let mut h = Harness::new(Mode::Submission);
     h.session = h.session.allow_plaintext_auth();
@@ -403,4 +447,53 @@ fn repeated_auth_failures_close_the_connection() {
         "max_errors is 5"
     );
     assert!(matches!(h.session.next_action(), Action::Close));
+}
+
+#[test]
+fn rate_limited_recipients_policy_rejections_and_auth_lockouts_have_their_replies() {
+    let config = Arc::new(SessionConfig {
+        mode: Mode::Mx,
+        hostname: "mx.test".into(),
+        ..SessionConfig::default()
+    });
+    let mut session = Session::new(config, "192.0.2.7".parse().unwrap());
+    session.push_input(
+        b"EHLO relay.test\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<b@example.test>\r\n",
+    );
+    let Action::CheckRecipient { address, .. } = session.next_action() else {
+        panic!("a recipient check")
+    };
+    session.recipient_checked(address.clone(), RecipientVerdict::RateLimited);
+    session.push_input(b"RCPT TO:<b@example.test>\r\n");
+    let Action::CheckRecipient { .. } = session.next_action() else {
+        panic!("a recipient check")
+    };
+    session.recipient_checked(address, RecipientVerdict::Accepted);
+    session.push_input(b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n");
+    let Action::Deliver(delivery) = session.next_action() else {
+        panic!("a delivery")
+    };
+    // What SPF needs travels with the message.
+    assert_eq!(delivery.peer, "192.0.2.7".parse::<IpAddr>().unwrap());
+    assert_eq!(delivery.helo, "relay.test");
+    assert!(!delivery.authenticated);
+    session.delivered(Err(DeliveryFailure::PolicyRejected));
+    session.authenticated(Err(AuthFailure::TooManyFailures));
+    let output = String::from_utf8(session.take_output()).unwrap();
+    let last_lines: Vec<&str> = output
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| l.get(..9).unwrap_or(l))
+        .collect();
+    assert_eq!(
+        last_lines[last_lines.len() - 6..],
+        [
+            "250 2.1.0",
+            "450 4.7.1",
+            "250 2.1.5",
+            "354 end d",
+            "550 5.7.1",
+            "454 4.7.0"
+        ]
+    );
 }

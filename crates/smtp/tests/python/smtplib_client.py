@@ -1,7 +1,7 @@
 """Drive sealmail's SMTP listeners with Python's smtplib, as a real client would.
 
-Usage: smtplib_client.py mx|submission|implicit PORT MARKER
-(implicit: submission over implicit TLS, port 465 style)
+Usage: smtplib_client.py mx|submission|implicit PORT MARKER [RECIPIENT]
+(implicit: submission over implicit TLS, port 465 style, to RECIPIENT, default bob)
 Exits non-zero (with a message) when any reply differs from what the server must answer.
 """
 import smtplib
@@ -10,6 +10,7 @@ import sys
 from email.message import EmailMessage
 
 mode, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+recipient = sys.argv[4] if len(sys.argv) > 4 else "bob@example.test"
 context = ssl.create_default_context()
 context.check_hostname = False
 context.verify_mode = ssl.CERT_NONE  # self-signed test certificate
@@ -32,11 +33,11 @@ if mode == "implicit":
         check(smtp.has_extn("auth") and not smtp.has_extn("starttls"), "AUTH without STARTTLS")
         smtp.login("alice@example.test", "correct horse")
         refused = smtp.send_message(
-            message("alice@example.test", ["bob@example.test"]),
+            message("alice@example.test", [recipient]),
             from_addr="alice@example.test",
-            to_addrs=["bob@example.test"],
+            to_addrs=[recipient],
         )
-        check(refused == {}, "local recipient accepted")
+        check(refused == {}, "recipient accepted")
     print("ok")
     sys.exit(0)
 

@@ -20,7 +20,7 @@ pub const FULL: &str = "full@example.test";
 pub const SMALL: &str = "small@example.test";
 pub const PASSWORD: &str = "correct horse";
 
-fn cheap_kdf() -> KdfParams {
+pub fn cheap_kdf() -> KdfParams {
     KdfParams {
         m_cost_kib: 64,
         t_cost: 1,
@@ -28,7 +28,7 @@ fn cheap_kdf() -> KdfParams {
     }
 }
 
-type Store = LocalMailStore<Arc<Registry>>;
+pub type Store = LocalMailStore<Arc<Registry>>;
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -81,6 +81,15 @@ impl TestServer {
     }
 
     pub async fn start(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        TestServer::start_with(configure, |delivery, _| delivery).await
+    }
+
+    /// Like [`TestServer::start`], with a chance to extend the delivery (inbound checks,
+    /// forwarding) given the registry.
+    pub async fn start_with(
+        configure: impl FnOnce(&mut ServerConfig),
+        extend: impl FnOnce(LocalDelivery<Store>, &Arc<Registry>) -> LocalDelivery<Store>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let registry = Arc::new(
             Registry::open_with(
@@ -112,9 +121,9 @@ impl TestServer {
             }
         }
         let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
-        let delivery = Arc::new(LocalDelivery::new(
-            Arc::clone(&registry),
-            Arc::clone(&store),
+        let delivery = Arc::new(extend(
+            LocalDelivery::new(Arc::clone(&registry), Arc::clone(&store)),
+            &registry,
         ));
         let mut config = ServerConfig::default();
         config.session.hostname = "mx.example.test".into();

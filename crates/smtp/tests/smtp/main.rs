@@ -4,4 +4,9 @@
 
 mod clients;
 mod common;
+mod dns_stub;
+mod forwarding;
+mod inbound_auth;
+mod limits;
+mod outbound;
 mod wire;

@@ -1,0 +1,200 @@
+//! Delivery status notifications (RFC 3464): a `multipart/report` with a human-readable part,
+//! a `message/delivery-status` part (one block per recipient) and the original headers.
+
+use crate::session::rfc5322_date;
+
+/// What is being reported for a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnAction {
+    Failed,
+    Delivered,
+}
+
+/// One recipient's block.
+#[derive(Debug, Clone)]
+pub struct DsnRecipient<'a> {
+    pub address: &'a str,
+    pub action: DsnAction,
+    /// The remote reply (`550 5.1.1 no such user`) or our own reason.
+    pub diagnostic: &'a str,
+    pub remote_host: Option<&'a str>,
+}
+
+/// Build the report. `arrival` is when we accepted the original (unix seconds).
+pub fn build(
+    reporting_host: &str,
+    sender: &str,
+    original: &[u8],
+    arrival: i64,
+    recipients: &[DsnRecipient<'_>],
+) -> Vec<u8> {
+    let now = sealmail_core::time::now_unix();
+    let boundary = format!("sealmail-dsn-{}", crate::outbound::store::new_id());
+    let failed = recipients.iter().any(|r| r.action == DsnAction::Failed);
+    let subject = if failed {
+        "Undelivered Mail Returned to Sender"
+    } else {
+        "Delivery Status Notification (Success)"
+    };
+    let mut text = String::new();
+    text.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{reporting_host}>\r\n\
+         To: <{sender}>\r\n\
+         Subject: {subject}\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{id}@{reporting_host}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         \tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         This is a delivery status notification (RFC 3464).\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n",
+        date = rfc5322_date(now),
+        id = crate::outbound::store::new_id(),
+    ));
+    if failed {
+        text.push_str(&format!(
+            "This is the mail system at {reporting_host}.\r\n\r\n\
+             Your message could not be delivered to one or more recipients:\r\n\r\n"
+        ));
+    } else {
+        text.push_str("Your message was delivered to the following recipients:\r\n\r\n");
+    }
+    for recipient in recipients {
+        text.push_str(&format!(
+            "<{}>: {}\r\n",
+            recipient.address,
+            one_line(recipient.diagnostic)
+        ));
+    }
+    text.push_str(&format!(
+        "\r\n--{boundary}\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; {reporting_host}\r\n\
+         Arrival-Date: {}\r\n",
+        rfc5322_date(arrival)
+    ));
+    for recipient in recipients {
+        let (action, status) = match recipient.action {
+            // A failure after retries keeps its 4.x.x code (e.g. 4.4.7, expired), as Postfix does.
+            DsnAction::Failed => ("failed", status_code(recipient.diagnostic, "45", "5.0.0")),
+            DsnAction::Delivered => ("delivered", status_code(recipient.diagnostic, "2", "2.0.0")),
+        };
+        text.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {status}\r\n",
+            recipient.address
+        ));
+        if let Some(host) = recipient.remote_host {
+            text.push_str(&format!("Remote-MTA: dns; {host}\r\n"));
+        }
+        text.push_str(&format!(
+            "Diagnostic-Code: smtp; {}\r\nLast-Attempt-Date: {}\r\n",
+            one_line(recipient.diagnostic),
+            rfc5322_date(now)
+        ));
+    }
+    text.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
+    let mut report = text.into_bytes();
+    report.extend_from_slice(original_headers(original));
+    if !report.ends_with(b"\r\n") {
+        report.extend_from_slice(b"\r\n");
+    }
+    report.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    report
+}
+
+/// The header section of `message`, its final CRLF included.
+fn original_headers(message: &[u8]) -> &[u8] {
+    match message.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => &message[..end + 2],
+        None => message,
+    }
+}
+
+/// The first enhanced status code (RFC 3463) in a reply such as `550 5.1.1 text` whose class
+/// is one of `classes`; otherwise `fallback`.
+fn status_code(diagnostic: &str, classes: &str, fallback: &str) -> String {
+    diagnostic
+        .split_ascii_whitespace()
+        .find(|word| {
+            let mut parts = word.split('.');
+            parts
+                .next()
+                .is_some_and(|c| c.len() == 1 && classes.contains(c))
+                && parts.clone().count() == 2
+                && parts
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .unwrap_or(fallback)
+        .to_string()
+}
+
+/// Header field values stay on one line, well below the 998-octet limit.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .take(800)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_report_is_a_parseable_multipart_report() {
+        let original = b"From: a@example.test\r\nSubject: original subject\r\n\r\nsecret body\r\n";
+        let report = build(
+            "mx.example.test",
+            "a@example.test",
+            original,
+            1_700_000_000,
+            &[DsnRecipient {
+                address: "b@remote.test",
+                action: DsnAction::Failed,
+                diagnostic: "550 5.1.1 no such user",
+                remote_host: Some("mx.remote.test"),
+            }],
+        );
+        let text = String::from_utf8(report.clone()).unwrap();
+        assert!(text.contains("Status: 5.1.1\r\n"), "{text}");
+        assert!(text.contains("Action: failed\r\n"));
+        assert!(text.contains("Remote-MTA: dns; mx.remote.test\r\n"));
+        assert!(text.contains("Subject: original subject"));
+        assert!(
+            !text.contains("secret body"),
+            "only the headers are returned"
+        );
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&report)
+            .unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some("Undelivered Mail Returned to Sender")
+        );
+        let content_type = mail_parser::MimeHeaders::content_type(&parsed).unwrap();
+        assert_eq!(content_type.c_type, "multipart");
+        assert_eq!(content_type.subtype(), Some("report"));
+        assert_eq!(parsed.parts.len(), 4, "root, text, status, headers");
+    }
+
+    #[test]
+    fn status_codes_come_from_replies_of_the_right_class() {
+        assert_eq!(status_code("550 5.7.1 denied", "45", "5.0.0"), "5.7.1");
+        assert_eq!(status_code("550 denied", "45", "5.0.0"), "5.0.0");
+        assert_eq!(status_code("250 2.0.0 ok", "45", "5.0.0"), "5.0.0");
+        assert_eq!(status_code("250 2.0.0 ok", "2", "2.0.0"), "2.0.0");
+        assert_eq!(
+            status_code("4.4.7 expired; last error: 451 4.3.0 busy", "45", "5.0.0"),
+            "4.4.7"
+        );
+        assert_eq!(status_code("5.1.1.1 x", "45", "5.0.0"), "5.0.0");
+    }
+}

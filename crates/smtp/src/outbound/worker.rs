@@ -1,0 +1,297 @@
+//! One delivery attempt of one queued item: per recipient domain, resolve the MX hosts and
+//! try them in order until one takes the session; record each recipient's outcome; bounce
+//! what failed for good, report requested successes, and reschedule or remove the item.
+
+use super::client::{self, RecipientResult, SessionError, Transaction};
+use super::dsn::{self, DsnAction, DsnRecipient};
+use super::resolve::ResolveError;
+use super::store::{Envelope, RecipientStatus};
+use super::{OutboundQueue, blocking, now_ms};
+use sealmail_core::account;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// What one domain's attempt came to for its recipients.
+enum DomainOutcome {
+    /// The session reached RCPT on `host`: one result per recipient.
+    Results {
+        host: String,
+        results: Vec<RecipientResult>,
+    },
+    /// Nothing got through; every recipient shares the reason.
+    Failed {
+        host: Option<String>,
+        reason: String,
+        permanent: bool,
+    },
+}
+
+impl OutboundQueue {
+    pub(super) async fn attempt(&self, mut envelope: Envelope) {
+        let message = match self.dir.read_message(&envelope.id) {
+            Ok(message) => message,
+            Err(error) => {
+                // Not removed (the operator may repair it), but not retried in a tight loop.
+                tracing::error!(id = %envelope.id, %error, "outbound message unreadable");
+                envelope.attempts += 1;
+                envelope.next_attempt_ms =
+                    now_ms() + self.backoff(envelope.attempts).as_millis() as i64;
+                self.save(&envelope).await;
+                return;
+            }
+        };
+        let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for recipient in envelope.pending() {
+            let domain = recipient
+                .address
+                .rsplit_once('@')
+                .map_or("", |(_, d)| d)
+                .to_ascii_lowercase();
+            by_domain
+                .entry(domain)
+                .or_default()
+                .push(recipient.address.clone());
+        }
+        for (domain, recipients) in &by_domain {
+            let outcome = self
+                .deliver_domain(domain, &envelope.sender, recipients, &message)
+                .await;
+            self.record(&mut envelope, recipients, outcome);
+        }
+        envelope.attempts += 1;
+        let now = sealmail_core::time::now_unix();
+        let expired =
+            now.saturating_sub(envelope.created) >= self.config.max_lifetime.as_secs() as i64;
+        if expired {
+            for recipient in &mut envelope.recipients {
+                if recipient.status == RecipientStatus::Pending {
+                    recipient.status = RecipientStatus::Failed;
+                    let last = recipient.last_reply.take().unwrap_or_default();
+                    recipient.last_reply =
+                        Some(format!("4.4.7 delivery time expired; last error: {last}"));
+                }
+            }
+        }
+        if let Err(error) = self.report(&envelope, &message).await {
+            // Keep the item: its report is tried again with the next attempt.
+            tracing::error!(id = %envelope.id, %error, "sending a DSN failed");
+            envelope.next_attempt_ms =
+                now_ms() + self.backoff(envelope.attempts).as_millis() as i64;
+            self.save(&envelope).await;
+            return;
+        }
+        if envelope.pending().next().is_none() {
+            let dir = self.dir.clone();
+            let id = envelope.id.clone();
+            if let Err(error) = blocking(move || dir.remove(&id)).await {
+                tracing::error!(id = %envelope.id, %error, "removing a finished outbound item failed");
+            }
+            return;
+        }
+        // Reported recipients are not reported twice.
+        for recipient in &mut envelope.recipients {
+            if recipient.status != RecipientStatus::Pending {
+                recipient.notify_success = false;
+            }
+        }
+        envelope
+            .recipients
+            .retain(|r| r.status == RecipientStatus::Pending);
+        envelope.next_attempt_ms = now_ms() + self.backoff(envelope.attempts).as_millis() as i64;
+        self.save(&envelope).await;
+    }
+
+    async fn save(&self, envelope: &Envelope) {
+        let dir = self.dir.clone();
+        let copy = envelope.clone();
+        if let Err(error) = blocking(move || dir.update(&copy)).await {
+            tracing::error!(id = %envelope.id, %error, "updating an outbound item failed");
+        }
+    }
+
+    /// Try the domain's hosts in MX order, and each host's addresses, until a session gets
+    /// to RCPT or the server refuses permanently.
+    async fn deliver_domain(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> DomainOutcome {
+        let hosts = match self.resolver.mail_hosts(domain).await {
+            Ok(hosts) => hosts,
+            Err(error) => {
+                return DomainOutcome::Failed {
+                    host: None,
+                    permanent: matches!(error, ResolveError::Permanent(_)),
+                    reason: error.to_string(),
+                };
+            }
+        };
+        let transaction = Transaction {
+            sender,
+            recipients,
+            message,
+        };
+        let mut last_error = None;
+        let mut all_permanent = true;
+        for host in hosts {
+            let addresses = match self.resolver.addresses(&host).await {
+                Ok(addresses) => addresses,
+                Err(error) => {
+                    all_permanent &= matches!(error, ResolveError::Permanent(_));
+                    last_error = Some((host.clone(), error.to_string()));
+                    continue;
+                }
+            };
+            for ip in addresses {
+                let addr = SocketAddr::new(ip, self.config.port);
+                match client::deliver(addr, &host, &self.client, &transaction).await {
+                    Ok(results) => return DomainOutcome::Results { host, results },
+                    Err(error) if error.is_permanent() => {
+                        return DomainOutcome::Failed {
+                            host: Some(host),
+                            reason: reply_text(&error),
+                            permanent: true,
+                        };
+                    }
+                    Err(error) => {
+                        tracing::info!(%host, %addr, %error, "outbound attempt failed");
+                        all_permanent = false;
+                        last_error = Some((host.clone(), reply_text(&error)));
+                    }
+                }
+            }
+        }
+        let (host, reason) = match last_error {
+            Some((host, reason)) => (Some(host), reason),
+            None => (None, format!("no usable mail host for {domain}")),
+        };
+        DomainOutcome::Failed {
+            host,
+            reason,
+            permanent: all_permanent,
+        }
+    }
+
+    fn record(&self, envelope: &mut Envelope, recipients: &[String], outcome: DomainOutcome) {
+        for recipient in envelope
+            .recipients
+            .iter_mut()
+            .filter(|r| recipients.contains(&r.address))
+        {
+            let index = recipients.iter().position(|a| *a == recipient.address);
+            let (status, reply, host) = match &outcome {
+                DomainOutcome::Results { host, results } => {
+                    match index.and_then(|i| results.get(i)) {
+                        Some(RecipientResult::Delivered(reply)) => {
+                            (RecipientStatus::Delivered, reply.to_string(), Some(host))
+                        }
+                        Some(RecipientResult::Rejected(reply)) => {
+                            (RecipientStatus::Failed, reply.to_string(), Some(host))
+                        }
+                        Some(RecipientResult::Deferred(reply)) => {
+                            (RecipientStatus::Pending, reply.to_string(), Some(host))
+                        }
+                        None => (
+                            RecipientStatus::Pending,
+                            "no reply for this recipient".into(),
+                            Some(host),
+                        ),
+                    }
+                }
+                DomainOutcome::Failed {
+                    host,
+                    reason,
+                    permanent,
+                } => (
+                    if *permanent {
+                        RecipientStatus::Failed
+                    } else {
+                        RecipientStatus::Pending
+                    },
+                    reason.clone(),
+                    host.as_ref(),
+                ),
+            };
+            tracing::info!(
+                id = %envelope.id,
+                recipient = %recipient.address,
+                ?status,
+                reply = %reply,
+                "outbound delivery attempt"
+            );
+            recipient.status = status;
+            recipient.last_reply = Some(reply);
+            recipient.remote_host = host.cloned();
+        }
+    }
+
+    /// Send the DSNs this attempt owes: failures (always, unless the item is itself a
+    /// bounce) and successes that were asked for.
+    async fn report(&self, envelope: &Envelope, message: &[u8]) -> Result<(), String> {
+        if envelope.sender.is_empty() {
+            return Ok(());
+        }
+        for action in [DsnAction::Failed, DsnAction::Delivered] {
+            let entries: Vec<DsnRecipient<'_>> = envelope
+                .recipients
+                .iter()
+                .filter(|r| match action {
+                    DsnAction::Failed => r.status == RecipientStatus::Failed,
+                    DsnAction::Delivered => {
+                        r.status == RecipientStatus::Delivered && r.notify_success
+                    }
+                })
+                .map(|r| DsnRecipient {
+                    address: &r.address,
+                    action,
+                    diagnostic: r.last_reply.as_deref().unwrap_or(""),
+                    remote_host: r.remote_host.as_deref(),
+                })
+                .collect();
+            if entries.is_empty() {
+                continue;
+            }
+            let report = dsn::build(
+                &self.config.hostname,
+                &envelope.sender,
+                message,
+                envelope.created,
+                &entries,
+            );
+            self.return_to_sender(&envelope.sender, report).await?;
+        }
+        Ok(())
+    }
+
+    /// A local sender gets the report sealed into its mailbox like any arriving mail; a
+    /// remote one (forwarded mail) gets it relayed with the null reverse-path.
+    async fn return_to_sender(&self, sender: &str, report: Vec<u8>) -> Result<(), String> {
+        let registry = std::sync::Arc::clone(&self.registry);
+        let address = sender.to_string();
+        let remote_report = blocking(move || -> Result<Option<Vec<u8>>, std::io::Error> {
+            let as_io = |e: sealmail_core::Error| std::io::Error::other(e.to_string());
+            if registry.lookup(&address).map_err(as_io)?.is_none() {
+                return Ok(Some(report));
+            }
+            account::deliver_sealed(&registry, &address, &report).map_err(as_io)?;
+            Ok(None)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if let Some(report) = remote_report {
+            self.enqueue("", &[sender.to_string()], &report)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn reply_text(error: &SessionError) -> String {
+    match error {
+        SessionError::Refused(reply) => reply.to_string(),
+        other => other.to_string(),
+    }
+}

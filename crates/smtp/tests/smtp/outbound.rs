@@ -1,0 +1,519 @@
+//! The outbound relay end to end: a submission server with an outbound queue relays to a
+//! second sealmail instance acting as the remote domain's MX, found through a DNS stub on
+//! 127.0.0.1. Covers DKIM signatures verified by mail-auth, retries after the remote comes
+//! up, DSN bounces into the sender's INBOX, required TLS, and real clients on implicit TLS.
+
+use crate::common::{ALICE, BOB, PASSWORD, RawClient, Store, cheap_kdf, marker, tls_config};
+use crate::dns_stub::DnsStub;
+use base64ct::{Base64, Encoding};
+use mail_auth::{AuthenticatedMessage, DkimResult};
+use sealmail_core::mailstore::{LocalMailStore, MailSession, MailStore};
+use sealmail_core::registry::{AccountOptions, Registry, RegistryOptions};
+use sealmail_core::seal::SealedQueue;
+use sealmail_core::store::UidSet;
+use sealmail_smtp::outbound::resolve::MxResolver;
+use sealmail_smtp::server::{self, ServerConfig, TlsSettings};
+use sealmail_smtp::{DkimAlgorithm, DkimKeys, LocalDelivery, Mode, OutboundConfig, OutboundQueue};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CAROL: &str = "carol@remote.test";
+const NOBODY: &str = "nobody@remote.test";
+
+/// One sealmail instance: registry, store, a listener, and (for the sender) its queue.
+struct Instance {
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    store: Arc<Store>,
+    queue: Option<Arc<OutboundQueue>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    dir: tempfile::TempDir,
+}
+
+impl Instance {
+    fn registry(dir: &Path, addresses: &[&str]) -> Arc<Registry> {
+        let registry = Arc::new(
+            Registry::open_with(
+                dir,
+                RegistryOptions {
+                    create_if_missing: true,
+                    unknown_address_kdf: cheap_kdf(),
+                    ..RegistryOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        for address in addresses {
+            let options = AccountOptions {
+                quota: None,
+                with_recovery_code: false,
+                kdf: cheap_kdf(),
+            };
+            registry
+                .add_account(address, Some(PASSWORD), &options)
+                .unwrap();
+        }
+        registry
+    }
+
+    /// The remote domain's MX: `carol@remote.test` exists, STARTTLS when `tls`.
+    async fn remote(listener: tokio::net::TcpListener, tls: bool) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Instance::registry(dir.path(), &[CAROL]);
+        let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
+        let delivery = LocalDelivery::new(Arc::clone(&registry), Arc::clone(&store));
+        let mut config = ServerConfig::default();
+        config.session.hostname = "mx.remote.test".into();
+        config.tls = tls.then(|| TlsSettings {
+            config: tls_config(),
+            implicit: false,
+        });
+        Instance::serve(listener, dir, registry, store, delivery, None, config)
+    }
+
+    /// Our side: `alice@` and `bob@example.test`, submission with an outbound queue that asks
+    /// `dns` and connects to port `remote_port`.
+    async fn sender(
+        dns: SocketAddr,
+        remote_port: u16,
+        configure: impl FnOnce(&mut OutboundConfig, &mut ServerConfig),
+    ) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Instance::registry(dir.path(), &[ALICE, BOB]);
+        let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
+        let mut outbound = OutboundConfig {
+            hostname: "mail.example.test".into(),
+            port: remote_port,
+            nameservers: vec![dns],
+            first_retry: Duration::from_millis(300),
+            max_retry_interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            ..OutboundConfig::default()
+        };
+        let mut config = ServerConfig::default();
+        config.session.mode = Mode::Submission;
+        config.session.hostname = "mail.example.test".into();
+        config.failed_auth_delay = Duration::from_millis(50);
+        configure(&mut outbound, &mut config);
+        let queue = Arc::new(OutboundQueue::new(Arc::clone(&registry), outbound).unwrap());
+        let delivery = LocalDelivery::new(Arc::clone(&registry), Arc::clone(&store))
+            .with_outbound(Arc::clone(&queue));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Instance::serve(
+            listener,
+            dir,
+            registry,
+            store,
+            delivery,
+            Some(queue),
+            config,
+        )
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        dir: tempfile::TempDir,
+        registry: Arc<Registry>,
+        store: Arc<Store>,
+        delivery: LocalDelivery<Store>,
+        queue: Option<Arc<OutboundQueue>>,
+        config: ServerConfig,
+    ) -> Instance {
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        if let Some(queue) = &queue {
+            tokio::spawn(Arc::clone(queue).run(until_stopped(stopped.clone())));
+        }
+        tokio::spawn(server::run(
+            listener,
+            Arc::new(delivery),
+            config,
+            until_stopped(stopped),
+        ));
+        Instance {
+            addr,
+            registry,
+            store,
+            queue,
+            stop: Some(stop),
+            dir,
+        }
+    }
+
+    fn queued(&self, address: &str) -> usize {
+        let account = self.registry.lookup(address).unwrap().unwrap();
+        SealedQueue::new(self.dir.path())
+            .pending_count(account.mailbox_id.as_str())
+            .unwrap()
+    }
+
+    async fn messages(&self, address: &str, folder: &str) -> Vec<String> {
+        let session = self.store.login(address, PASSWORD).await.unwrap();
+        session
+            .fetch_raw(folder, UidSet::all())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| String::from_utf8(m.bytes).unwrap())
+            .collect()
+    }
+
+    fn outbound_pending(&self) -> Vec<sealmail_smtp::outbound::QueuedEnvelope> {
+        self.queue.as_ref().unwrap().pending().unwrap()
+    }
+
+    fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(true);
+    }
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// DNS for `remote.test`: its MX `mx.remote.test` is 127.0.0.1.
+async fn dns_for_remote() -> DnsStub {
+    let dns = DnsStub::start().await;
+    dns.mx("remote.test", 10, "mx.remote.test");
+    dns.a("mx.remote.test", Ipv4Addr::LOCALHOST);
+    dns
+}
+
+/// Authenticate as alice over plain loopback and send one message; returns the final reply.
+async fn submit(addr: SocketAddr, recipients: &[&str], marker: &str) -> Vec<String> {
+    let (mut client, greeting) = RawClient::connect(addr).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let auth = Base64::encode_string(format!("\0{ALICE}\0{PASSWORD}").as_bytes());
+    let mut script = format!("EHLO client.test\r\nAUTH PLAIN {auth}\r\nMAIL FROM:<{ALICE}>\r\n");
+    for recipient in recipients {
+        script.push_str(&format!("RCPT TO:<{recipient}>\r\n"));
+    }
+    script.push_str("DATA\r\n");
+    let mut codes = client.codes(script.as_bytes(), 4 + recipients.len()).await;
+    let body = format!(
+        "From: Alice <{ALICE}>\r\nTo: {}\r\nSubject: relay test\r\nDate: Sat, 28 Nov 2026 21:40:00 +0000\r\nMessage-ID: <{marker}@example.test>\r\n\r\nHello over the relay.\r\n{marker}\r\n.\r\nQUIT\r\n",
+        recipients.join(", ")
+    );
+    codes.extend(client.codes(body.as_bytes(), 2).await);
+    codes
+}
+
+/// Every DKIM result of `message`, verified against the stub's TXT records.
+async fn dkim_results(dns: &DnsStub, message: &str) -> Vec<DkimResult> {
+    let resolver = MxResolver::new(&[dns.addr]).unwrap();
+    let parsed = AuthenticatedMessage::parse(message.as_bytes()).unwrap();
+    resolver
+        .authenticator()
+        .verify_dkim(&parsed)
+        .await
+        .iter()
+        .map(|output| output.result().clone())
+        .collect()
+}
+
+async fn relay_with_dkim(algorithm: DkimAlgorithm) {
+    let dns = dns_for_remote().await;
+    let remote = Instance::remote(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        true,
+    )
+    .await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
+    let record = DkimKeys::new(local.dir.path())
+        .generate("example.test", "sel1", algorithm, false)
+        .unwrap();
+    dns.txt(&record.name, &record.value);
+
+    let marker = marker("relay");
+    let codes = submit(local.addr, &[CAROL, BOB], &marker).await;
+    assert_eq!(
+        codes,
+        [
+            "250 HELP",
+            "235 2.7.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "354 end d",
+            "250 2.0.0",
+            "221 2.0.0"
+        ]
+    );
+    wait_until("the remote MX has the message", || {
+        remote.queued(CAROL) == 1
+    })
+    .await;
+    let received = remote.messages(CAROL, "INBOX").await;
+    assert_eq!(received.len(), 1);
+    let message = &received[0];
+    assert!(message.contains(&marker), "{message}");
+    assert!(
+        message.contains("with ESMTPS id"),
+        "relayed over STARTTLS: {message}"
+    );
+    assert!(
+        message.starts_with("Received: from mail.example.test"),
+        "{message}"
+    );
+    assert_eq!(
+        dkim_results(&dns, message).await,
+        [DkimResult::Pass],
+        "{message}"
+    );
+    // The same verification fails once the body is changed: it really checks something.
+    let tampered = message.replace("Hello over the relay.", "Hello over the relay!");
+    assert!(
+        !dkim_results(&dns, &tampered)
+            .await
+            .contains(&DkimResult::Pass)
+    );
+
+    let sent = local.messages(ALICE, "Sent").await;
+    assert!(
+        sent.len() == 1 && sent[0].contains(&marker),
+        "Sent copy: {sent:?}"
+    );
+    assert_eq!(
+        local.queued(BOB),
+        1,
+        "the local recipient is delivered locally"
+    );
+    assert!(local.messages(BOB, "INBOX").await[0].contains(&marker));
+    wait_until("the outbound queue is empty", || {
+        local.outbound_pending().is_empty()
+    })
+    .await;
+    let leftovers = std::fs::read_dir(local.dir.path().join("outbound"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "no files left in the outbound directory");
+    local.shutdown();
+    remote.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submission_relays_to_a_second_instance_with_an_ed25519_dkim_signature() {
+    relay_with_dkim(DkimAlgorithm::Ed25519).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submission_relays_to_a_second_instance_with_an_rsa_dkim_signature() {
+    relay_with_dkim(DkimAlgorithm::Rsa).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_down_is_retried_after_it_comes_up() {
+    let dns = dns_for_remote().await;
+    // A port nobody listens on yet.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let local = Instance::sender(dns.addr, port, |_, _| {}).await;
+    let marker = marker("retry");
+    let codes = submit(local.addr, &[CAROL], &marker).await;
+    assert_eq!(codes[codes.len() - 2], "250 2.0.0");
+    wait_until("a first attempt failed", || {
+        local
+            .outbound_pending()
+            .first()
+            .is_some_and(|e| e.attempts >= 1)
+    })
+    .await;
+    let pending = local.outbound_pending();
+    assert_eq!(pending.len(), 1);
+    let reason = pending[0].recipients[0]
+        .last_reply
+        .clone()
+        .unwrap_or_default();
+    assert!(reason.contains("connection"), "{reason}");
+    let remote = Instance::remote(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+        true,
+    )
+    .await;
+    wait_until("the retry reached the remote", || remote.queued(CAROL) == 1).await;
+    assert!(remote.messages(CAROL, "INBOX").await[0].contains(&marker));
+    wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
+    assert_eq!(local.queued(ALICE), 0, "no bounce for a late success");
+    local.shutdown();
+    remote.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_550_bounces_a_dsn_into_the_senders_inbox() {
+    let dns = dns_for_remote().await;
+    let remote = Instance::remote(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        true,
+    )
+    .await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
+    let marker = marker("bounce");
+    let codes = submit(local.addr, &[CAROL, NOBODY], &marker).await;
+    assert_eq!(codes[codes.len() - 2], "250 2.0.0");
+    wait_until("the bounce reached alice", || local.queued(ALICE) == 1).await;
+    assert_eq!(remote.queued(CAROL), 1, "the good recipient still got it");
+    let inbox = local.messages(ALICE, "INBOX").await;
+    assert_eq!(inbox.len(), 1);
+    let dsn = &inbox[0];
+    assert!(
+        dsn.contains("Subject: Undelivered Mail Returned to Sender"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    assert!(
+        dsn.contains(&format!("Final-Recipient: rfc822; {NOBODY}")),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
+    assert!(dsn.contains("Remote-MTA: dns; mx.remote.test"), "{dsn}");
+    assert!(!dsn.contains(&format!("Final-Recipient: rfc822; {CAROL}")));
+    assert!(
+        dsn.contains(&format!("Message-ID: <{marker}@example.test>")),
+        "original headers"
+    );
+    wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
+    local.shutdown();
+    remote.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_bounce_and_required_tls_is_enforced() {
+    let dns = dns_for_remote().await;
+    // The remote offers no STARTTLS; we require it, and the message lifetime is zero, so the
+    // first failed attempt is also the last.
+    let remote = Instance::remote(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        false,
+    )
+    .await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |outbound, _| {
+        outbound.require_tls = true;
+        outbound.max_lifetime = Duration::ZERO;
+    })
+    .await;
+    let marker = marker("expire");
+    let codes = submit(local.addr, &[CAROL], &marker).await;
+    assert_eq!(codes[codes.len() - 2], "250 2.0.0");
+    wait_until("the bounce reached alice", || local.queued(ALICE) == 1).await;
+    assert_eq!(remote.queued(CAROL), 0, "nothing sent in the clear");
+    let dsn = &local.messages(ALICE, "INBOX").await[0];
+    assert!(dsn.contains("Status: 4.4.7"), "{dsn}");
+    assert!(dsn.contains("STARTTLS"), "the reason is given: {dsn}");
+    wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
+    local.shutdown();
+    remote.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_domains_are_refused_without_a_queue_and_bounced_with_one() {
+    let dns = dns_for_remote().await;
+    let local = Instance::sender(dns.addr, 9, |_, _| {}).await;
+    let marker = marker("nxdomain");
+    // nowhere.test has no DNS records at all: NXDOMAIN is permanent.
+    let codes = submit(local.addr, &["someone@nowhere.test"], &marker).await;
+    assert_eq!(codes[codes.len() - 2], "250 2.0.0");
+    wait_until("the bounce reached alice", || local.queued(ALICE) == 1).await;
+    let dsn = &local.messages(ALICE, "INBOX").await[0];
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; someone@nowhere.test"),
+        "{dsn}"
+    );
+    local.shutdown();
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{command:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Submission over implicit TLS (port 465 style) with relaying.
+async fn implicit_tls_sender(dns: &DnsStub, remote_port: u16) -> Instance {
+    Instance::sender(dns.addr, remote_port, |_, config| {
+        config.loopback_plaintext_auth = false;
+        config.tls = Some(TlsSettings {
+            config: tls_config(),
+            implicit: true,
+        });
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_smtp_ssl_and_nodemailer_relay_over_implicit_tls() {
+    let dns = dns_for_remote().await;
+    let remote = Instance::remote(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        true,
+    )
+    .await;
+    let local = implicit_tls_sender(&dns, remote.addr.port()).await;
+    let python_marker = marker("smtp-ssl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/smtplib_client.py");
+    let mut python = Command::new("python3");
+    python.args([
+        script.display().to_string(),
+        "implicit".into(),
+        local.addr.port().to_string(),
+        python_marker.clone(),
+        CAROL.into(),
+    ]);
+    let node_marker = marker("nodemailer-465");
+    let node_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    let mut node = Command::new("node");
+    node.current_dir(&node_dir).args([
+        "submit.mjs".to_string(),
+        local.addr.port().to_string(),
+        node_marker.clone(),
+        CAROL.into(),
+    ]);
+    let (python_out, node_out) =
+        tokio::task::spawn_blocking(move || (run(&mut python), run(&mut node)))
+            .await
+            .unwrap();
+    assert_eq!(python_out.trim(), "ok");
+    assert!(
+        node_out.contains(&format!("\"accepted\":[\"{CAROL}\"]")),
+        "{node_out}"
+    );
+    wait_until("both messages reached the remote", || {
+        remote.queued(CAROL) == 2
+    })
+    .await;
+    let received = remote.messages(CAROL, "INBOX").await;
+    for marker in [&python_marker, &node_marker] {
+        assert_eq!(
+            received
+                .iter()
+                .filter(|m| m.contains(marker.as_str()))
+                .count(),
+            1,
+            "{marker} arrived once"
+        );
+    }
+    let sent = local.messages(ALICE, "Sent").await;
+    assert_eq!(sent.len(), 2, "both submissions have a Sent copy");
+    local.shutdown();
+    remote.shutdown();
+}
