@@ -803,6 +803,46 @@ fn removing_an_account_after_a_backup_leaves_no_file_named_after_its_mailbox() {
     assert_eq!(named_after_it(), Vec::<String>::new());
 }
 
+#[test]
+fn a_backup_on_its_own_connection_sees_what_an_open_session_wrote() {
+    use sealmail_core::backup::{OpenMailboxSource, backup_open_mailbox};
+    let setup = setup();
+    let mut session = open_mailbox(&setup.registry, ADDRESS, PASSWORD).unwrap();
+    let source = OpenMailboxSource {
+        mailbox_id: session.mailbox_id().clone(),
+        path: session.mailbox().path().to_path_buf(),
+        key: session.key().clone(),
+    };
+    let write = |session: &mut sealmail_core::account::OpenMailbox, subject: &str| {
+        session
+            .mailbox_mut()
+            .append(
+                "INBOX",
+                &message(subject, "body"),
+                &AppendOptions::default(),
+            )
+            .unwrap();
+    };
+    let run = || {
+        backup_open_mailbox(
+            &setup.registry,
+            &source,
+            &setup.target,
+            &BackupOptions::default(),
+        )
+        .unwrap()
+    };
+    write(&mut session, "one");
+    let first = stored(run());
+    assert_eq!(first.rows.messages, 1);
+    assert!(matches!(run(), BackupOutcome::Unchanged { .. }));
+    // The session writes on: the next backup sees it, while the session stays open.
+    write(&mut session, "two");
+    let second = stored(run());
+    assert_eq!(second.rows.messages, 2);
+    assert_ne!(second.content_mac, first.content_mac);
+}
+
 /// The same backup and restore against a real S3-compatible server (moto, started here).
 #[cfg(feature = "s3")]
 mod s3 {
