@@ -58,6 +58,15 @@ export declare class Mailbox {
    * `Registry.lookup` reads it.
    */
   quota(): Promise<Quota>
+  /**
+   * Back up the mailbox, encrypted exactly as it is at rest and verified, to `target`
+   * (`file:///DIR`), unless nothing changed since the latest version there. This build
+   * has no S3 client: an `s3://` target rejects with `UNSUPPORTED_TARGET` (use the
+   * `sealmail backup` command or `sealmail serve`'s scheduled backups for S3). Rejects with
+   * `BACKUP_IN_PROGRESS` while another backup of this mailbox runs, `INSUFFICIENT_SPACE`
+   * when the snapshot would not fit.
+   */
+  backup(target: string, options?: BackupOptions | undefined | null): Promise<BackupResult>
   /** Documents of `collection` matching `filter` (every document when omitted). */
   find<T extends Document = Document>(collection: string, filter?: Filter<NoInfer<T>> | null, options?: FindOptions<NoInfer<T>>): Promise<T[]>
   /** The first document matching `filter` (after `sort` and `skip`), or `null`. */
@@ -112,8 +121,13 @@ export declare class Registry {
    * with `WRONG_PASSWORD` when `oldPassword` does not open the account.
    */
   changePassword(address: string, oldPassword: string, newPassword: string): Promise<void>
-  /** Delete the account and its mailbox file. Irreversible. */
-  removeAccount(address: string): Promise<void>
+  /**
+   * Delete the account and its mailbox files. Irreversible. With `purgeBackups` (a backup
+   * target such as `file:///var/backups/sealmail`), every backup of the mailbox stored
+   * there is deleted first; an `s3://` target rejects with `UNSUPPORTED_TARGET` in this
+   * build, before anything is deleted.
+   */
+  removeAccount(address: string, options?: RemoveAccountOptions | undefined | null): Promise<void>
   /** The account of `address`, or `null` (what an MX asks at `RCPT TO`). */
   lookup(address: string): Promise<Account | null>
   /** Every account, ordered by address. */
@@ -164,6 +178,36 @@ export interface AppendOptions {
    * the epoch; stored with one-second precision.
    */
   internalDate?: Date | number
+}
+
+/** Options of `Mailbox.backup`. */
+export interface BackupOptions {
+  /**
+   * Retention after storing a version: keep the newest version of each of the last N days
+   * (default 7)...
+   */
+  keepDaily?: number
+  /**
+   * ...and of each of the last M months (default 12). Without either option, nothing is
+   * deleted.
+   */
+  keepMonthly?: number
+}
+
+/** What `Mailbox.backup` did. */
+export interface BackupResult {
+  /** `true` when nothing changed since the latest stored version, which is described below. */
+  skipped: boolean
+  /** The version name, e.g. `20261128T203656.123Z`. */
+  version: string
+  /** SHA-256 (hex) of the encrypted snapshot. */
+  hash: string
+  /** Size in bytes of the encrypted snapshot. */
+  size: number
+  /** Where the snapshot is: a file path for `file://` targets. */
+  objectKey: string
+  /** Versions deleted by retention. */
+  pruned: Array<string>
 }
 
 /** What `defineCollection` did. */
@@ -226,6 +270,12 @@ export interface Quota {
   usedBytes: number
   /** The account's limit in bytes; absent when unlimited. */
   limitBytes?: number
+}
+
+/** Options of `Registry.removeAccount`. */
+export interface RemoveAccountOptions {
+  /** A backup target (`file:///DIR`) whose backups of this mailbox are deleted too. */
+  purgeBackups?: string
 }
 
 /** What `updateOne`/`updateMany` did. */

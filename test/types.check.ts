@@ -47,6 +47,16 @@ export async function typed(dataDir: string): Promise<void> {
   void path
   const queueId: string = await deliver(dataDir, 'a@example.com', Buffer.from('x'))
   void queueId
+  const backedUp = await mailbox.backup('file:///var/backups/sealmail', { keepDaily: 7 })
+  const skipped: boolean = backedUp.skipped
+  const hash: string = backedUp.hash
+  const size: number = backedUp.size
+  const objectKey: string = backedUp.objectKey
+  void skipped, hash, size, objectKey
+  await registry.removeAccount('a@example.com', { purgeBackups: 'file:///var/backups/sealmail' })
+  await registry.removeAccount('b@example.com')
+  const unsupported: ErrorCode = 'UNSUPPORTED_TARGET'
+  void unsupported
 
   try {
     await mailbox.close()
@@ -65,6 +75,8 @@ export async function typed(dataDir: string): Promise<void> {
   await mailbox.append('INBOX', 'Subject: x')
   // @ts-expect-error: field types are a fixed set
   await mailbox.defineCollection('bad', { fields: { a: 'varchar' } })
+  // @ts-expect-error: a backup target is a URL string
+  await mailbox.backup({ dir: '/tmp' })
   // @ts-expect-error: not an error code
   const wrong: ErrorCode = 'NOT_A_CODE'
   void wrong

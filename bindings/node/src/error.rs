@@ -70,6 +70,8 @@ impl From<CoreError> for Failure {
             CoreError::MailboxInUse(_) => "MAILBOX_IN_USE",
             CoreError::InsufficientSpace { .. } => "INSUFFICIENT_SPACE",
             CoreError::BackupStorage(_) => "BACKUP_STORAGE",
+            CoreError::UnsupportedBackupTarget(..) => "UNSUPPORTED_TARGET",
+            CoreError::InvalidArchive { .. } => "INVALID_ARCHIVE",
         };
         Self::new(code, error.to_string())
     }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either};
 use napi_derive::napi;
 use sealmail_core::account::{DELIVERY_FOLDER, OpenMailbox, open_mailbox};
+use sealmail_core::backup;
 use sealmail_core::query::{DefineOutcome, QueryOutput, UpdateResult};
 use sealmail_core::registry::Registry as CoreRegistry;
 use sealmail_core::store::{AppendOptions as CoreAppendOptions, Flags, FolderInfo};
@@ -93,6 +94,34 @@ pub struct DefineSummary {
     pub added_indexes: Vec<String>,
     /// The definition's version: 1 when created, +1 for each change applied.
     pub version: i64,
+}
+
+/// Options of `Mailbox.backup`.
+#[napi(object)]
+pub struct BackupOptions {
+    /// Retention after storing a version: keep the newest version of each of the last N days
+    /// (default 7)...
+    pub keep_daily: Option<u32>,
+    /// ...and of each of the last M months (default 12). Without either option, nothing is
+    /// deleted.
+    pub keep_monthly: Option<u32>,
+}
+
+/// What `Mailbox.backup` did.
+#[napi(object)]
+pub struct BackupResult {
+    /// `true` when nothing changed since the latest stored version, which is described below.
+    pub skipped: bool,
+    /// The version name, e.g. `20261128T203656.123Z`.
+    pub version: String,
+    /// SHA-256 (hex) of the encrypted snapshot.
+    pub hash: String,
+    /// Size in bytes of the encrypted snapshot.
+    pub size: i64,
+    /// Where the snapshot is: a file path for `file://` targets.
+    pub object_key: String,
+    /// Versions deleted by retention.
+    pub pruned: Vec<String>,
 }
 
 #[napi]
@@ -197,6 +226,50 @@ impl Mailbox {
             Ok(Quota {
                 used_bytes: to_js_integer(open.mailbox().used_bytes()?),
                 limit_bytes: limit.map(to_js_integer),
+            })
+        })
+    }
+
+    /// Back up the mailbox, encrypted exactly as it is at rest and verified, to `target`
+    /// (`file:///DIR`), unless nothing changed since the latest version there. This build
+    /// has no S3 client: an `s3://` target rejects with `UNSUPPORTED_TARGET` (use the
+    /// `sealmail backup` command or `sealmail serve`'s scheduled backups for S3). Rejects with
+    /// `BACKUP_IN_PROGRESS` while another backup of this mailbox runs, `INSUFFICIENT_SPACE`
+    /// when the snapshot would not fit.
+    #[napi(ts_return_type = "Promise<BackupResult>")]
+    pub fn backup(
+        &self,
+        target: String,
+        options: Option<BackupOptions>,
+    ) -> AsyncTask<Blocking<BackupResult>> {
+        let retention = options.and_then(|options| {
+            (options.keep_daily.is_some() || options.keep_monthly.is_some()).then(|| {
+                let defaults = backup::RetentionPolicy::default();
+                backup::RetentionPolicy {
+                    keep_daily: options.keep_daily.unwrap_or(defaults.keep_daily),
+                    keep_monthly: options.keep_monthly.unwrap_or(defaults.keep_monthly),
+                }
+            })
+        });
+        self.with_session(move |open, registry| {
+            let target = backup::BackupTarget::parse(&target)?;
+            let credential = registry.wrapped_credential(open.mailbox_id())?;
+            let options = backup::BackupOptions {
+                retention,
+                now: None,
+            };
+            let outcome = backup::run(open.mailbox(), open.key(), &credential, &target, &options)?;
+            let (manifest, skipped, pruned) = match outcome {
+                backup::BackupOutcome::Stored { manifest, pruned } => (manifest, false, pruned),
+                backup::BackupOutcome::Unchanged { latest } => (latest, true, Vec::new()),
+            };
+            Ok(BackupResult {
+                skipped,
+                object_key: target.snapshot_location(&manifest),
+                version: manifest.version,
+                hash: manifest.sha256,
+                size: to_js_integer(manifest.size),
+                pruned,
             })
         })
     }

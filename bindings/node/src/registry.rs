@@ -177,11 +177,28 @@ impl Registry {
         blocking(move || Ok(registry.change_password(&address, &old_password, &new_password)?))
     }
 
-    /// Delete the account and its mailbox file. Irreversible.
+    /// Delete the account and its mailbox files. Irreversible. With `purgeBackups` (a backup
+    /// target such as `file:///var/backups/sealmail`), every backup of the mailbox stored
+    /// there is deleted first; an `s3://` target rejects with `UNSUPPORTED_TARGET` in this
+    /// build, before anything is deleted.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn remove_account(&self, address: String) -> AsyncTask<Blocking<()>> {
+    pub fn remove_account(
+        &self,
+        address: String,
+        options: Option<RemoveAccountOptions>,
+    ) -> AsyncTask<Blocking<()>> {
         let registry = self.registry.clone();
-        blocking(move || Ok(registry.remove_account(&address)?))
+        let purge = options.and_then(|options| options.purge_backups);
+        blocking(move || {
+            if let Some(target) = purge {
+                let target = sealmail_core::backup::BackupTarget::parse(&target)?;
+                let account = registry
+                    .lookup(&address)?
+                    .ok_or_else(|| sealmail_core::Error::NoSuchAccount(address.clone()))?;
+                sealmail_core::backup::purge_backups(&target, &account.mailbox_id)?;
+            }
+            Ok(registry.remove_account(&address)?)
+        })
     }
 
     /// The account of `address`, or `null` (what an MX asks at `RCPT TO`).
@@ -203,6 +220,13 @@ impl Registry {
                 .collect())
         })
     }
+}
+
+/// Options of `Registry.removeAccount`.
+#[napi(object)]
+pub struct RemoveAccountOptions {
+    /// A backup target (`file:///DIR`) whose backups of this mailbox are deleted too.
+    pub purge_backups: Option<String>,
 }
 
 impl From<AccountInfo> for Account {

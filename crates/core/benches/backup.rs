@@ -96,6 +96,27 @@ fn main() {
         "unchanged backup (MAC only, skipped): {:.2} s",
         started.elapsed().as_secs_f64()
     );
+
+    // The daily case: one new message since the last version, so the live MAC differs and
+    // the whole snapshot is written again.
+    mailbox
+        .append("INBOX", &message(&mut seed), &AppendOptions::default())
+        .unwrap();
+    let started = Instant::now();
+    let outcome = run(
+        &mailbox,
+        &account.key,
+        &credential,
+        &target,
+        &BackupOptions::default(),
+    )
+    .unwrap();
+    let changed = started.elapsed().as_secs_f64();
+    assert!(matches!(outcome, BackupOutcome::Stored { .. }));
+    println!(
+        "changed backup (MAC + snapshot + verify + sha256 + store): {changed:.2} s = {:.2}x floor",
+        changed / floor
+    );
 }
 
 /// A message with a 1 MiB random (incompressible) attachment, base64-encoded.

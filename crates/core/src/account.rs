@@ -17,6 +17,9 @@ pub struct OpenMailbox {
     mailbox: Mailbox,
     address: Address,
     mailbox_id: MailboxId,
+    /// The key the file opened with (redacted in `Debug`, wiped on drop): a background backup
+    /// opens its own connection with it while the owner's session is open.
+    key: MailboxKey,
 }
 
 /// Verify `password`, then open the mailbox with the unwrapped key and fold in the mail sealed
@@ -27,13 +30,18 @@ pub struct OpenMailbox {
 pub fn open_mailbox(registry: &Registry, address: &str, password: &str) -> Result<OpenMailbox> {
     let login = registry.login(address, password)?;
     let path = registry.mailbox_path(&login.mailbox_id);
-    let (mut mailbox, _used) =
+    let (mut mailbox, used) =
         Mailbox::open_with_keys(&path, &login.key, login.pending_key.as_ref())?;
     mailbox.set_quota_limit(login.quota);
+    let key = match (used, login.pending_key) {
+        (KeyUsed::Pending, Some(pending)) => pending,
+        _ => login.key,
+    };
     let mut open = OpenMailbox {
         mailbox,
         address: login.address,
         mailbox_id: login.mailbox_id,
+        key,
     };
     open.drain_sealed(registry)?;
     Ok(open)
@@ -68,6 +76,11 @@ impl OpenMailbox {
 
     pub fn mailbox_id(&self) -> &MailboxId {
         &self.mailbox_id
+    }
+
+    /// The key the mailbox file is open with.
+    pub fn key(&self) -> &MailboxKey {
+        &self.key
     }
 
     /// Append the sealed items waiting for this mailbox to INBOX, oldest first. Each item's id is

@@ -79,6 +79,12 @@ pub enum Error {
         needed: u64,
         available: u64,
     },
+    /// A backup target this build cannot write to (an `s3://` URL without the `s3` feature).
+    #[error("unsupported backup target {0:?}: this build supports {1}")]
+    UnsupportedBackupTarget(String, &'static str),
+    /// An import archive (eml-zip) that cannot be read.
+    #[error("archive {path} cannot be read: {reason}")]
+    InvalidArchive { path: PathBuf, reason: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error(transparent)]

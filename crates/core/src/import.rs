@@ -1,6 +1,7 @@
 //! Import mail from the formats users migrate with: single `.eml` files, mbox files (mboxrd and
-//! mboxo, `>From ` quoting undone) and Maildir folders (Maildir++ subfolders become folders,
-//! flags from the `:2,` suffix are kept).
+//! mboxo, `>From ` quoting undone), Maildir folders (Maildir++ subfolders become folders,
+//! flags from the `:2,` suffix are kept) and eml-zip archives (`sealmail export --format
+//! eml-zip`: folders, flags and internal dates from its manifest).
 //!
 //! Messages are appended in batches, each batch one transaction. A message the store refuses
 //! (too large, over quota) is reported and the import goes on; nothing already stored is touched.
@@ -22,11 +23,14 @@ pub enum ImportSource {
     Eml(PathBuf),
     Mbox(PathBuf),
     Maildir(PathBuf),
+    /// A zip of `.eml` files, with or without sealmail's manifest.
+    EmlZip(PathBuf),
 }
 
 impl ImportSource {
-    /// Recognize a path: a directory with `cur/` or `new/` is a Maildir, a file whose first line
-    /// starts with `From ` is an mbox, any other file is one message.
+    /// Recognize a path: a directory with `cur/` or `new/` is a Maildir, a file starting with a
+    /// zip signature is an eml-zip archive, a file whose first line starts with `From ` is an
+    /// mbox, any other file is one message.
     pub fn detect(path: &Path) -> Result<Self> {
         if path.is_dir() {
             if path.join("cur").is_dir() || path.join("new").is_dir() {
@@ -39,7 +43,9 @@ impl ImportSource {
         }
         let mut first = [0u8; 5];
         let read = std::io::Read::read(&mut File::open(path)?, &mut first)?;
-        if read == 5 && &first == b"From " {
+        if read >= 4 && &first[..4] == b"PK\x03\x04" {
+            Ok(Self::EmlZip(path.into()))
+        } else if read == 5 && &first == b"From " {
             Ok(Self::Mbox(path.into()))
         } else {
             Ok(Self::Eml(path.into()))
@@ -133,6 +139,54 @@ pub fn import(
                     )?;
                 }
             }
+        }
+        ImportSource::EmlZip(path) => {
+            let max_size = batcher.mailbox.max_message_size();
+            // Both callbacks use the batcher; a folder is created before its first message
+            // is pushed (a pending batch of another folder can wait: it names its own).
+            let batcher = std::cell::RefCell::new(&mut batcher);
+            let target_of = |archived: &str| {
+                if archived == "INBOX" {
+                    folder.to_owned()
+                } else if folder == "INBOX" {
+                    archived.to_owned()
+                } else {
+                    format!("{folder}/{archived}")
+                }
+            };
+            crate::backup::read_eml_zip(
+                path,
+                max_size,
+                |listed| {
+                    let mut batcher = batcher.borrow_mut();
+                    let target = target_of(&listed.path);
+                    if batcher.mailbox.folder(&target).is_err() {
+                        let created = batcher
+                            .mailbox
+                            .create_folder(&target, listed.special_use.as_deref());
+                        if created.is_err() {
+                            // The special use may already belong to another folder here.
+                            batcher.mailbox.create_folder(&target, None)?;
+                        }
+                        batcher.mailbox.set_subscribed(&target, listed.subscribed)?;
+                    }
+                    Ok(())
+                },
+                |message| {
+                    batcher.borrow_mut().push(
+                        Pending {
+                            origin: message.origin,
+                            folder: target_of(&message.folder),
+                            raw: message.raw,
+                            options: AppendOptions {
+                                flags: message.flags,
+                                internal_date: message.internal_date,
+                            },
+                        },
+                        &mut progress,
+                    )
+                },
+            )?;
         }
     }
     batcher.flush(&mut progress)?;

@@ -14,6 +14,7 @@
 //! blocking threads, never on the reactor.
 
 use crate::account::{self, OpenMailbox};
+use crate::backup::OpenMailboxSource;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::store::{
@@ -199,6 +200,9 @@ pub struct OpenedMailbox {
     pub mailbox: Box<dyn AsMut<Mailbox> + Send>,
     /// The account's storage limit, for QUOTA and APPENDLIMIT answers.
     pub quota: Option<u64>,
+    /// What a scheduled backup needs while sessions hold the mailbox open (its key among
+    /// it); `None` from openers that do not offer backups.
+    pub backup_source: Option<OpenMailboxSource>,
 }
 
 /// Password check plus opening of the mailbox file, used by [`LocalMailStore`]. Blocking
@@ -222,9 +226,15 @@ impl MailboxOpener for Registry {
         let quota = self
             .lookup(opened.address().as_str())?
             .and_then(|info| info.quota);
+        let backup_source = OpenMailboxSource {
+            mailbox_id: opened.mailbox_id().clone(),
+            path: opened.mailbox().path().to_path_buf(),
+            key: opened.key().clone(),
+        };
         Ok(OpenedMailbox {
             mailbox: Box::new(opened),
             quota,
+            backup_source: Some(backup_source),
         })
     }
 }
@@ -272,6 +282,8 @@ struct SharedMailbox {
     changes: broadcast::Sender<Change>,
     /// Held by at most one session (POP3's maildrop lock); see [`MailSession::lock_maildrop`].
     maildrop_locked: AtomicBool,
+    /// For scheduled backups; dropped (and the key wiped) with the last session.
+    backup_source: Option<OpenMailboxSource>,
 }
 
 impl<O: MailboxOpener> LocalMailStore<O> {
@@ -295,6 +307,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
         &self,
         path: &std::path::Path,
         opened: Box<dyn AsMut<Mailbox> + Send>,
+        backup_source: Option<OpenMailboxSource>,
     ) -> (Arc<SharedMailbox>, Option<Box<dyn AsMut<Mailbox> + Send>>) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(shared) = open.get(path).and_then(Weak::upgrade) {
@@ -305,9 +318,24 @@ impl<O: MailboxOpener> LocalMailStore<O> {
             mailbox: Mutex::new(opened),
             changes: broadcast::channel(CHANGE_BUFFER).0,
             maildrop_locked: AtomicBool::new(false),
+            backup_source,
         });
         open.insert(path.to_path_buf(), Arc::downgrade(&shared));
         (shared, None)
+    }
+
+    /// The mailboxes sessions hold open right now (lingering ones included), with what a
+    /// backup needs. The keys are copies: a caller must drop them when its backup is done.
+    /// Blocking: if the last session ends meanwhile, its file is closed on this thread.
+    pub fn open_mailboxes_for_backup(&self) -> Vec<OpenMailboxSource> {
+        let alive: Vec<Arc<SharedMailbox>> = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.values().filter_map(Weak::upgrade).collect()
+        };
+        alive
+            .iter()
+            .filter_map(|shared| shared.backup_source.clone())
+            .collect()
     }
 }
 
@@ -335,7 +363,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         // another session already has the file open.
         let mut opened = blocking(move || opener.open(&address, &password)).await?;
         let path = (*opened.mailbox).as_mut().path().to_path_buf();
-        let (shared, spare) = self.share(&path, opened.mailbox);
+        let (shared, spare) = self.share(&path, opened.mailbox, opened.backup_source);
         if let Some(spare) = spare {
             tokio::task::spawn_blocking(move || drop(spare));
         }

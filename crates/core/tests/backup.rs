@@ -655,6 +655,194 @@ fn mbox_export_then_import_gives_identical_messages() {
     assert_eq!(summary.internal_date, "2026-11-28T20:21:38Z");
 }
 
+#[test]
+fn eml_zip_export_then_import_gives_identical_messages_flags_and_folders() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let key = sealmail_core::MailboxKey::generate();
+    let mut original = Mailbox::create(&dir.path().join("a.sqlite"), &key).unwrap();
+    fill_for_export(&mut original);
+    // A folder whose name is not a safe file path, and an empty unsubscribed one.
+    original.create_folder("Q1: plans", None).unwrap();
+    let options = AppendOptions {
+        flags: Flags {
+            keywords: vec!["$Junk".into(), "project-x".into()],
+            ..Flags::default()
+        },
+        internal_date: Some(1_000_000_000),
+    };
+    original
+        .append("Q1: plans", &message("plans", "body"), &options)
+        .unwrap();
+    original.create_folder("Empty", None).unwrap();
+    original.set_subscribed("Empty", false).unwrap();
+
+    let out = dir.path().join("mail.zip");
+    let mut calls = 0;
+    let report = export(&original, ExportFormat::EmlZip, &out, |_| calls += 1).unwrap();
+    assert_eq!((report.messages, report.total_messages), (5, 5));
+    assert!(calls >= 5, "progress after every message");
+    // Any unzip tool sees one .eml per message, byte for byte, under its folder's path.
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let mut work = Vec::new();
+    archive
+        .by_name("Work/2026/0000000001.eml")
+        .unwrap()
+        .read_to_end(&mut work)
+        .unwrap();
+    assert_eq!(work, original.fetch_raw("Work/2026", 1).unwrap());
+    assert!(archive.by_name("Q1_ plans/0000000001.eml").is_ok());
+    assert!(
+        archive
+            .file_names()
+            .all(|name| !name.contains("..") && !name.contains(':')),
+        "entry names are safe to extract"
+    );
+    drop(archive);
+
+    let mut copy = Mailbox::create(&dir.path().join("b.sqlite"), &key).unwrap();
+    let source = ImportSource::detect(&out).unwrap();
+    assert_eq!(source, ImportSource::EmlZip(out.clone()));
+    let imported = import(&mut copy, &source, "INBOX", |_| {}).unwrap();
+    assert_eq!(imported.imported, 5);
+    assert!(imported.failed.is_empty(), "{:?}", imported.failed);
+    assert_eq!(contents(&copy), contents(&original));
+    let summary = &copy.summaries("Q1: plans", &UidSet::all()).unwrap()[0];
+    assert_eq!(summary.internal_date, "2001-09-09T01:46:40Z");
+    let empty = copy.folder("Empty").unwrap();
+    assert!(!empty.subscribed, "subscription comes from the manifest");
+    // An export never overwrites a file.
+    assert!(export(&original, ExportFormat::EmlZip, &out, |_| {}).is_err());
+}
+
+#[test]
+fn eml_zip_streamed_to_a_pipe_and_a_zip_without_manifest_both_import() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let key = sealmail_core::MailboxKey::generate();
+    let mut original = Mailbox::create(&dir.path().join("a.sqlite"), &key).unwrap();
+    fill_for_export(&mut original);
+    // Not seekable: the writer must not seek back to patch entry headers.
+    struct PipeLike(Vec<u8>);
+    impl std::io::Write for PipeLike {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let (report, streamed) =
+        sealmail_core::backup::write_eml_zip_to_stream(&original, PipeLike(Vec::new()), |_| {})
+            .unwrap();
+    assert_eq!(report.messages, 4);
+    let streamed_path = dir.path().join("streamed.zip");
+    std::fs::write(&streamed_path, &streamed.0).unwrap();
+    let mut copy = Mailbox::create(&dir.path().join("b.sqlite"), &key).unwrap();
+    import(
+        &mut copy,
+        &ImportSource::detect(&streamed_path).unwrap(),
+        "INBOX",
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(contents(&copy), contents(&original));
+
+    // A zip made by hand: folders from directories, no flags.
+    let hand_made = dir.path().join("hand.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&hand_made).unwrap());
+    for (name, subject) in [("a.eml", "root"), ("Lists/rust/b.eml", "nested")] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(&message(subject, "hand made")).unwrap();
+    }
+    zip.start_file("notes.txt", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(b"not a message").unwrap();
+    zip.finish().unwrap();
+    let mut third = Mailbox::create(&dir.path().join("c.sqlite"), &key).unwrap();
+    let imported = import(
+        &mut third,
+        &ImportSource::EmlZip(hand_made),
+        "Archive",
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(imported.imported, 2);
+    let folders: Vec<(String, Vec<u8>, Flags)> = contents(&third);
+    assert_eq!(folders.len(), 2);
+    assert_eq!(folders[0].0, "Archive");
+    assert_eq!(folders[1].0, "Archive/Lists/rust");
+    assert_eq!(folders[1].1, message("nested", "hand made"));
+    assert_eq!(folders[1].2, Flags::default());
+}
+
+#[test]
+fn removing_an_account_after_a_backup_leaves_no_file_named_after_its_mailbox() {
+    let setup = setup();
+    append(&setup, "INBOX", "one", Flags::default());
+    stored(backup(&setup));
+    let mailbox_path = setup.registry.mailbox_path(&setup.mailbox_id);
+    let mailbox_dir = mailbox_path.parent().unwrap().to_path_buf();
+    let named_after_it = || -> Vec<String> {
+        std::fs::read_dir(&mailbox_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(setup.mailbox_id.as_str()))
+            .collect()
+    };
+    assert!(
+        named_after_it()
+            .iter()
+            .any(|name| name.ends_with(".backup-lock")),
+        "the backup took its lock file: {:?}",
+        named_after_it()
+    );
+    setup.registry.remove_account(ADDRESS).unwrap();
+    assert_eq!(named_after_it(), Vec::<String>::new());
+}
+
+#[test]
+fn a_backup_on_its_own_connection_sees_what_an_open_session_wrote() {
+    use sealmail_core::backup::{OpenMailboxSource, backup_open_mailbox};
+    let setup = setup();
+    let mut session = open_mailbox(&setup.registry, ADDRESS, PASSWORD).unwrap();
+    let source = OpenMailboxSource {
+        mailbox_id: session.mailbox_id().clone(),
+        path: session.mailbox().path().to_path_buf(),
+        key: session.key().clone(),
+    };
+    let write = |session: &mut sealmail_core::account::OpenMailbox, subject: &str| {
+        session
+            .mailbox_mut()
+            .append(
+                "INBOX",
+                &message(subject, "body"),
+                &AppendOptions::default(),
+            )
+            .unwrap();
+    };
+    let run = || {
+        backup_open_mailbox(
+            &setup.registry,
+            &source,
+            &setup.target,
+            &BackupOptions::default(),
+        )
+        .unwrap()
+    };
+    write(&mut session, "one");
+    let first = stored(run());
+    assert_eq!(first.rows.messages, 1);
+    assert!(matches!(run(), BackupOutcome::Unchanged { .. }));
+    // The session writes on: the next backup sees it, while the session stays open.
+    write(&mut session, "two");
+    let second = stored(run());
+    assert_eq!(second.rows.messages, 2);
+    assert_ne!(second.content_mac, first.content_mac);
+}
+
 /// The same backup and restore against a real S3-compatible server (moto, started here).
 #[cfg(feature = "s3")]
 mod s3 {

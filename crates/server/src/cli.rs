@@ -33,7 +33,7 @@ pub enum Command {
     /// Manage accounts (addresses and their encrypted mailboxes).
     #[command(subcommand)]
     Account(AccountCommand),
-    /// Import .eml files, mbox files or Maildir folders into a mailbox.
+    /// Import .eml files, mbox files, Maildir folders or eml-zip archives into a mailbox.
     Import(ImportArgs),
     /// Run a Mongo-style JSON query against a mailbox; prints one JSON document per line.
     /// Example: '{"collection":"messages","op":"find","filter":{"seen":false},"limit":10}'
@@ -49,7 +49,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup version; stop `sealmail serve` first (the live file is swapped).
     Restore(RestoreArgs),
-    /// Export every folder as Maildir++ or mbox files into an empty directory.
+    /// Export every folder as Maildir++ or mbox files into an empty directory, or as one zip
+    /// of .eml files with a manifest of flags (eml-zip; `--output -` streams it to stdout).
     Export(ExportArgs),
     /// Manage mail domains (DKIM signing keys).
     #[command(subcommand)]
@@ -155,7 +156,7 @@ pub struct ForwardArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     pub address: String,
-    /// .eml files, mbox files or Maildir directories.
+    /// .eml files, mbox files, Maildir directories or eml-zip archives.
     #[arg(required = true)]
     pub sources: Vec<PathBuf>,
     /// Read the password from the first line of standard input.
@@ -203,9 +204,10 @@ pub struct RestoreArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     pub address: String,
-    #[arg(long, value_parser = ["mbox", "maildir"])]
+    #[arg(long, value_parser = ["mbox", "maildir", "eml-zip"])]
     pub format: String,
-    /// Directory to write into (created; must be empty).
+    /// mbox, maildir: the directory to write into (created; must be empty). eml-zip: the zip
+    /// file to create (must not exist), or `-` for standard output.
     #[arg(long)]
     pub output: PathBuf,
     #[arg(long, required = true)]

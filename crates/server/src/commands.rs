@@ -4,13 +4,14 @@ use crate::cli::{
     AccountCommand, BackupArgs, Cli, Command, DomainCommand, ExportArgs, ForwardArgs, ImportArgs,
     RestoreArgs,
 };
+use crate::progress::ProgressBar;
 use anyhow::{Context, Result, bail};
 use sealmail_core::backup::{
     self, BackupOptions, BackupOutcome, BackupTarget, ExportFormat, RestoreRequest, RetentionPolicy,
 };
 use sealmail_core::import::{ImportSource, import};
 use sealmail_core::registry::{AccountOptions, Registry};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use zeroize::Zeroizing;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -241,25 +242,16 @@ fn import_command(data_dir: &std::path::Path, args: ImportArgs) -> Result<()> {
     let registry = Registry::open(data_dir)?;
     let password = read_secret_line("password")?;
     let mut mailbox = sealmail_core::account::open_mailbox(&registry, &args.address, &password)?;
-    let show_progress = std::io::stderr().is_terminal();
     let mut failed = 0usize;
     let mut total = 0u64;
     for path in &args.sources {
         let source = ImportSource::detect(path).with_context(|| path.display().to_string())?;
+        let mut bar = ProgressBar::on_terminal();
         let report = import(mailbox.mailbox_mut(), &source, &args.folder, |progress| {
-            if show_progress {
-                eprint!(
-                    "\r{}: {} messages, {:.1} MB",
-                    path.display(),
-                    progress.imported,
-                    progress.bytes as f64 / 1e6
-                );
-            }
+            bar.update(progress.imported, 0, "messages imported", progress.bytes);
         })
         .with_context(|| path.display().to_string())?;
-        if show_progress {
-            eprintln!();
-        }
+        bar.finish();
         for (origin, reason) in &report.failed {
             eprintln!("skipped {origin}: {reason}");
         }
@@ -356,23 +348,30 @@ fn export_command(data_dir: &std::path::Path, args: ExportArgs) -> Result<()> {
     let registry = Registry::open(data_dir)?;
     let password = read_secret_line("password")?;
     let opened = sealmail_core::account::open_mailbox(&registry, &args.address, &password)?;
-    let format = if args.format == "mbox" {
-        ExportFormat::Mbox
-    } else {
-        ExportFormat::Maildir
+    let format = match args.format.as_str() {
+        "mbox" => ExportFormat::Mbox,
+        "eml-zip" => ExportFormat::EmlZip,
+        _ => ExportFormat::Maildir,
     };
-    let show_progress = std::io::stderr().is_terminal();
-    let report = backup::export(opened.mailbox(), format, &args.output, |progress| {
-        if show_progress {
-            eprint!(
-                "\r{} folders, {} messages",
-                progress.folders, progress.messages
-            );
-        }
-    })?;
-    if show_progress {
-        eprintln!();
-    }
+    let mut bar = ProgressBar::on_terminal();
+    let progress = |report: &backup::ExportReport| {
+        bar.update(
+            report.messages,
+            report.total_messages,
+            "messages",
+            report.bytes,
+        );
+    };
+    let report = if format == ExportFormat::EmlZip && args.output.as_os_str() == "-" {
+        let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        let (report, mut stdout) =
+            backup::write_eml_zip_to_stream(opened.mailbox(), stdout, progress)?;
+        stdout.flush()?;
+        report
+    } else {
+        backup::export(opened.mailbox(), format, &args.output, progress)?
+    };
+    bar.finish();
     for (from, to) in &report.renamed_folders {
         eprintln!("folder {from:?} written as {to:?} (Maildir++ uses '.' between levels)");
     }

@@ -38,6 +38,17 @@
 //! first_retry_secs = 300       # then doubling...
 //! max_retry_interval_secs = 14400 # ...up to 4 hours
 //! timeout_secs = 300
+//!
+//! [backup]                     # daily backups of the mailboxes of logged-in users
+//! target = "s3://bucket/prefix" # or "file:///var/backups/sealmail"
+//! hour = 3                     # from 03:00 UTC each day; without it, at most once per 24 h
+//! keep_daily = 7               # retention: newest version of each of the last 7 days
+//! keep_monthly = 12            # ... and of each of the last 12 months
+//! # S3 settings; each falls back to the standard AWS environment (AWS_ENDPOINT_URL, ...).
+//! s3_endpoint = "http://127.0.0.1:9000"
+//! s3_region = "us-east-1"
+//! s3_access_key_id = "..."
+//! s3_secret_access_key = "..."
 //! ```
 
 use crate::tls::TlsFiles;
@@ -70,6 +81,60 @@ pub struct Config {
     pub outbound: OutboundSettings,
     pub smtp_settings: SmtpSettings,
     pub pop3_limits: Pop3Limits,
+    /// Scheduled backups; `None` when the file has no `[backup]` target.
+    pub backup: Option<BackupSettings>,
+}
+
+/// The `[backup]` section: where and when `serve` backs up the mailboxes it holds keys for.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// `file:///DIR` or `s3://BUCKET/PREFIX`.
+    pub target: String,
+    /// Back up daily from this UTC hour (0-23); without it, at most once per `interval_secs`.
+    pub hour: Option<u8>,
+    /// Shortest time between two backups of one mailbox when no `hour` is set (default one
+    /// day; tests use seconds).
+    #[serde(default = "one_day")]
+    pub interval_secs: u64,
+    #[serde(default = "seven")]
+    pub keep_daily: u32,
+    #[serde(default = "twelve")]
+    pub keep_monthly: u32,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    /// Read once at start into the S3 client's credentials; never logged (`Debug` redacts it).
+    pub s3_secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for BackupSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupSettings")
+            .field("target", &self.target)
+            .field("hour", &self.hour)
+            .field("interval_secs", &self.interval_secs)
+            .field("keep_daily", &self.keep_daily)
+            .field("keep_monthly", &self.keep_monthly)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field(
+                "s3_secret_access_key",
+                &self.s3_secret_access_key.as_ref().map(|_| "[REDACTED]"),
+            )
+            .finish()
+    }
+}
+
+fn one_day() -> u64 {
+    86_400
+}
+fn seven() -> u32 {
+    7
+}
+fn twelve() -> u32 {
+    12
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -252,6 +317,7 @@ struct ConfigFile {
     pop3: Pop3Limits,
     smtp: SmtpSettings,
     outbound: OutboundSettings,
+    backup: Option<BackupSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,7 +383,20 @@ impl Config {
             submissions: listener("SUBMISSIONS", file.listen.submissions, DEFAULT_SUBMISSIONS)?,
             outbound: file.outbound,
             smtp_settings: file.smtp,
+            backup: file.backup.map(BackupSettings::validated).transpose()?,
         })
+    }
+}
+
+impl BackupSettings {
+    fn validated(self) -> Result<Self> {
+        if self.hour.is_some_and(|hour| hour > 23) {
+            bail!("[backup] hour must be 0 to 23 (UTC)");
+        }
+        if self.interval_secs == 0 {
+            bail!("[backup] interval_secs must be at least 1");
+        }
+        Ok(self)
     }
 }
 
@@ -470,6 +549,35 @@ mod tests {
             ..SmtpInbound::default()
         };
         assert!(half_doh.resolver().is_err());
+    }
+
+    #[test]
+    fn backup_section_defaults_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealmail.toml");
+        assert_eq!(Config::load(None, no_env).unwrap().backup, None);
+        std::fs::write(
+            &path,
+            "[backup]\ntarget = \"file:///b\"\nhour = 3\ns3_secret_access_key = \"hush\"\n",
+        )
+        .unwrap();
+        let backup = Config::load(Some(&path), no_env).unwrap().backup.unwrap();
+        assert_eq!(backup.target, "file:///b");
+        assert_eq!(backup.hour, Some(3));
+        assert_eq!(
+            (backup.interval_secs, backup.keep_daily, backup.keep_monthly),
+            (86_400, 7, 12)
+        );
+        assert!(!format!("{backup:?}").contains("hush"), "secret redacted");
+        std::fs::write(&path, "[backup]\ntarget = \"file:///b\"\nhour = 24\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path), no_env).unwrap_err());
+        assert!(err.contains("hour"), "{err}");
+        std::fs::write(&path, "[backup]\nhour = 2\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&path), no_env).unwrap_err());
+        assert!(
+            err.contains("target"),
+            "a section without target is refused: {err}"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@ mod cli;
 mod commands;
 mod config;
 mod metrics;
+mod progress;
+mod scheduled_backup;
 mod serve;
 mod tls;
 

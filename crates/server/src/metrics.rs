@@ -23,6 +23,9 @@ pub struct ServerMetrics {
     connections_open: AtomicI64,
     logins_ok: AtomicU64,
     logins_failed: AtomicU64,
+    /// Scheduled backups that stored a version or found the mailbox unchanged, and failures.
+    backups_ok: AtomicU64,
+    backups_failed: AtomicU64,
     /// Per (command, outcome): count. A std mutex: held for a map update, never across await.
     commands: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     latency: Mutex<Histogram>,
@@ -74,6 +77,16 @@ impl Metrics for ServerMetrics {
 }
 
 impl ServerMetrics {
+    /// Count one scheduled backup run.
+    pub fn backup(&self, succeeded: bool) {
+        let counter = if succeeded {
+            &self.backups_ok
+        } else {
+            &self.backups_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -112,6 +125,19 @@ impl ServerMetrics {
             "sealmail_logins_total{{result=\"failed\"}} {}",
             self.logins_failed.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP sealmail_backups_total Scheduled mailbox backups by result (ok: stored or \
+             unchanged)."
+        );
+        let _ = writeln!(out, "# TYPE sealmail_backups_total counter");
+        for (result, counter) in [("ok", &self.backups_ok), ("failed", &self.backups_failed)] {
+            let _ = writeln!(
+                out,
+                "sealmail_backups_total{{result=\"{result}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP sealmail_imap_commands_total IMAP commands by name and outcome."

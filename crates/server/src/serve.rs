@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::metrics::{ServerMetrics, serve_metrics};
+use crate::scheduled_backup::{self, ScheduledBackups};
 use crate::tls;
 use anyhow::{Context, Result};
 use sealmail_core::login_limiter::LoginLimiter;
@@ -31,10 +32,18 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     let tls_config = tls::server_config(data_dir, &config.tls)?;
     let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
     let metrics = Arc::new(ServerMetrics::default());
+    // Built before the runtime (an S3 client brings its own), and kept here so its last
+    // handle is dropped outside the runtime too.
+    let backup_target = config
+        .backup
+        .as_ref()
+        .map(|settings| scheduled_backup::target_from_settings(settings).map(Arc::new))
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let scheduler_target = backup_target.clone();
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
@@ -191,6 +200,20 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
             let stop = stopped(stop_rx.clone());
             tokio::spawn(serve_metrics(listener, Arc::clone(&metrics), stop));
         }
+        let scheduled_backups = match (&config.backup, &scheduler_target) {
+            (Some(settings), Some(target)) => {
+                let backups = ScheduledBackups::new(
+                    settings,
+                    Arc::clone(target),
+                    Arc::clone(&registry),
+                    Arc::clone(&store),
+                    Arc::clone(&metrics),
+                );
+                eprintln!("scheduled backups to {}", settings.target);
+                Some(tokio::spawn(backups.run(stop_rx.clone())))
+            }
+            _ => None,
+        };
         let sweeper_registry = Arc::clone(&registry);
         let mut sweeper_stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -214,8 +237,14 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 .context("listener task panicked")?
                 .context("listener failed")?;
         }
-        Ok(())
-    })
+        if let Some(backups) = scheduled_backups {
+            // A backup in progress finishes (and removes its temporary file) before exit.
+            backups.await.context("scheduled backups panicked")?;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    drop(backup_target);
+    Ok(())
 }
 
 async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener> {

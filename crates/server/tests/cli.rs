@@ -707,3 +707,151 @@ fn account_forward_sets_shows_and_clears_forwarding() {
     ));
     assert!(cleared.starts_with("no forwarding"), "{cleared}");
 }
+
+/// Every entry of a zip: name and bytes, in archive order.
+fn zip_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    (0..archive.len())
+        .map(|index| {
+            let mut entry = archive.by_index(index).unwrap();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            (entry.name().to_owned(), data)
+        })
+        .collect()
+}
+
+#[test]
+fn eml_zip_export_to_stdout_then_import_gives_the_same_messages_flags_and_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for address in ["from@example.org", "to@example.org"] {
+        ok(&sealmail(
+            &data,
+            &["account", "add", address, "--password-stdin"],
+            "zip pw\n",
+        ));
+    }
+    // A Maildir with flags and a subfolder, so there is something for the manifest to keep.
+    let maildir = dir.path().join("maildir");
+    for sub in ["cur", "new", "tmp", ".Work/cur", ".Work/new", ".Work/tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let files = [
+        ("cur/1700000000.a.host:2,FS", "flagged and seen"),
+        ("new/1700000001.b.host", "new"),
+        (
+            ".Work/cur/1700000002.c.host:2,PRT",
+            "forwarded answered deleted",
+        ),
+    ];
+    for (index, (name, subject)) in files.into_iter().enumerate() {
+        let path = maildir.join(name);
+        std::fs::write(
+            &path,
+            format!("Subject: {subject}\r\nFrom: a@example.org\r\n\r\n{MARKER} {subject}\r\n"),
+        )
+        .unwrap();
+        // The importer takes the internal date from the file time.
+        let time =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + index as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+    ok(&sealmail(
+        &data,
+        &[
+            "import",
+            "from@example.org",
+            maildir.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "zip pw\n",
+    ));
+
+    let export_to = |address: &str, output: &str| {
+        sealmail(
+            &data,
+            &[
+                "export",
+                address,
+                "--format",
+                "eml-zip",
+                "--output",
+                output,
+                "--password-stdin",
+            ],
+            "zip pw\n",
+        )
+    };
+    // Streamed to standard output (a pipe here, so no progress bar on stderr either).
+    let streamed = export_to("from@example.org", "-");
+    assert!(
+        streamed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&streamed.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&streamed.stderr).contains('\r'));
+    let archive = dir.path().join("from.zip");
+    std::fs::write(&archive, &streamed.stdout).unwrap();
+    let original = zip_entries(&streamed.stdout);
+    assert_eq!(
+        original
+            .iter()
+            .filter(|(name, _)| name.ends_with(".eml"))
+            .count(),
+        3
+    );
+
+    ok(&sealmail(
+        &data,
+        &[
+            "import",
+            "to@example.org",
+            archive.to_str().unwrap(),
+            "--password-stdin",
+        ],
+        "zip pw\n",
+    ));
+    let copy_path = dir.path().join("to.zip");
+    ok(&export_to("to@example.org", copy_path.to_str().unwrap()));
+    // Refuses to overwrite.
+    failure(&export_to("to@example.org", copy_path.to_str().unwrap()));
+    let copy = zip_entries(&std::fs::read(&copy_path).unwrap());
+
+    // The same messages, byte for byte, under the same names...
+    let messages = |entries: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
+        entries
+            .iter()
+            .filter(|(name, _)| name.ends_with(".eml"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(messages(&copy), messages(&original));
+    // ...and the same folders, flags and internal dates in the manifests.
+    let manifest = |entries: &[(String, Vec<u8>)]| -> serde_json::Value {
+        let (_, bytes) = entries
+            .iter()
+            .find(|(name, _)| name == "sealmail-manifest.json")
+            .expect("a manifest");
+        serde_json::from_slice(bytes).unwrap()
+    };
+    let (before, after) = (manifest(&original), manifest(&copy));
+    assert_eq!(before["messages"], after["messages"]);
+    assert_eq!(before["folders"], after["folders"]);
+    let work = before["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["folder"] == "Work")
+        .expect("the Work message");
+    assert_eq!(work["flags"]["answered"], true);
+    assert_eq!(work["flags"]["deleted"], true);
+    assert_eq!(work["flags"]["keywords"], serde_json::json!(["$Forwarded"]));
+    assert_eq!(work["internal_date"], "2023-11-14T22:13:22Z");
+}

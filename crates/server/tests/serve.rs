@@ -34,10 +34,18 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
+        Self::start_with_config(data_dir, None)
+    }
+
+    fn start_with_config(data_dir: &Path, config: Option<&Path>) -> Server {
         let (imap, imaps, metrics) = (free_port(), free_port(), free_port());
         let (pop3, pop3s) = (free_port(), free_port());
-        let mut child = sealmail(data_dir)
-            .arg("serve")
+        let mut command = sealmail(data_dir);
+        command.arg("serve");
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
             .env("SEALMAIL_IMAPS_LISTEN", format!("127.0.0.1:{imaps}"))
             .env("SEALMAIL_POP3_LISTEN", format!("127.0.0.1:{pop3}"))
@@ -442,4 +450,136 @@ with smtplib.SMTP_SSL("127.0.0.1", int(os.environ["PORT"]), context=ctx, timeout
     let text = std::fs::read_to_string(message).unwrap();
     assert!(text.contains("relay-marker-7Qz"), "{text}");
     assert!(text.contains("with ESMTPSA id"), "{text}");
+}
+
+/// Complete backup versions (manifest written) at a `file://` target, oldest first.
+fn stored_versions(target: &Path) -> Vec<String> {
+    let mut versions: Vec<String> = std::fs::read_dir(target)
+        .into_iter()
+        .flatten()
+        .flat_map(|mailbox_dir| std::fs::read_dir(mailbox_dir.unwrap().path()).unwrap())
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_owned)
+        })
+        .collect();
+    versions.sort();
+    versions
+}
+
+/// Wait up to `limit` for `condition`; false if it never held.
+fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+const APPEND_ONE: &str = r#"
+import imaplib, os, sys
+c = imaplib.IMAP4("127.0.0.1", int(os.environ["IMAP_PORT"]))
+c.login("user@example.org", os.environ["PASSWORD"])
+typ, data = c.append("INBOX", None, None, ("Subject: scheduled " + sys.argv[1] + "\r\n\r\nbackupMARKERzz\r\n").encode())
+assert typ == "OK", data
+c.logout()
+"#;
+
+fn append_over_imap(server: &Server, subject: &str) {
+    python(
+        &APPEND_ONE.replace("sys.argv[1]", &format!("{subject:?}")),
+        server,
+    );
+}
+
+#[test]
+fn serve_backs_up_logged_in_mailboxes_at_most_once_per_interval() {
+    const INTERVAL: Duration = Duration::from_secs(4);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let target = dir.path().join("backups");
+    add_account(&data, "user@example.org");
+    let config = dir.path().join("sealmail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backup]\ntarget = \"file://{}\"\ninterval_secs = {}\n",
+            target.display(),
+            INTERVAL.as_secs()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with_config(&data, Some(&config));
+    // Nobody is logged in: the server has no key, so there is nothing it can back up.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(stored_versions(&target), Vec::<String>::new());
+
+    // A login (the mailbox stays open for a while after LOGOUT) lets it back up.
+    append_over_imap(&server, "one");
+    assert!(
+        wait_for(Duration::from_secs(20), || stored_versions(&target).len()
+            == 1),
+        "no scheduled backup appeared: {:?}",
+        stored_versions(&target)
+    );
+    let first_seen = Instant::now();
+    let first = stored_versions(&target);
+    // A change right away: the next backup is due only once the interval has passed.
+    append_over_imap(&server, "two");
+    while first_seen.elapsed() < INTERVAL - Duration::from_millis(700) {
+        assert_eq!(
+            stored_versions(&target),
+            first,
+            "a second backup within the interval"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Then the change is backed up; retention (newest per day) replaces the first version.
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let now = stored_versions(&target);
+            now.len() == 1 && now != first
+        }),
+        "the change was never backed up: {:?}\n{}",
+        stored_versions(&target),
+        http_get(server.metrics, "/metrics")
+    );
+    assert!(first_seen.elapsed() >= INTERVAL - Duration::from_millis(700));
+    let scraped = http_get(server.metrics, "/metrics");
+    assert!(
+        scraped.contains("sealmail_backups_total{result=\"failed\"} 0"),
+        "{scraped}"
+    );
+    let ok: u64 = scraped
+        .lines()
+        .find_map(|line| line.strip_prefix("sealmail_backups_total{result=\"ok\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ok >= 2, "{scraped}");
+    assert!(
+        grep_dir(&target, b"backupMARKERzz").is_empty(),
+        "backups are encrypted"
+    );
+    assert!(server.stop().success());
+}
+
+fn grep_dir(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(grep_dir(&path, needle));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            hits.push(path);
+        }
+    }
+    hits
 }

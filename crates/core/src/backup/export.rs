@@ -7,7 +7,8 @@
 //! \Seen (S), \Deleted (T); other keywords are dropped. mbox carries no flags: sealmail does
 //! not add `Status:`/`X-Status:` headers, so exported messages stay exactly as received.
 //! mbox cannot represent a message that does not end in a line break; one is added.
-//! [`crate::import`] reads both formats back.
+//! eml-zip (one `.eml` per message and a manifest with flags) is in [`super::eml_zip`].
+//! [`crate::import`] reads all three formats back.
 //!
 //! This is the one place sealmail writes mail in plaintext, because the user asked for it.
 
@@ -24,6 +25,9 @@ pub enum ExportFormat {
     Maildir,
     /// A directory with one mboxrd file per folder: `INBOX.mbox`, `Work/2026.mbox`, ...
     Mbox,
+    /// One zip file: an `.eml` per message under its folder's path, and a manifest with
+    /// folders, flags and internal dates (see [`super::eml_zip`]).
+    EmlZip,
 }
 
 /// Running totals, handed to the progress callback after every folder.
@@ -32,18 +36,38 @@ pub struct ExportReport {
     pub folders: u64,
     pub messages: u64,
     pub bytes: u64,
+    /// What the whole export will write (for a progress bar): messages and their bytes.
+    pub total_messages: u64,
+    pub total_bytes: u64,
     /// Maildir++ separates folder levels with `.`: a folder whose name has a `.` is written
     /// under a name with `_` instead (original path, path written).
     pub renamed_folders: Vec<(String, String)>,
 }
 
-/// Export every folder of `mailbox` into `destination` (created if missing; must be empty).
+/// Export every folder of `mailbox` into `destination`: for Maildir and mbox a directory
+/// (created if missing; must be empty), for eml-zip a new file (must not exist).
 pub fn export(
     mailbox: &Mailbox,
     format: ExportFormat,
     destination: &Path,
     mut progress: impl FnMut(&ExportReport),
 ) -> Result<ExportReport> {
+    let maildir = match format {
+        ExportFormat::EmlZip => {
+            // A new file only: never overwrite what is there.
+            let file = File::options()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .open(destination)?;
+            let (report, file) =
+                super::eml_zip::write_eml_zip(mailbox, BufWriter::new(file), progress)?;
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            return Ok(report);
+        }
+        ExportFormat::Maildir => true,
+        ExportFormat::Mbox => false,
+    };
     std::fs::create_dir_all(destination)?;
     if std::fs::read_dir(destination)?.next().is_some() {
         return Err(Error::InvalidArgument(format!(
@@ -51,29 +75,31 @@ pub fn export(
             destination.display()
         )));
     }
-    let mut report = ExportReport::default();
-    for folder in mailbox.list_folders()? {
-        match format {
-            ExportFormat::Maildir => {
-                let (dir, written_as) = maildir_folder_dir(destination, &folder.path);
-                if written_as != folder.path {
-                    report
-                        .renamed_folders
-                        .push((folder.path.clone(), written_as));
-                }
-                write_maildir_folder(mailbox, &folder.path, &dir, &mut report)?;
+    let folders = mailbox.list_folders()?;
+    let mut report = ExportReport {
+        total_messages: folders.iter().map(|f| u64::from(f.messages)).sum(),
+        total_bytes: folders.iter().map(|f| f.size).sum(),
+        ..ExportReport::default()
+    };
+    for folder in folders {
+        if maildir {
+            let (dir, written_as) = maildir_folder_dir(destination, &folder.path);
+            if written_as != folder.path {
+                report
+                    .renamed_folders
+                    .push((folder.path.clone(), written_as));
             }
-            ExportFormat::Mbox => {
-                let file = mbox_file_path(destination, &folder.path);
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let mut out = BufWriter::new(File::create(&file)?);
-                let (messages, bytes) = write_mbox_folder(mailbox, &folder.path, &mut out)?;
-                out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                report.messages += messages;
-                report.bytes += bytes;
+            write_maildir_folder(mailbox, &folder.path, &dir, &mut report)?;
+        } else {
+            let file = mbox_file_path(destination, &folder.path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)?;
             }
+            let mut out = BufWriter::new(File::create(&file)?);
+            let (messages, bytes) = write_mbox_folder(mailbox, &folder.path, &mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            report.messages += messages;
+            report.bytes += bytes;
         }
         report.folders += 1;
         progress(&report);
@@ -156,7 +182,7 @@ fn write_maildir_folder(
 
 /// The summaries of a folder in UID order, loaded a batch at a time so a folder of any size
 /// exports in bounded memory.
-fn summaries_in_batches<'a>(
+pub(crate) fn summaries_in_batches<'a>(
     mailbox: &'a Mailbox,
     folder: &'a str,
 ) -> Result<impl Iterator<Item = Result<MessageSummary>> + 'a> {

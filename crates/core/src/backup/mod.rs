@@ -9,9 +9,12 @@
 //!    version's (nothing changed; SQLCipher's per-page random IVs make the encrypted bytes,
 //!    and so their SHA-256, differ on every copy, so the file hash cannot tell), else writes a
 //!    consistent copy beside the target (`sqlcipher_export`, keyed with the mailbox key and its
-//!    cipher settings; `VACUUM INTO` would drop the page size and HMAC settings);
+//!    cipher settings; `VACUUM INTO` would drop the page size and HMAC settings). With no
+//!    earlier version there is nothing to compare, and the MAC is computed from the copy in
+//!    step 4 instead (a copy has the MAC of its source);
 //! 4. opens the copy with the key: `PRAGMA integrity_check`, row counts;
-//! 5. computes the SHA-256 of the encrypted file (checked again on restore);
+//! 5. computes the SHA-256 of the encrypted file (checked again on restore), on a second
+//!    thread while step 4 runs;
 //! 6. stores the snapshot under `<mailbox_id>/<version>.sqlite` with a [`BackupManifest`]
 //!    (`<version>.json`) that records time, size, hash, schema version, row counts and the
 //!    password wrapping of the key;
@@ -20,21 +23,29 @@
 //! The target's manifests are the record of past backups: the "last recorded" MAC is the
 //! newest manifest's, so a backup restored or copied elsewhere keeps its history.
 
+mod eml_zip;
 mod export;
 mod manifest;
 mod restore;
 mod retention;
 #[cfg(feature = "s3")]
 mod s3;
+mod schedule;
 mod snapshot;
 mod target;
 
+pub(crate) use eml_zip::read_eml_zip;
+pub use eml_zip::{
+    EML_ZIP_MANIFEST, EmlZipFolder, EmlZipManifest, EmlZipMessage, write_eml_zip,
+    write_eml_zip_to_stream,
+};
 pub use export::{ExportFormat, ExportReport, export, write_mbox_folder};
 pub use manifest::{BackupManifest, MANIFEST_FORMAT, ManifestKey};
 pub use restore::{RestoreOutcome, RestoreRequest, RestoreStep, restore};
 pub use retention::{RetentionPolicy, apply_retention, versions_to_delete};
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Options, S3Target};
+pub use schedule::{BackupSchedule, OpenMailboxSource, backup_open_mailbox};
 pub use target::{BackupTarget, VersionSelector};
 
 use crate::error::{Error, Result};
@@ -101,7 +112,7 @@ pub fn run(
     let stored = (|| {
         let versions = target.list_versions(mailbox_id)?;
         let previous_mac = versions.last().map(|latest| latest.content_mac.as_str());
-        let Some(content_mac) =
+        let Some(live_mac) =
             snapshot::write_snapshot_if_changed(mailbox, key, &temporary, previous_mac)?
         else {
             let latest = versions
@@ -110,7 +121,13 @@ pub fn run(
                 .clone();
             return Ok(BackupOutcome::Unchanged { latest });
         };
-        let checked = snapshot::verify_snapshot(&temporary, key)?;
+        let checked = snapshot::verify_snapshot(&temporary, key, live_mac.is_none())?;
+        // A copy has the MAC of its source: whichever side it was computed on.
+        let Some(content_mac) = live_mac.or(checked.content_mac) else {
+            return Err(Error::Crypto(
+                "no content MAC was computed for the snapshot",
+            ));
+        };
         // Two backups in one millisecond (or a clock set back) must not overwrite a version.
         let mut version_millis = unix_millis;
         if let Some(latest) = versions.last() {

@@ -148,7 +148,7 @@ impl S3Target {
         }
     }
 
-    fn key(&self, mailbox_id: &MailboxId, name: &str) -> String {
+    pub(crate) fn key(&self, mailbox_id: &MailboxId, name: &str) -> String {
         format!("{}{}/{name}", self.root(), mailbox_id.as_str())
     }
 

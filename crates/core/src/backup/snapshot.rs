@@ -27,24 +27,33 @@ pub(crate) struct Snapshot {
     pub sha256: String,
     pub schema_version: i64,
     pub rows: RowCounts,
+    /// The copy's content MAC, when it was asked for.
+    pub content_mac: Option<String>,
 }
 
 /// Fold the WAL into the file (PASSIVE: readers are not blocked), then, in one read
-/// transaction: compute the content MAC of the mailbox and, unless it equals `previous_mac`
-/// (nothing changed since the last backup), write an encrypted copy keyed with the mailbox's
-/// own `key` to `destination`. Writers on other connections are not blocked. Returns the MAC
-/// of a written copy, `None` when nothing changed. A copy that is not encrypted is deleted.
+/// transaction: unless this is the first backup, compute the content MAC of the mailbox and
+/// stop if it equals `previous_mac` (nothing changed since the last backup); else write an
+/// encrypted copy keyed with the mailbox's own `key` to `destination`. Writers on other
+/// connections are not blocked. Returns `None` when nothing changed, else the copy's MAC if it
+/// was computed here (for a first backup it is computed from the copy while it is verified,
+/// which saves a pass over the whole mailbox). A copy that is not encrypted is deleted.
 pub(crate) fn write_snapshot_if_changed(
     mailbox: &Mailbox,
     key: &MailboxKey,
     destination: &Path,
     previous_mac: Option<&str>,
-) -> Result<Option<String>> {
+) -> Result<Option<Option<String>>> {
     mailbox.checkpoint()?;
-    let mut mac = String::new();
+    let mut mac = None;
     let written = export_encrypted_copy_if(mailbox.conn(), destination, key, |conn| {
-        mac = content_mac(conn, key)?;
-        Ok(previous_mac != Some(mac.as_str()))
+        let Some(previous) = previous_mac else {
+            return Ok(true);
+        };
+        let current = content_mac(conn, key)?;
+        let changed = previous != current;
+        mac = Some(current);
+        Ok(changed)
     })?;
     if !written {
         return Ok(None);
@@ -60,17 +69,31 @@ pub(crate) fn write_snapshot_if_changed(
     Ok(Some(mac))
 }
 
-/// Open `path` with `key`, run `integrity_check`, count rows, and hash the encrypted bytes.
-pub(crate) fn verify_snapshot(path: &Path, key: &MailboxKey) -> Result<Snapshot> {
-    let (conn, rows) = open_verified(path, key)?;
-    let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    drop(conn);
-    let (sha256, size) = sha256_file(path)?;
+/// Open `path` with `key`, run `integrity_check`, count rows, compute the content MAC if
+/// `want_mac`, and hash the encrypted bytes. The hash is computed on a second thread while
+/// SQLite checks the file: both only read it, and the two passes then cost one.
+pub(crate) fn verify_snapshot(path: &Path, key: &MailboxKey, want_mac: bool) -> Result<Snapshot> {
+    let (checked, hashed) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| sha256_file(path));
+        let checked = (|| {
+            let (conn, rows) = open_verified(path, key)?;
+            let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let mac = want_mac.then(|| content_mac(&conn, key)).transpose()?;
+            Ok::<_, Error>((rows, schema_version, mac))
+        })();
+        let hashed = hashing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (checked, hashed)
+    });
+    let (rows, schema_version, content_mac) = checked?;
+    let (sha256, size) = hashed?;
     Ok(Snapshot {
         size,
         sha256,
         schema_version,
         rows,
+        content_mac,
     })
 }
 

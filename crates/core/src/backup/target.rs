@@ -77,6 +77,13 @@ impl BackupTarget {
                 super::s3::S3Options::default(),
             )?));
         }
+        #[cfg(not(feature = "s3"))]
+        if url.starts_with("s3://") {
+            return Err(Error::UnsupportedBackupTarget(
+                url.to_owned(),
+                "file:///DIR targets only (built without the `s3` feature)",
+            ));
+        }
         Err(Error::InvalidArgument(format!(
             "{url:?}: unsupported backup target (use file:///DIR or s3://BUCKET/PREFIX)"
         )))
@@ -255,6 +262,21 @@ impl BackupTarget {
             }
         }
         Ok(())
+    }
+
+    /// Where a version's encrypted snapshot is stored: a file path for a directory target,
+    /// the object key (prefix included) in the bucket for S3.
+    pub fn snapshot_location(&self, manifest: &BackupManifest) -> String {
+        let name = format!("{}{SNAPSHOT_SUFFIX}", manifest.version);
+        match self {
+            Self::Directory(root) => root
+                .join(manifest.mailbox_id.as_str())
+                .join(name)
+                .display()
+                .to_string(),
+            #[cfg(feature = "s3")]
+            Self::S3(s3) => s3.key(&manifest.mailbox_id, &name),
+        }
     }
 
     /// Names of the objects stored for a mailbox.

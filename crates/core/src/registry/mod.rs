@@ -987,13 +987,34 @@ fn account_info_from_row(row: &Row<'_>) -> rusqlite::Result<Result<AccountInfo>>
 }
 
 /// Delete a mailbox file and its side files; files already gone are fine.
+/// Delete the mailbox file, its SQLite side files, and every other file named after it: the
+/// backup lock (`.backup-lock`), leftovers of an interrupted restore or key rotation
+/// (`.restoring`, `.previous`, `.rotating`, ...) and snapshots an S3 backup staged beside it
+/// (`.snapshot-<id>-...`). The main file goes last, so a crash midway leaves a file to retry on.
 fn remove_mailbox_files(data_dir: &Path, mailbox_id: &MailboxId) -> Result<()> {
-    for path in mailbox_id::mailbox_files(data_dir, mailbox_id) {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error.into()),
+    let remove = |path: &Path| match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(Error::from(error)),
+    };
+    let main = mailbox_id::mailbox_path(data_dir, mailbox_id);
+    let main_name = format!("{}.sqlite", mailbox_id.as_str());
+    let staged_prefix = format!(".snapshot-{}-", mailbox_id.as_str());
+    if let Some(dir) = main.parent()
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let side_file = name.starts_with(&main_name) && name != main_name;
+            if side_file || name.starts_with(&staged_prefix) {
+                remove(&entry.path())?;
+            }
         }
+    }
+    for path in mailbox_id::mailbox_files(data_dir, mailbox_id) {
+        remove(&path)?;
     }
     Ok(())
 }

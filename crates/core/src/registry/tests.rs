@@ -507,11 +507,30 @@ fn remove_account_deletes_row_and_files() {
     for side in &side_files[..3] {
         std::fs::write(side, b"side").unwrap();
     }
+    // And what backups, restores and rotations leave beside it.
+    let dir_of_mailbox = path.parent().unwrap();
+    let id = created.mailbox_id.as_str();
+    let named_after_it: Vec<PathBuf> = [
+        format!("{id}.sqlite.backup-lock"),
+        format!("{id}.sqlite.previous"),
+        format!("{id}.sqlite.rotating-wal"),
+        format!(".snapshot-{id}-0123456789abcdef"),
+    ]
+    .iter()
+    .map(|name| dir_of_mailbox.join(name))
+    .collect();
+    for side in &named_after_it {
+        std::fs::write(side, b"side").unwrap();
+    }
+    // Another mailbox's lock in the same fan-out directory stays.
+    let neighbour = dir_of_mailbox.join(format!("{}.sqlite.backup-lock", keep.mailbox_id.as_str()));
+    std::fs::write(&neighbour, b"").unwrap();
     registry.remove_account("Q@example.com").unwrap();
     assert!(!path.exists());
-    for side in &side_files {
+    for side in side_files.iter().chain(&named_after_it) {
         assert!(!side.exists(), "{}", side.display());
     }
+    assert!(neighbour.exists());
     assert!(registry.lookup("q@example.com").unwrap().is_none());
     assert_wrong_password(registry.login("q@example.com", "pw"));
     assert!(matches!(

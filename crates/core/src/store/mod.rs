@@ -199,6 +199,11 @@ impl Mailbox {
         self.max_message_size = limit;
     }
 
+    /// The largest message an append accepts, in bytes.
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message_size
+    }
+
     /// Bytes this mailbox occupies on disk: the database file plus its WAL.
     pub fn used_bytes(&self) -> Result<u64> {
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

@@ -114,6 +114,14 @@ pub(crate) fn export_encrypted_copy_if(
     )?;
     let exported = (|| -> Result<bool> {
         conn.execute_batch(&crate::key::cipher_settings("export_copy"))?;
+        // The copy is a scratch file until its caller has verified and fsynced it (rotation
+        // and backup both do): no rollback journal and no syncs while it is written, and a
+        // larger cache so pages reach the file in long runs.
+        conn.execute_batch(
+            "PRAGMA export_copy.journal_mode = OFF;
+             PRAGMA export_copy.synchronous = OFF;
+             PRAGMA export_copy.cache_size = -16384;",
+        )?;
         conn.execute_batch("BEGIN")?;
         let copied = wanted(conn).and_then(|wanted| {
             if !wanted {

@@ -6,6 +6,6 @@ mod common;
 mod conformance;
 mod extensions;
 mod imaplib;
-mod sort_thread;
 mod quirks;
+mod sort_thread;
 mod tls;
