@@ -448,26 +448,10 @@ pub fn write_message(out: &mut Vec<u8>, raw: &[u8], body_lines: Option<u32>) {
     end_multiline(out);
 }
 
-/// The size in octets of `raw` as [`write_message`] sends it, without dot-stuffing and the
-/// terminating line (the size RFC 1939 LIST means).
-pub fn wire_size(raw: &[u8]) -> u64 {
-    let mut size = 0u64;
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        size += line.len() as u64 + 2;
-        rest = next;
-    }
-    size
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sealmail_core::store::crlf_size;
 
     #[test]
     fn parses_every_command_case_insensitively() {
@@ -612,7 +596,7 @@ mod tests {
         let mut expected = plain.to_vec();
         expected.extend_from_slice(b".\r\n");
         assert_eq!(served(plain, None), expected);
-        assert_eq!(wire_size(plain), plain.len() as u64);
+        assert_eq!(crlf_size(plain), plain.len() as u64);
     }
 
     #[test]
@@ -621,7 +605,7 @@ mod tests {
             served(b"A: b\n\n.body\nlast", None),
             b"A: b\r\n\r\n..body\r\nlast\r\n.\r\n"
         );
-        assert_eq!(wire_size(b"A: b\n\n.body\nlast"), 21);
+        assert_eq!(crlf_size(b"A: b\n\n.body\nlast"), 21);
         // A CR inside a line is content.
         assert_eq!(
             served(b"A: b\r\n\r\nx\ry\r\n", None),
@@ -674,7 +658,7 @@ mod tests {
                 proptest::prop_assert_ne!(line, &b".\r\n"[..]);
                 unstuffed.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
             }
-            proptest::prop_assert_eq!(unstuffed.len() as u64, wire_size(&raw));
+            proptest::prop_assert_eq!(unstuffed.len() as u64, crlf_size(&raw));
             let mut normalized = Vec::new();
             for (i, line) in raw.split(|&b| b == b'\n').enumerate() {
                 let last = i == raw.split(|&b| b == b'\n').count() - 1;

@@ -11,6 +11,7 @@ mod schema;
 mod search;
 pub mod types;
 
+pub use bodies::crlf_size;
 pub use folders::{DELIMITER, normalize_folder_name};
 pub use messages::DEFAULT_MAX_MESSAGE_SIZE;
 pub use rotate::{KeyUsed, RotationStep, RowCounts};

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::Connection;
 
 /// Each entry takes the schema from version `index` to `index + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -144,6 +144,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction()?;
     for migration in &MIGRATIONS[found as usize..] {
         tx.execute_batch(migration)?;
+        if *migration == MIGRATION_3 {
+            super::messages::fill_crlf_sizes(&tx)?;
+        }
     }
     // PRAGMA takes no bound parameters; the value is our own constant.
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -169,4 +172,11 @@ CREATE TABLE query_collection_changes (
     changes     TEXT NOT NULL,
     PRIMARY KEY (name, version)
 ) WITHOUT ROWID;
+"#;
+
+/// Version 3: the size of each message as POP3 sends it (every line ending CRLF, a final CRLF
+/// added), so LIST and STAT announce what RETR transfers for messages stored with bare LF.
+/// The migration fills it for existing rows from their stored bytes (see `migrate`).
+pub(crate) const MIGRATION_3: &str = r#"
+ALTER TABLE messages ADD COLUMN crlf_size INTEGER NOT NULL DEFAULT 0;
 "#;
