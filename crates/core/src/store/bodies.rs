@@ -103,11 +103,19 @@ pub(crate) fn release(conn: &Connection, body_id: i64) -> Result<()> {
 /// The hot path of POP3 RETR and IMAP FETCH BODY[]: cached statements, a reused zstd context,
 /// and each piece decompressed straight into its place in one buffer of the final size.
 pub(crate) fn load_raw(conn: &Connection, body_id: i64) -> Result<Vec<u8>> {
-    let mut body = conn.prepare_cached("SELECT skeleton, parts, raw_size FROM bodies WHERE id = ?1")?;
+    let mut body =
+        conn.prepare_cached("SELECT skeleton, parts, raw_size FROM bodies WHERE id = ?1")?;
     let mut rows = body.query([body_id])?;
     let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    let compressed = row.get_ref(0)?.as_blob()?;
-    let parts = parse_parts(row.get_ref(1)?.as_str()?)?;
+    let compressed = row
+        .get_ref(0)?
+        .as_blob()
+        .map_err(|_| corrupt_row("skeleton is not a blob"))?;
+    let parts = row
+        .get_ref(1)?
+        .as_str()
+        .map_err(|_| corrupt_row("body part list is not text"))?;
+    let parts = parse_parts(parts)?;
     let raw_size = usize::try_from(row.get::<_, i64>(2)?)
         .ok()
         .filter(|&n| n <= MAX_DECOMPRESSED)
@@ -142,7 +150,11 @@ pub(crate) fn load_raw(conn: &Connection, body_id: i64) -> Result<Vec<u8>> {
             .filter(|n| raw_cursor + n <= raw_size)
             .ok_or_else(|| corrupt_row("attachment larger than its message"))?;
         let slot = &mut raw[raw_cursor..raw_cursor + size];
-        if decompress_into(row.get_ref(0)?.as_blob()?, slot)? != size {
+        let data = row
+            .get_ref(0)?
+            .as_blob()
+            .map_err(|_| corrupt_row("attachment is not a blob"))?;
+        if decompress_into(data, slot)? != size {
             return Err(corrupt_row("stored attachment has the wrong size"));
         }
         raw_cursor += size;
@@ -254,7 +266,7 @@ mod tests {
             (b"a\r\n", 3),
             (b"a\n", 3),
             (b"\n", 2),
-            (b"a\nb\r\nc", 8),
+            (b"a\nb\r\nc", 9),
             (b"a\r", 3),
             (b"a\r\r\n", 4),
             (b"x\ry\r\n", 5),

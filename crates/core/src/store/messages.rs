@@ -550,11 +550,9 @@ fn bump_modseq(conn: &Connection, folder_id: i64) -> Result<u64> {
 }
 
 fn uidvalidity(conn: &Connection, folder_id: i64) -> Result<u32> {
-    Ok(conn.query_row(
-        "SELECT uidvalidity FROM folders WHERE id = ?1",
-        [folder_id],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT uidvalidity FROM folders WHERE id = ?1")?
+        .query_row([folder_id], |r| r.get(0))?)
 }
 
 fn record_expunge(conn: &Connection, folder_id: i64, uid: u32, modseq: u64) -> Result<()> {
