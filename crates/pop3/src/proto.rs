@@ -422,29 +422,43 @@ pub fn write_message(out: &mut Vec<u8>, raw: &[u8], body_lines: Option<u32>) {
     out.reserve(raw.len() + raw.len() / 64 + 3);
     let mut in_body = false;
     let mut body_left = body_lines;
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
+    // Lines that already end in CRLF and start with no dot are copied in runs, not one by one:
+    // `verbatim_from` is where the current run of such lines began.
+    let mut verbatim_from = 0;
+    let mut pos = 0;
+    while pos < raw.len() {
+        let (end, next) = match raw[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => (pos + i, pos + i + 1),
+            None => (raw.len(), raw.len()),
         };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if in_body && let Some(left) = &mut body_left {
             if *left == 0 {
                 break;
             }
             *left -= 1;
         }
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
+        let content_end = if end > pos && raw[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        let ends_in_crlf = end < raw.len() && content_end < end;
+        let starts_with_dot = raw[pos] == b'.';
+        if !ends_in_crlf || starts_with_dot {
+            out.extend_from_slice(&raw[verbatim_from..pos]);
+            if starts_with_dot {
+                out.push(b'.');
+            }
+            out.extend_from_slice(&raw[pos..content_end]);
+            out.extend_from_slice(b"\r\n");
+            verbatim_from = next;
         }
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\r\n");
-        if !in_body && line.is_empty() {
+        if !in_body && content_end == pos {
             in_body = true;
         }
-        rest = next;
+        pos = next;
     }
+    out.extend_from_slice(&raw[verbatim_from..pos]);
     end_multiline(out);
 }
 
@@ -636,7 +650,58 @@ mod tests {
         assert_eq!(out, b"-ERR [IN-USE] locked  by someone\r\n+OK\r\n..dot\r\n");
     }
 
+    /// The plain line-by-line form of `write_message`, which copies in runs: both must agree.
+    fn served_line_by_line(raw: &[u8], body_lines: Option<u32>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut in_body = false;
+        let mut body_left = body_lines;
+        let mut rest = raw;
+        while !rest.is_empty() {
+            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if in_body && let Some(left) = &mut body_left {
+                if *left == 0 {
+                    break;
+                }
+                *left -= 1;
+            }
+            if line.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+            if !in_body && line.is_empty() {
+                in_body = true;
+            }
+            rest = next;
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
     proptest::proptest! {
+        #[test]
+        fn copying_in_runs_matches_line_by_line(
+            raw in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'.'),
+                    proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b'a'),
+                ],
+                0..80,
+            ),
+            body_lines in proptest::option::of(0u32..4),
+        ) {
+            proptest::prop_assert_eq!(
+                served(&raw, body_lines),
+                served_line_by_line(&raw, body_lines)
+            );
+        }
+
         /// Undoing the dot-stuffing of a served message gives the message with CRLF line
         /// endings back, and the served body never contains a premature terminator.
         #[test]

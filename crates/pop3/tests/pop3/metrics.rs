@@ -22,7 +22,13 @@ struct RecordingMetrics(Mutex<Recorded>);
 
 impl Metrics for RecordingMetrics {
     fn command(&self, name: &'static str, ok: bool, _elapsed: Duration) {
-        *self.0.lock().unwrap().commands.entry((name, ok)).or_default() += 1;
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .commands
+            .entry((name, ok))
+            .or_default() += 1;
     }
     fn login(&self, succeeded: bool) {
         self.0.lock().unwrap().logins.push(succeeded);
@@ -45,12 +51,32 @@ async fn commands_logins_and_connections_reach_the_metrics_hooks() {
     server.seed(&[b"Subject: one\r\n\r\nbody\r\n"]).await;
 
     let (mut client, _) = RawClient::connect(server.addr).await;
-    assert!(client.command(&format!("USER {ADDRESS}")).await.starts_with("+OK"));
+    assert!(
+        client
+            .command(&format!("USER {ADDRESS}"))
+            .await
+            .starts_with("+OK")
+    );
     assert!(client.command("PASS wrong").await.starts_with("-ERR"));
     assert_eq!(client.command("XYZZY").await, "-ERR unknown command");
-    assert!(client.command("RETR").await.starts_with("-ERR syntax error"));
-    assert!(client.command(&format!("USER {ADDRESS}")).await.starts_with("+OK"));
-    assert!(client.command(&format!("PASS {PASSWORD}")).await.starts_with("+OK"));
+    assert!(
+        client
+            .command("RETR")
+            .await
+            .starts_with("-ERR syntax error")
+    );
+    assert!(
+        client
+            .command(&format!("USER {ADDRESS}"))
+            .await
+            .starts_with("+OK")
+    );
+    assert!(
+        client
+            .command(&format!("PASS {PASSWORD}"))
+            .await
+            .starts_with("+OK")
+    );
     assert!(client.command("STAT").await.starts_with("+OK"));
     assert!(client.command("RETR 1").await.starts_with("+OK"));
     client.multiline().await;
