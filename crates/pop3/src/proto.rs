@@ -422,52 +422,50 @@ pub fn write_message(out: &mut Vec<u8>, raw: &[u8], body_lines: Option<u32>) {
     out.reserve(raw.len() + raw.len() / 64 + 3);
     let mut in_body = false;
     let mut body_left = body_lines;
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
+    // Lines that already end in CRLF and start with no dot are copied in runs, not one by one:
+    // `verbatim_from` is where the current run of such lines began.
+    let mut verbatim_from = 0;
+    let mut pos = 0;
+    while pos < raw.len() {
+        let (end, next) = match raw[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => (pos + i, pos + i + 1),
+            None => (raw.len(), raw.len()),
         };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if in_body && let Some(left) = &mut body_left {
             if *left == 0 {
                 break;
             }
             *left -= 1;
         }
-        if line.first() == Some(&b'.') {
-            out.push(b'.');
+        let content_end = if end > pos && raw[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        };
+        let ends_in_crlf = end < raw.len() && content_end < end;
+        let starts_with_dot = raw[pos] == b'.';
+        if !ends_in_crlf || starts_with_dot {
+            out.extend_from_slice(&raw[verbatim_from..pos]);
+            if starts_with_dot {
+                out.push(b'.');
+            }
+            out.extend_from_slice(&raw[pos..content_end]);
+            out.extend_from_slice(b"\r\n");
+            verbatim_from = next;
         }
-        out.extend_from_slice(line);
-        out.extend_from_slice(b"\r\n");
-        if !in_body && line.is_empty() {
+        if !in_body && content_end == pos {
             in_body = true;
         }
-        rest = next;
+        pos = next;
     }
+    out.extend_from_slice(&raw[verbatim_from..pos]);
     end_multiline(out);
-}
-
-/// The size in octets of `raw` as [`write_message`] sends it, without dot-stuffing and the
-/// terminating line (the size RFC 1939 LIST means).
-pub fn wire_size(raw: &[u8]) -> u64 {
-    let mut size = 0u64;
-    let mut rest = raw;
-    while !rest.is_empty() {
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        size += line.len() as u64 + 2;
-        rest = next;
-    }
-    size
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sealmail_core::store::crlf_size;
 
     #[test]
     fn parses_every_command_case_insensitively() {
@@ -612,7 +610,7 @@ mod tests {
         let mut expected = plain.to_vec();
         expected.extend_from_slice(b".\r\n");
         assert_eq!(served(plain, None), expected);
-        assert_eq!(wire_size(plain), plain.len() as u64);
+        assert_eq!(crlf_size(plain), plain.len() as u64);
     }
 
     #[test]
@@ -621,7 +619,7 @@ mod tests {
             served(b"A: b\n\n.body\nlast", None),
             b"A: b\r\n\r\n..body\r\nlast\r\n.\r\n"
         );
-        assert_eq!(wire_size(b"A: b\n\n.body\nlast"), 21);
+        assert_eq!(crlf_size(b"A: b\n\n.body\nlast"), 21);
         // A CR inside a line is content.
         assert_eq!(
             served(b"A: b\r\n\r\nx\ry\r\n", None),
@@ -652,7 +650,58 @@ mod tests {
         assert_eq!(out, b"-ERR [IN-USE] locked  by someone\r\n+OK\r\n..dot\r\n");
     }
 
+    /// The plain line-by-line form of `write_message`, which copies in runs: both must agree.
+    fn served_line_by_line(raw: &[u8], body_lines: Option<u32>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut in_body = false;
+        let mut body_left = body_lines;
+        let mut rest = raw;
+        while !rest.is_empty() {
+            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if in_body && let Some(left) = &mut body_left {
+                if *left == 0 {
+                    break;
+                }
+                *left -= 1;
+            }
+            if line.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+            if !in_body && line.is_empty() {
+                in_body = true;
+            }
+            rest = next;
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
     proptest::proptest! {
+        #[test]
+        fn copying_in_runs_matches_line_by_line(
+            raw in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'.'),
+                    proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b'a'),
+                ],
+                0..80,
+            ),
+            body_lines in proptest::option::of(0u32..4),
+        ) {
+            proptest::prop_assert_eq!(
+                served(&raw, body_lines),
+                served_line_by_line(&raw, body_lines)
+            );
+        }
+
         /// Undoing the dot-stuffing of a served message gives the message with CRLF line
         /// endings back, and the served body never contains a premature terminator.
         #[test]
@@ -674,7 +723,7 @@ mod tests {
                 proptest::prop_assert_ne!(line, &b".\r\n"[..]);
                 unstuffed.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
             }
-            proptest::prop_assert_eq!(unstuffed.len() as u64, wire_size(&raw));
+            proptest::prop_assert_eq!(unstuffed.len() as u64, crlf_size(&raw));
             let mut normalized = Vec::new();
             for (i, line) in raw.split(|&b| b == b'\n').enumerate() {
                 let last = i == raw.split(|&b| b == b'\n').count() - 1;

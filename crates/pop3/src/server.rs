@@ -115,11 +115,14 @@ pub async fn run<M: MailStore>(
             .with_peer(peer.ip());
         let config = Arc::clone(&config);
         let stop = stop_rx.clone();
+        let metrics = Arc::clone(&session_config.metrics);
+        metrics.connection(true);
         connections.spawn(async move {
             let _guard = guard;
             if let Err(e) = serve_tcp(session, stream, &config, stop).await {
                 tracing::debug!(error = %e, %peer, "pop3 connection ended with an error");
             }
+            metrics.connection(false);
         });
     }
     drop(listener);

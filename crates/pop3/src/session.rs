@@ -2,6 +2,7 @@
 //! of the INBOX taken at login, then UPDATE at QUIT, where messages marked by DELE are
 //! removed. A session that ends any other way removes nothing.
 
+use crate::metrics::{Metrics, NoMetrics};
 use crate::proto::{self, Command, ParseError, RespCode, Secret};
 use base64ct::{Base64, Encoding};
 use sealmail_core::Error as StoreError;
@@ -10,7 +11,7 @@ use sealmail_core::mailstore::{MailSession, MailStore, RawMessage};
 use sealmail_core::store::UidSet;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// The only folder POP3 shows.
@@ -25,6 +26,8 @@ pub struct SessionConfig {
     pub greeting: String,
     /// Failed-login limits, shared with the other protocol servers of the process.
     pub login_limiter: Arc<LoginLimiter>,
+    /// Command, login and connection counters of the binary (none by default).
+    pub metrics: Arc<dyn Metrics>,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -42,6 +45,7 @@ impl Default for SessionConfig {
             failed_login_delay: Duration::from_secs(2),
             greeting: "sealmail POP3 ready".into(),
             login_limiter: Arc::new(LoginLimiter::default()),
+            metrics: Arc::new(NoMetrics),
         }
     }
 }
@@ -60,6 +64,7 @@ pub enum Flow {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     uid: u32,
+    /// Octets as RETR sends them, before dot-stuffing.
     size: u64,
     deleted: bool,
 }
@@ -200,6 +205,16 @@ impl<M: MailStore> Session<M> {
 
     /// Handle one client line (without its line ending), appending the response to `out`.
     pub async fn handle_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Flow {
+        let started = Instant::now();
+        let answer_start = out.len();
+        let (name, flow) = self.dispatch_line(line, out).await;
+        let ok = !out[answer_start..].starts_with(b"-ERR");
+        self.config.metrics.command(name, ok, started.elapsed());
+        flow
+    }
+
+    /// [`Self::handle_line`] without the metrics: the command's name for them, and the flow.
+    async fn dispatch_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> (&'static str, Flow) {
         if let State::Authorization {
             awaiting_sasl: awaiting @ true,
             ..
@@ -208,24 +223,25 @@ impl<M: MailStore> Session<M> {
             *awaiting = false;
             if line == b"*" {
                 proto::err(out, None, "authentication cancelled");
-                return Flow::Continue;
+                return ("AUTH", Flow::Continue);
             }
             let response = Secret::new(line);
-            return self.sasl_plain(&response, out).await;
+            return ("AUTH", self.sasl_plain(&response, out).await);
         }
         let command = match proto::parse_command(line) {
             Ok(command) => command,
             Err(ParseError::UnknownCommand | ParseError::Empty) => {
                 proto::err(out, None, "unknown command");
-                return Flow::Continue;
+                return ("UNKNOWN", Flow::Continue);
             }
-            Err(e) => {
+            Err(e @ ParseError::Syntax { command, .. }) => {
                 proto::err(out, None, &e.to_string());
-                return Flow::Continue;
+                return (command, Flow::Continue);
             }
         };
-        tracing::trace!(command = command.name(), "pop3 command");
-        match command {
+        let name = command.name();
+        tracing::trace!(command = name, "pop3 command");
+        let flow = match command {
             Command::Capa => {
                 self.capa(out);
                 Flow::Continue
@@ -263,7 +279,8 @@ impl<M: MailStore> Session<M> {
                 self.transaction(command, out).await;
                 Flow::Continue
             }
-        }
+        };
+        (name, flow)
     }
 
     fn capa(&self, out: &mut Vec<u8>) {
@@ -422,6 +439,7 @@ impl<M: MailStore> Session<M> {
 
     async fn failed_login(&self, user: &str, out: &mut Vec<u8>) {
         tracing::info!(peer = ?self.peer, "pop3 login failed");
+        self.config.metrics.login(false);
         self.config.login_limiter.record_failure(self.peer, user);
         tokio::time::sleep(self.config.failed_login_delay).await;
         proto::err(out, Some(RespCode::Auth), "authentication failed");
@@ -456,6 +474,7 @@ impl<M: MailStore> Session<M> {
             }
         };
         limiter.record_success(user);
+        self.config.metrics.login(true);
         match mail.lock_maildrop().await {
             Ok(true) => {}
             Ok(false) => {
@@ -495,7 +514,8 @@ impl<M: MailStore> Session<M> {
                 .iter()
                 .map(|s| Entry {
                     uid: s.uid,
-                    size: s.size,
+                    // What RETR sends (CRLF line endings), as RFC 1939 section 11 sizes mean.
+                    size: s.crlf_size,
                     deleted: false,
                 })
                 .collect(),

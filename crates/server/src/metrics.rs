@@ -29,6 +29,10 @@ pub struct ServerMetrics {
     /// Per (command, outcome): count. A std mutex: held for a map update, never across await.
     commands: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     latency: Mutex<Histogram>,
+    pop3_connections_total: AtomicU64,
+    pop3_connections_open: AtomicI64,
+    /// POP3 commands per (command, outcome), as `commands` is for IMAP.
+    pop3_commands: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +76,33 @@ impl Metrics for ServerMetrics {
             self.connections_open.fetch_add(1, Ordering::Relaxed);
         } else {
             self.connections_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// POP3 feeds the same password-check counters as IMAP, and its own connection and command
+/// counters.
+impl sealmail_pop3::metrics::Metrics for ServerMetrics {
+    fn command(&self, name: &'static str, ok: bool, _elapsed: Duration) {
+        let outcome = if ok { "ok" } else { "err" };
+        *self
+            .pop3_commands
+            .lock()
+            .unwrap()
+            .entry((name, outcome))
+            .or_default() += 1;
+    }
+
+    fn login(&self, succeeded: bool) {
+        Metrics::login(self, succeeded);
+    }
+
+    fn connection(&self, opened: bool) {
+        if opened {
+            self.pop3_connections_total.fetch_add(1, Ordering::Relaxed);
+            self.pop3_connections_open.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.pop3_connections_open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -168,6 +199,35 @@ impl ServerMetrics {
         );
         let _ = writeln!(out, "sealmail_imap_command_seconds_sum {}", latency.sum);
         let _ = writeln!(out, "sealmail_imap_command_seconds_count {}", latency.count);
+        gauge(
+            &mut out,
+            "sealmail_pop3_connections_total",
+            "POP3 connections accepted.",
+            "counter",
+            self.pop3_connections_total
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        gauge(
+            &mut out,
+            "sealmail_pop3_connections_open",
+            "POP3 connections open now.",
+            "gauge",
+            self.pop3_connections_open
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sealmail_pop3_commands_total POP3 commands by name and outcome."
+        );
+        let _ = writeln!(out, "# TYPE sealmail_pop3_commands_total counter");
+        for ((name, outcome), count) in self.pop3_commands.lock().unwrap().iter() {
+            let _ = writeln!(
+                out,
+                "sealmail_pop3_commands_total{{command=\"{name}\",outcome=\"{outcome}\"}} {count}"
+            );
+        }
         out
     }
 }
@@ -263,5 +323,31 @@ mod tests {
         assert!(text.contains("sealmail_imap_command_seconds_bucket{le=\"0.05\"} 3\n"));
         assert!(text.contains("sealmail_imap_command_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("sealmail_imap_command_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn pop3_counts_its_own_commands_and_connections_and_shares_logins() {
+        use sealmail_pop3::metrics::Metrics as Pop3Metrics;
+        let metrics = ServerMetrics::default();
+        Pop3Metrics::connection(&metrics, true);
+        Pop3Metrics::login(&metrics, false);
+        Pop3Metrics::login(&metrics, true);
+        Pop3Metrics::command(&metrics, "RETR", true, Duration::from_millis(1));
+        Pop3Metrics::command(&metrics, "RETR", true, Duration::from_millis(1));
+        Pop3Metrics::command(&metrics, "PASS", false, Duration::from_millis(1));
+        let text = metrics.render();
+        assert!(
+            text.contains("sealmail_pop3_connections_total 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("sealmail_pop3_connections_open 1\n"));
+        assert!(text.contains("sealmail_imap_connections_total 0\n"));
+        assert!(text.contains("sealmail_logins_total{result=\"ok\"} 1\n"));
+        assert!(text.contains("sealmail_logins_total{result=\"failed\"} 1\n"));
+        assert!(text.contains("sealmail_pop3_commands_total{command=\"RETR\",outcome=\"ok\"} 2\n"));
+        assert!(
+            text.contains("sealmail_pop3_commands_total{command=\"PASS\",outcome=\"err\"} 1\n")
+        );
+        assert!(!text.contains("sealmail_imap_commands_total{command=\"RETR\""));
     }
 }

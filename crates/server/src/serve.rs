@@ -96,6 +96,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 }),
                 session: sealmail_pop3::session::SessionConfig {
                     login_limiter: Arc::clone(&login_limiter),
+                    metrics: metrics.clone(),
                     ..Default::default()
                 },
                 ..Pop3Config::default()

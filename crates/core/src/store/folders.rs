@@ -67,11 +67,11 @@ pub fn normalize_folder_name(name: &str) -> Result<String> {
 
 pub(crate) fn folder_id(conn: &Connection, path: &str) -> Result<i64> {
     let path = normalize_folder_name(path)?;
-    conn.query_row("SELECT id FROM folders WHERE path = ?1", [&path], |r| {
-        r.get(0)
-    })
-    .optional()?
-    .ok_or(Error::NoSuchFolder(path))
+    // Cached: every append and every message fetch starts here.
+    conn.prepare_cached("SELECT id FROM folders WHERE path = ?1")?
+        .query_row([&path], |r| r.get(0))
+        .optional()?
+        .ok_or(Error::NoSuchFolder(path))
 }
 
 /// Insert a folder row with a fresh UIDVALIDITY.

@@ -138,7 +138,7 @@ impl Mailbox {
         let id = folder_id(&self.conn, folder)?;
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {STATE_COLUMNS}, m.internal_date, m.saved_at, m.size, m.body_id,
-                    m.thread_id, m.preview, m.envelope, m.body_structure
+                    m.thread_id, m.preview, m.envelope, m.body_structure, m.crlf_size
              FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET} ORDER BY m.uid"
         ))?;
         let rows = stmt.query_map(params![id, uids.to_json()], |row| {
@@ -155,12 +155,23 @@ impl Mailbox {
                 row.get(13)?,
                 envelope,
                 body_structure,
+                row.get(16)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (state, internal_date, saved_at, size, body_id, thread_id, preview, env, body) =
-                row?;
+            let (
+                state,
+                internal_date,
+                saved_at,
+                size,
+                body_id,
+                thread_id,
+                preview,
+                env,
+                body,
+                crlf_size,
+            ) = row?;
             out.push(MessageSummary {
                 uid: state.uid,
                 modseq: state.modseq,
@@ -168,6 +179,7 @@ impl Mailbox {
                 internal_date,
                 saved_at,
                 size,
+                crlf_size,
                 email_id: format!("M{body_id:016x}"),
                 thread_id: format!("T{:016x}", thread_id.unwrap_or(body_id)),
                 preview,
@@ -277,13 +289,13 @@ impl Mailbox {
                     from_addr, sender_addr, reply_to_addr, to_addr, cc_addr, bcc_addr, message_id,
                     in_reply_to, refs_header, thread_id, has_attachment, preview, envelope,
                     body_structure, sort_subject, subject_is_reply, sort_from, sort_to, sort_cc,
-                    display_from, display_to, sort_date, thread_refs)
+                    display_from, display_to, sort_date, thread_refs, crlf_size)
                  SELECT ?2, ?3, ?4, body_id, seen, answered, flagged, deleted, draft, keywords,
                     internal_date, ?5, header_date, size, subject, from_addr, sender_addr,
                     reply_to_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to,
                     refs_header, thread_id, has_attachment, preview, envelope, body_structure,
                     sort_subject, subject_is_reply, sort_from, sort_to, sort_cc, display_from,
-                    display_to, sort_date, thread_refs
+                    display_to, sort_date, thread_refs, crlf_size
                  FROM messages WHERE id = ?1",
             )?
             .execute(params![
@@ -433,10 +445,10 @@ fn insert_message(
             sender_addr, reply_to_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to,
             refs_header, thread_id, has_attachment, preview, envelope, body_structure,
             sort_subject, subject_is_reply, sort_from, sort_to, sort_cc, display_from, display_to,
-            sort_date, thread_refs)
+            sort_date, thread_refs, crlf_size)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
-            ?36, ?37, ?38)",
+            ?36, ?37, ?38, ?39)",
     )?
     .execute(params![
         folder_id,
@@ -480,6 +492,7 @@ fn insert_message(
             .clone()
             .unwrap_or_else(|| internal_date_text.clone()),
         sort.thread_refs,
+        bodies::crlf_size(raw),
     ])?;
     Ok(Appended {
         uidvalidity: uidvalidity(conn, folder_id)?,
@@ -566,11 +579,9 @@ fn bump_modseq(conn: &Connection, folder_id: i64) -> Result<u64> {
 }
 
 fn uidvalidity(conn: &Connection, folder_id: i64) -> Result<u32> {
-    Ok(conn.query_row(
-        "SELECT uidvalidity FROM folders WHERE id = ?1",
-        [folder_id],
-        |r| r.get(0),
-    )?)
+    Ok(conn
+        .prepare_cached("SELECT uidvalidity FROM folders WHERE id = ?1")?
+        .query_row([folder_id], |r| r.get(0))?)
 }
 
 fn record_expunge(conn: &Connection, folder_id: i64, uid: u32, modseq: u64) -> Result<()> {
@@ -605,4 +616,108 @@ fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
         path: "(mailbox)".into(),
         reason: format!("stored message metadata unreadable: {e}"),
     })
+}
+
+/// Fill `messages.crlf_size` of every message from its stored bytes: the one-time step of the
+/// migration that added the column (rows written since compute it at append).
+pub(crate) fn fill_crlf_sizes(conn: &Connection) -> Result<()> {
+    let body_ids: Vec<i64> = conn
+        .prepare("SELECT DISTINCT body_id FROM messages")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut update = conn.prepare("UPDATE messages SET crlf_size = ?2 WHERE body_id = ?1")?;
+    for body_id in body_ids {
+        let raw = bodies::load_raw(conn, body_id)?;
+        update.execute(params![body_id, bodies::crlf_size(&raw)])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::MailboxKey;
+    use crate::store::folders::insert_folder;
+    use crate::store::schema::{MIGRATION_4, MIGRATIONS};
+
+    /// A file written by the previous schema version has no `crlf_size`; opening it migrates
+    /// and fills the column from the stored bytes, attachments included, so POP3 sizes of old
+    /// messages are right too.
+    #[test]
+    fn upgrade_from_the_previous_version_fills_crlf_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("previous.sqlite");
+        let key = MailboxKey::generate();
+        let previous = MIGRATIONS.iter().position(|m| *m == MIGRATION_4).unwrap();
+        let attachment = "QUJD\nREVG\n".repeat(400);
+        let with_attachment = format!(
+            "Subject: att\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
+             Content-Type: text/plain\n\nhello\n--b\nContent-Type: application/pdf\n\
+             Content-Transfer-Encoding: base64\n\n{attachment}--b--\n"
+        );
+        let messages: [&[u8]; 3] = [
+            b"Subject: crlf\r\n\r\nbody\r\n",
+            b"Subject: bare\n\nbody\nlast",
+            with_attachment.as_bytes(),
+        ];
+        {
+            let conn = Mailbox::raw_connection(&path, &key).unwrap();
+            for migration in &MIGRATIONS[..previous] {
+                conn.execute_batch(migration).unwrap();
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {previous}"))
+                .unwrap();
+            insert_folder(&conn, "INBOX", None).unwrap();
+            for (uid, raw) in (1..).zip(messages) {
+                let parsed = parse(raw);
+                let body_id = bodies::insert(&conn, raw, &parsed.attachment_ranges).unwrap();
+                conn.execute(
+                    "INSERT INTO messages (folder_id, uid, modseq, body_id, internal_date,
+                        saved_at, size, envelope, body_structure)
+                     VALUES (1, ?1, 1, ?2, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', ?3,
+                        ?4, ?5)",
+                    params![
+                        uid,
+                        body_id,
+                        raw.len(),
+                        json(&parsed.envelope),
+                        json(&parsed.body)
+                    ],
+                )
+                .unwrap();
+            }
+            assert!(
+                !messages[2].is_empty() && !parse(messages[2]).attachment_ranges.is_empty(),
+                "the third message must store an attachment apart"
+            );
+        }
+        let mailbox = Mailbox::open(&path, &key).unwrap();
+        let summaries = mailbox.summaries("INBOX", &UidSet::all()).unwrap();
+        let sizes: Vec<u64> = summaries.iter().map(|s| s.crlf_size).collect();
+        let expected: Vec<u64> = messages.iter().map(|m| bodies::crlf_size(m)).collect();
+        assert_eq!(sizes, expected);
+        assert_eq!(expected[0], messages[0].len() as u64);
+        assert_eq!(expected[1], messages[1].len() as u64 + 5);
+        assert!(expected[2] > messages[2].len() as u64 + 800);
+        assert_eq!(mailbox.fetch_raw("INBOX", 3).unwrap(), messages[2]);
+    }
+
+    #[test]
+    fn appended_and_copied_messages_carry_their_crlf_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MailboxKey::generate();
+        let mut mailbox = Mailbox::create(&dir.path().join("m.sqlite"), &key).unwrap();
+        let raw = b"Subject: bare\n\n.body\nlast line without newline";
+        mailbox
+            .append("INBOX", raw, &AppendOptions::default())
+            .unwrap();
+        mailbox
+            .copy_messages("INBOX", &UidSet::all(), "Archive")
+            .unwrap();
+        for folder in ["INBOX", "Archive"] {
+            let summary = &mailbox.summaries(folder, &UidSet::all()).unwrap()[0];
+            assert_eq!(summary.size, raw.len() as u64);
+            assert_eq!(summary.crlf_size, raw.len() as u64 + 5, "{folder}");
+        }
+    }
 }

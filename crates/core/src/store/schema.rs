@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use rusqlite::Connection;
 
 /// Each entry takes the schema from version `index` to `index + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+pub(crate) const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -144,6 +144,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction()?;
     for migration in &MIGRATIONS[found as usize..] {
         tx.execute_batch(migration)?;
+        if *migration == MIGRATION_4 {
+            super::messages::fill_crlf_sizes(&tx)?;
+        }
     }
     // PRAGMA takes no bound parameters; the value is our own constant.
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
@@ -217,4 +220,11 @@ CREATE INDEX messages_sort_display_to ON messages(folder_id, display_to, uid);
 -- Covering index: everything THREAD reads, so it never touches the wide message rows.
 CREATE INDEX messages_thread_projection ON messages(
     folder_id, uid, sort_date, subject_is_reply, sort_subject, message_id, thread_refs);
+"#;
+
+/// Version 4: the size of each message as POP3 sends it (every line ending CRLF, a final CRLF
+/// added), so LIST and STAT announce what RETR transfers for messages stored with bare LF.
+/// The migration fills it for existing rows from their stored bytes (see `migrate`).
+pub(crate) const MIGRATION_4: &str = r#"
+ALTER TABLE messages ADD COLUMN crlf_size INTEGER NOT NULL DEFAULT 0;
 "#;

@@ -301,6 +301,9 @@ pub struct MessageSummary {
     /// ISO-8601 UTC (RFC 8514 SAVEDATE).
     pub saved_at: String,
     pub size: u64,
+    /// Octets with every line ending CRLF and a final CRLF: what POP3 announces and sends
+    /// (differs from `size` only for messages stored with bare LF or no final line ending).
+    pub crlf_size: u64,
     /// Stable across folders for copies of one message (RFC 8474 EMAILID).
     pub email_id: String,
     /// RFC 8474 THREADID.

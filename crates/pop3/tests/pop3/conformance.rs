@@ -6,6 +6,8 @@ use base64ct::{Base64, Encoding};
 
 const DOTS: &[u8] = b"Subject: dots\r\n\r\n.\r\n..two\r\n.x\r\nend.\r\n";
 const BARE_LF: &[u8] = b"Subject: bare\n\n.body\nlast line without newline";
+/// BARE_LF as RETR sends it (before dot-stuffing): its size is what LIST and STAT count.
+const BARE_LF_SENT: &[u8] = b"Subject: bare\r\n\r\n.body\r\nlast line without newline\r\n";
 const PLAIN: &[u8] = b"Subject: plain\r\nFrom: a@example.org\r\n\r\nl1\r\nl2\r\nl3\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,11 +169,11 @@ async fn transaction_commands_and_byte_exact_transfer() {
         session.folder("INBOX").await.unwrap().uidvalidity
     };
     let mut client = RawClient::login(server.addr).await;
-    let total = DOTS.len() + BARE_LF.len() + PLAIN.len();
+    let total = DOTS.len() + BARE_LF_SENT.len() + PLAIN.len();
     assert_eq!(client.command("STAT").await, format!("+OK 3 {total}"));
     assert_eq!(
         client.command("LIST 2").await,
-        format!("+OK 2 {}", BARE_LF.len())
+        format!("+OK 2 {}", BARE_LF_SENT.len())
     );
     assert!(client.command("LIST").await.starts_with("+OK 3 messages"));
     assert_eq!(
@@ -179,7 +181,7 @@ async fn transaction_commands_and_byte_exact_transfer() {
         format!(
             "1 {}\r\n2 {}\r\n3 {}\r\n.\r\n",
             DOTS.len(),
-            BARE_LF.len(),
+            BARE_LF_SENT.len(),
             PLAIN.len()
         )
         .as_bytes()
@@ -359,5 +361,48 @@ async fn read_ahead_serves_in_order_and_quit_releases_the_lock_at_once() {
     assert!(client.command("QUIT").await.starts_with("+OK"));
     let mut again = RawClient::login(server.addr).await;
     assert!(again.command("STAT").await.starts_with("+OK 4 "));
+    server.shutdown().await;
+}
+
+/// Regression: LIST and STAT announced the stored size of a message kept with bare LF, while
+/// RETR sends it with CRLF line endings (and a final CRLF), so clients that check sizes saw a
+/// mismatch. Every size announced must equal the octets RETR sends, dot-stuffing undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_stat_sizes_equal_the_octets_retr_sends() {
+    let server = TestServer::start(|_| {}).await;
+    let messages: [&[u8]; 5] = [
+        DOTS,
+        BARE_LF,
+        PLAIN,
+        b"Subject: mixed\r\n\nline one\nline two\r\n.dot\r",
+        b"no header, no line ending at all",
+    ];
+    server.seed(&messages).await;
+    let mut client = RawClient::login(server.addr).await;
+    let mut total = 0;
+    for number in 1..=messages.len() {
+        let listed: usize = client
+            .command(&format!("LIST {number}"))
+            .await
+            .split(' ')
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let status = client.command(&format!("RETR {number}")).await;
+        assert_eq!(status, format!("+OK {listed} octets"));
+        let body = client.multiline().await;
+        let sent: usize = body[..body.len() - 3]
+            .split_inclusive(|&b| b == b'\n')
+            .map(|line| line.strip_prefix(b".").unwrap_or(line).len())
+            .sum();
+        assert_eq!(listed, sent, "message {number}");
+        total += sent;
+    }
+    assert_eq!(
+        client.command("STAT").await,
+        format!("+OK {} {total}", messages.len())
+    );
+    assert!(client.command("QUIT").await.starts_with("+OK"));
     server.shutdown().await;
 }

@@ -6,4 +6,5 @@ mod common;
 mod conformance;
 mod external;
 mod interleave;
+mod metrics;
 mod tls;

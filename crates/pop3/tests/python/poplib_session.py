@@ -44,6 +44,11 @@ def lines_of(raw):
     return [l[:-1] if l.endswith(b"\r") else l for l in lines]
 
 
+def sent_size(raw):
+    """Octets RETR sends for `raw` before dot-stuffing: every line ending CRLF (RFC 1939 sizes)."""
+    return sum(len(line) + 2 for line in lines_of(raw))
+
+
 def main():
     pop = connect()
     assert pop.getwelcome().startswith(b"+OK"), pop.getwelcome()
@@ -66,11 +71,11 @@ def main():
 
     count, size = pop.stat()
     assert count == 3, count
-    assert size == sum(len(m) for m in MESSAGES), (size, [len(m) for m in MESSAGES])
+    assert size == sum(sent_size(m) for m in MESSAGES), (size, [sent_size(m) for m in MESSAGES])
     resp, listing, _ = pop.list()
     assert resp.startswith(b"+OK"), resp
-    assert listing == [b"%d %d" % (i + 1, len(m)) for i, m in enumerate(MESSAGES)], listing
-    assert pop.list(2) == b"+OK 2 %d" % len(MESSAGES[1])
+    assert listing == [b"%d %d" % (i + 1, sent_size(m)) for i, m in enumerate(MESSAGES)], listing
+    assert pop.list(2) == b"+OK 2 %d" % sent_size(MESSAGES[1])
     resp, uidls, _ = pop.uidl()
     assert len(uidls) == 3 and len({u.split()[1] for u in uidls}) == 3, uidls
     assert pop.uidl(3) == b"+OK " + uidls[2], (pop.uidl(3), uidls)
@@ -126,7 +131,7 @@ def main():
     token = base64.b64encode(b"\0" + ADDRESS.encode() + b"\0" + PASSWORD.encode()).decode()
     assert pop._shortcmd("AUTH PLAIN " + token).startswith(b"+OK")
     resp, listing, _ = pop.list()
-    assert listing == [b"1 %d" % len(MESSAGES[0]), b"2 %d" % len(MESSAGES[2])], listing
+    assert listing == [b"1 %d" % sent_size(MESSAGES[0]), b"2 %d" % sent_size(MESSAGES[2])], listing
     resp, uidls_after, _ = pop.uidl()
     assert [u.split()[1] for u in uidls_after] == [uidls[0].split()[1], uidls[2].split()[1]], \
         "UIDL not stable across sessions"
