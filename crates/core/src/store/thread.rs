@@ -28,6 +28,17 @@ pub struct ThreadNode {
     pub children: Vec<ThreadNode>,
 }
 
+/// Dropped without recursion: a reply chain thousands of messages deep (anyone can mail one)
+/// must not exhaust a worker thread's stack.
+impl Drop for ThreadNode {
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.children);
+        while let Some(mut node) = pending.pop() {
+            pending.append(&mut node.children);
+        }
+    }
+}
+
 /// What threading needs to know about one message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ThreadMessage {

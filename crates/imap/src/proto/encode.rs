@@ -549,25 +549,41 @@ impl Writer<'_> {
     }
 
     /// `thread-list = "(" (thread-members / thread-nested) ")"`: a chain of single children is
-    /// written flat, several children each in their own parentheses.
-    fn thread_chain(&mut self, node: &ThreadNode) {
-        if node.id != 0 {
-            self.num(node.id);
+    /// written flat, several children each in their own parentheses. Walked with an explicit
+    /// stack, not recursion: hostile reply chains can be arbitrarily deep.
+    fn thread_chain(&mut self, root: &ThreadNode) {
+        enum Step<'a> {
+            Node(&'a ThreadNode),
+            Text(&'static str),
         }
-        match node.children.as_slice() {
-            [] => {}
-            [only] if node.id != 0 => {
-                self.raw(" ");
-                self.thread_chain(only);
-            }
-            children => {
-                if node.id != 0 {
-                    self.raw(" ");
+        let mut steps = vec![Step::Node(root)];
+        while let Some(step) = steps.pop() {
+            let node = match step {
+                Step::Text(text) => {
+                    self.raw(text);
+                    continue;
                 }
-                for child in children {
-                    self.raw("(");
-                    self.thread_chain(child);
-                    self.raw(")");
+                Step::Node(node) => node,
+            };
+            if node.id != 0 {
+                self.num(node.id);
+            }
+            match node.children.as_slice() {
+                [] => {}
+                [only] if node.id != 0 => {
+                    self.raw(" ");
+                    steps.push(Step::Node(only));
+                }
+                children => {
+                    if node.id != 0 {
+                        self.raw(" ");
+                    }
+                    // Reversed: the stack pops the first child's "(" first.
+                    for child in children.iter().rev() {
+                        steps.push(Step::Text(")"));
+                        steps.push(Step::Node(child));
+                        steps.push(Step::Text("("));
+                    }
                 }
             }
         }

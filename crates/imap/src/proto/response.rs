@@ -207,6 +207,17 @@ pub struct ThreadNode {
     pub children: Vec<ThreadNode>,
 }
 
+/// Dropped without recursion: a reply chain thousands of messages deep (anyone can mail one)
+/// must not exhaust a worker thread's stack.
+impl Drop for ThreadNode {
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.children);
+        while let Some(mut node) = pending.pop() {
+            pending.append(&mut node.children);
+        }
+    }
+}
+
 /// `msg-att-dynamic / msg-att-static` items of a FETCH response.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FetchItem {

@@ -1245,3 +1245,32 @@ fn mutated_commands_never_panic_and_round_trip() {
         "mutations should often stay valid, got {parsed}"
     );
 }
+
+/// A reply chain far deeper than a small thread stack: encoding and dropping it must not
+/// recurse (anyone can mail such a chain to a user who then runs THREAD).
+#[test]
+fn a_thread_deeper_than_the_stack_encodes_and_drops() {
+    let depth = 100_000u32;
+    let encoded_line = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let mut node = ThreadNode {
+                id: depth,
+                children: vec![],
+            };
+            for id in (1..depth).rev() {
+                node = ThreadNode {
+                    id,
+                    children: vec![node],
+                };
+            }
+            let line = encoded(Response::Data(Data::Thread(vec![node])));
+            line.len()
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    let digits: usize = (1..=depth).map(|n| n.to_string().len()).sum();
+    // "* THREAD (" + ids separated by spaces + ")\r\n"
+    assert_eq!(encoded_line, 10 + digits + (depth as usize - 1) + 3);
+}

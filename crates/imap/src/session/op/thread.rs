@@ -49,19 +49,49 @@ pub(crate) async fn run<M: MailStore>(
 
 /// A store thread with UIDs replaced by sequence numbers (or kept, for UID THREAD). A message
 /// expunged by another session but not yet reported to this one is not in the store's answer
-/// at all, so every UID here maps; a node that does not is dropped with its subtree.
-fn numbered(node: store::ThreadNode, selected: &Selected, uid: bool) -> Option<ThreadNode> {
-    let id = match node.uid {
-        0 => 0,
-        u if uid => u,
-        u => selected.index_of(u)? as u32 + 1,
+/// at all, so every UID here maps; a node that does not is dropped with its subtree. Built with
+/// an explicit stack: a hostile reply chain can be deeper than a thread's stack allows.
+fn numbered(mut root: store::ThreadNode, selected: &Selected, uid: bool) -> Option<ThreadNode> {
+    /// A node being built: its id, the store children still to convert, the converted ones.
+    struct Frame {
+        id: u32,
+        pending: std::vec::IntoIter<store::ThreadNode>,
+        built: Vec<ThreadNode>,
+    }
+    let id_of = |node: &store::ThreadNode| match node.uid {
+        0 => Some(0),
+        u if uid => Some(u),
+        u => selected.index_of(u).map(|index| index as u32 + 1),
     };
-    Some(ThreadNode {
-        id,
-        children: node
-            .children
-            .into_iter()
-            .filter_map(|c| numbered(c, selected, uid))
-            .collect(),
-    })
+    let mut stack = vec![Frame {
+        id: id_of(&root)?,
+        pending: std::mem::take(&mut root.children).into_iter(),
+        built: Vec::new(),
+    }];
+    loop {
+        let top = stack.last_mut()?;
+        match top.pending.next() {
+            Some(mut child) => {
+                // A child that does not map is dropped here with its subtree.
+                if let Some(id) = id_of(&child) {
+                    stack.push(Frame {
+                        id,
+                        pending: std::mem::take(&mut child.children).into_iter(),
+                        built: Vec::new(),
+                    });
+                }
+            }
+            None => {
+                let frame = stack.pop()?;
+                let node = ThreadNode {
+                    id: frame.id,
+                    children: frame.built,
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.built.push(node),
+                    None => return Some(node),
+                }
+            }
+        }
+    }
 }
