@@ -1,7 +1,9 @@
 //! SEARCH and UID SEARCH (RFC 9051 section 6.4.4), with ESEARCH return options (RFC 4731),
 //! SEARCHRES `SAVE` (RFC 5182) and MODSEQ (RFC 7162).
 
-use crate::proto::{Code, Data, Response, SearchCommand, SearchReturn, Tag};
+use crate::proto::{Code, Data, Response, SearchCommand, SearchKey, SearchReturn, Tag};
+use crate::session::op::sort::check_charset;
+use crate::session::selected::Selected;
 use crate::session::{Done, Failure, OpResult, Responder, Session, convert};
 use sealmail_core::mailstore::{MailSession, MailStore};
 
@@ -17,14 +19,8 @@ pub(crate) async fn run<M: MailStore>(
             "SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT",
         ));
     }
-    if let Some(charset) = &search.charset
-        && !charset.eq_ignore_ascii_case("UTF-8")
-        && !charset.eq_ignore_ascii_case("US-ASCII")
-    {
-        return Err(Failure::no_code(
-            Code::BadCharset(vec!["UTF-8".into(), "US-ASCII".into()]),
-            "unsupported charset",
-        ));
+    if let Some(charset) = &search.charset {
+        check_charset(charset)?;
     }
     let rev2 = session.enabled.rev2;
     let authed = session.authed()?;
@@ -37,24 +33,11 @@ pub(crate) async fn run<M: MailStore>(
         .search(&selected.folder, key)
         .await
         .map_err(|e| Failure::store(e, Code::NonExistent))?;
-    // Only messages this session knows about (new ones are announced with EXISTS first).
-    let indexes: Vec<usize> = found
-        .iter()
-        .filter_map(|&uid| selected.index_of(uid))
-        .collect();
-    let ids: Vec<u32> = indexes
-        .iter()
-        .map(|&i| {
-            if search.uid {
-                selected.messages[i].uid
-            } else {
-                i as u32 + 1
-            }
-        })
-        .collect();
-    let highest_modseq = convert::uses_modseq(&search.key)
-        .then(|| indexes.iter().map(|&i| selected.messages[i].modseq).max())
-        .flatten();
+    let Numbered {
+        indexes,
+        ids,
+        highest_modseq,
+    } = numbered(selected, &found, search.uid, &search.key);
     // IMAP4rev2 clients get ESEARCH even without RETURN (RFC 9051 section 6.4.4).
     let options = match search.result {
         Some(options) => Some(options),
@@ -107,4 +90,46 @@ pub(crate) async fn run<M: MailStore>(
         }));
     }
     Ok(Done::ok("SEARCH completed"))
+}
+
+/// The matches of a SEARCH or SORT as this session numbers them, in the store's order.
+pub(crate) struct Numbered {
+    /// Positions in the session's message list.
+    pub indexes: Vec<usize>,
+    /// UIDs for the UID form of the command, sequence numbers otherwise.
+    pub ids: Vec<u32>,
+    /// The highest MODSEQ among the matches when `key` uses MODSEQ (RFC 7162 section 3.1.5).
+    pub highest_modseq: Option<u64>,
+}
+
+/// Number the store's matching `uids` for this session. Only messages it knows about count:
+/// new ones are announced with EXISTS first.
+pub(crate) fn numbered(
+    selected: &Selected,
+    uids: &[u32],
+    by_uid: bool,
+    key: &SearchKey,
+) -> Numbered {
+    let indexes: Vec<usize> = uids
+        .iter()
+        .filter_map(|&uid| selected.index_of(uid))
+        .collect();
+    let ids = indexes
+        .iter()
+        .map(|&i| {
+            if by_uid {
+                selected.messages[i].uid
+            } else {
+                i as u32 + 1
+            }
+        })
+        .collect();
+    let highest_modseq = convert::uses_modseq(key)
+        .then(|| indexes.iter().map(|&i| selected.messages[i].modseq).max())
+        .flatten();
+    Numbered {
+        indexes,
+        ids,
+        highest_modseq,
+    }
 }

@@ -3,6 +3,7 @@
 //! columns; this only maps UIDs to the numbers the client asked for.
 
 use crate::proto::{Code, Data, Response, SearchKey, SearchReturn, SortCriterion, SortKey, Tag};
+use crate::session::op::search::{Numbered, numbered};
 use crate::session::{Done, Failure, OpResult, Responder, Session, convert};
 use sealmail_core::mailstore::{MailSession, MailStore};
 use sealmail_core::store;
@@ -34,24 +35,11 @@ pub(crate) async fn run<M: MailStore>(
         .sort(&selected.folder, criteria, key)
         .await
         .map_err(|e| Failure::store(e, Code::NonExistent))?;
-    // Only messages this session knows about (new ones are announced with EXISTS first).
-    let indexes: Vec<usize> = sorted
-        .iter()
-        .filter_map(|&uid| selected.index_of(uid))
-        .collect();
-    let ids: Vec<u32> = indexes
-        .iter()
-        .map(|&i| {
-            if command.uid {
-                selected.messages[i].uid
-            } else {
-                i as u32 + 1
-            }
-        })
-        .collect();
-    let highest_modseq = convert::uses_modseq(&command.key)
-        .then(|| indexes.iter().map(|&i| selected.messages[i].modseq).max())
-        .flatten();
+    let Numbered {
+        indexes,
+        ids,
+        highest_modseq,
+    } = numbered(selected, &sorted, command.uid, &command.key);
     let Some(mut options) = command.result else {
         out.push(&Response::Data(Data::Sort {
             ids,
