@@ -1,6 +1,8 @@
 //! Key material: the per-mailbox data key and helpers that keep it out of logs and memory dumps.
 
 use std::fmt;
+use std::sync::Once;
+use std::time::{Duration, Instant};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Length in bytes of every symmetric key sealmail uses.
@@ -30,7 +32,9 @@ impl MailboxKey {
 
     /// The statements that open a SQLCipher file with this raw key (skipping SQLCipher's own
     /// passphrase KDF: the key is already uniformly random), followed by the cipher settings.
+    /// Returns only once SQLCipher is initialized in this process, so the statements can run.
     pub(crate) fn sqlcipher_key_pragma(&self) -> Zeroizing<String> {
+        wait_for_sqlcipher_initialization();
         let mut hex_key = Zeroizing::new(hex::encode(self.0));
         let pragma = Zeroizing::new(format!(
             "PRAGMA key = \"x'{}'\"; {}",
@@ -52,6 +56,34 @@ pub(crate) fn cipher_settings(schema: &str) -> String {
         "PRAGMA {schema}.cipher_page_size = 16384; \
          PRAGMA {schema}.cipher_hmac_algorithm = HMAC_SHA256;"
     )
+}
+
+/// How long the first keyed connection of a process waits for SQLCipher's initialization.
+const SQLCIPHER_INITIALIZATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wait until SQLCipher accepts keys in this process.
+///
+/// SQLite marks itself initialized *before* it runs SQLCipher's initialization step (the
+/// `SQLITE_EXTRA_INIT` hook runs outside SQLite's init mutex), so a thread opening its first
+/// connection while another thread is still inside that step finds SQLCipher "not
+/// initialized" and its `PRAGMA key` fails. Threads that open connections concurrently at
+/// startup (a test harness, a server accepting its first logins) hit this. The first keyed
+/// connection of the process probes an in-memory database until a key is accepted; the others
+/// wait for it on the `Once`. After the timeout the real `PRAGMA key` reports the error.
+fn wait_for_sqlcipher_initialization() {
+    static INITIALIZED: Once = Once::new();
+    INITIALIZED.call_once(|| {
+        let deadline = Instant::now() + SQLCIPHER_INITIALIZATION_TIMEOUT;
+        loop {
+            let accepted = rusqlite::Connection::open_in_memory()
+                .and_then(|probe| probe.execute_batch("PRAGMA key = 'initialization probe';"))
+                .is_ok();
+            if accepted || Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
 }
 
 impl fmt::Debug for MailboxKey {
