@@ -4,6 +4,7 @@
 use sealmail_core::MailboxKey;
 use sealmail_core::store::{
     AppendOptions, Mailbox, SearchKey, SortCriterion, SortKey, ThreadAlgorithm, ThreadNode, UidSet,
+    thread_key,
 };
 
 fn message(
@@ -242,8 +243,11 @@ fn upgrading_a_version_2_file_back_fills_the_sort_keys() {
         "display_to",
         "sort_date",
         "thread_refs",
-        // Version 4's column goes too: the file must look like version 2.
+        // Later versions' columns go too: the file must look like version 2.
         "crlf_size",
+        "thread_key",
+        "subject_key",
+        "thread_parents",
     ] {
         conn.execute_batch(&format!("ALTER TABLE messages DROP COLUMN {column}"))
             .unwrap();
@@ -266,6 +270,59 @@ fn upgrading_a_version_2_file_back_fills_the_sort_keys() {
         .unwrap();
     assert_eq!((subject.as_str(), reply), ("project plan", true));
     assert_sorts(&mailbox);
+    assert_threads(&mailbox);
+}
+
+#[test]
+fn upgrading_a_version_4_file_back_fills_the_thread_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, key, path) = new_mailbox(dir.path());
+    fixture(&mut mailbox);
+    drop(mailbox);
+    // Turn the file back into schema version 4: the thread index over strings, no digests.
+    let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    conn.execute_batch(
+        "DROP INDEX messages_thread_projection;
+         ALTER TABLE messages DROP COLUMN thread_key;
+         ALTER TABLE messages DROP COLUMN subject_key;
+         ALTER TABLE messages DROP COLUMN thread_parents;
+         CREATE INDEX messages_thread_projection ON messages(
+             folder_id, uid, sort_date, subject_is_reply, sort_subject, message_id, thread_refs);
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let mailbox = Mailbox::open(&path, &key).unwrap();
+    let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, sealmail_core::store::SCHEMA_VERSION);
+    let (id_key, subject_key, parents): (i64, i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT thread_key, subject_key, thread_parents FROM messages WHERE uid = 4",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(id_key as u64, thread_key("p3@x"));
+    assert_eq!(subject_key as u64, thread_key("project plan"));
+    // Message 4's parent chain is p1, p2.
+    let expected: Vec<u8> = [thread_key("p1@x"), thread_key("p2@x")]
+        .iter()
+        .flat_map(|k| k.to_le_bytes())
+        .collect();
+    assert_eq!(parents, expected);
+    // The index THREAD reads holds the digests, not the strings.
+    let indexed: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'messages_thread_projection'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(indexed.contains("thread_parents") && !indexed.contains("thread_refs"));
     assert_threads(&mailbox);
 }
 

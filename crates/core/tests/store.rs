@@ -650,9 +650,16 @@ fn folders_create_rename_delete_and_inbox_rules() {
         mailbox.folder("Projects/2026/Q4"),
         Err(Error::NoSuchFolder(_))
     ));
+    // Deleting a folder with subfolders removes it and its messages but keeps the subfolders.
+    mailbox
+        .append("Work", &simple_message("w", "x"), &AppendOptions::default())
+        .unwrap();
+    mailbox.delete_folder("Work").unwrap();
+    assert!(matches!(mailbox.folder("Work"), Err(Error::NoSuchFolder(_))));
+    assert_eq!(mailbox.folder("Work/2026/Q4").unwrap().messages, 1);
     assert!(matches!(
         mailbox.delete_folder("Work"),
-        Err(Error::FolderNotAllowed(..))
+        Err(Error::NoSuchFolder(_))
     ));
     mailbox.delete_folder("Work/2026/Q4").unwrap();
     assert!(matches!(

@@ -155,7 +155,9 @@ impl Mailbox {
         self.folder(&path)
     }
 
-    /// Delete a folder and its messages. INBOX and folders with subfolders cannot be deleted.
+    /// Delete a folder and its messages; INBOX cannot be deleted. Subfolders stay: the name
+    /// remains a level of hierarchy that LIST shows as not selectable (RFC 9051 section 6.3.5
+    /// lets a server delete a mailbox that has inferiors, and Dovecot does).
     pub fn delete_folder(&mut self, path: &str) -> Result<()> {
         let path = normalize_folder_name(path)?;
         if path == "INBOX" {
@@ -165,17 +167,6 @@ impl Mailbox {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let id = folder_id(&tx, &path)?;
-        let has_children: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM folders WHERE substr(path, 1, ?2) = ?1)",
-            params![format!("{path}{DELIMITER}"), path.len() + 1],
-            |r| r.get(0),
-        )?;
-        if has_children {
-            return Err(Error::FolderNotAllowed(
-                path,
-                "deleted while it has subfolders",
-            ));
-        }
         let body_ids: Vec<i64> = tx
             .prepare("SELECT body_id FROM messages WHERE folder_id = ?1")?
             .query_map([id], |r| r.get(0))?

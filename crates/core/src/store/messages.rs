@@ -289,13 +289,15 @@ impl Mailbox {
                     from_addr, sender_addr, reply_to_addr, to_addr, cc_addr, bcc_addr, message_id,
                     in_reply_to, refs_header, thread_id, has_attachment, preview, envelope,
                     body_structure, sort_subject, subject_is_reply, sort_from, sort_to, sort_cc,
-                    display_from, display_to, sort_date, thread_refs, crlf_size)
+                    display_from, display_to, sort_date, thread_refs, crlf_size, thread_key,
+                    subject_key, thread_parents)
                  SELECT ?2, ?3, ?4, body_id, seen, answered, flagged, deleted, draft, keywords,
                     internal_date, ?5, header_date, size, subject, from_addr, sender_addr,
                     reply_to_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to,
                     refs_header, thread_id, has_attachment, preview, envelope, body_structure,
                     sort_subject, subject_is_reply, sort_from, sort_to, sort_cc, display_from,
-                    display_to, sort_date, thread_refs, crlf_size
+                    display_to, sort_date, thread_refs, crlf_size, thread_key, subject_key,
+                    thread_parents
                  FROM messages WHERE id = ?1",
             )?
             .execute(params![
@@ -445,10 +447,10 @@ fn insert_message(
             sender_addr, reply_to_addr, to_addr, cc_addr, bcc_addr, message_id, in_reply_to,
             refs_header, thread_id, has_attachment, preview, envelope, body_structure,
             sort_subject, subject_is_reply, sort_from, sort_to, sort_cc, display_from, display_to,
-            sort_date, thread_refs, crlf_size)
+            sort_date, thread_refs, crlf_size, thread_key, subject_key, thread_parents)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
-            ?36, ?37, ?38, ?39)",
+            ?36, ?37, ?38, ?39, ?40, ?41, ?42)",
     )?
     .execute(params![
         folder_id,
@@ -493,6 +495,9 @@ fn insert_message(
             .unwrap_or_else(|| internal_date_text.clone()),
         sort.thread_refs,
         bodies::crlf_size(raw),
+        super::thread_key(parsed.message_id.as_deref().unwrap_or_default()) as i64,
+        sort.subject_key,
+        sort.thread_parents,
     ])?;
     Ok(Appended {
         uidvalidity: uidvalidity(conn, folder_id)?,

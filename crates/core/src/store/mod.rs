@@ -22,7 +22,8 @@ pub use schema::SCHEMA_VERSION;
 pub use search::SearchKey;
 pub use sort::{BaseSubject, SortCriterion, SortKey, base_subject};
 pub use thread::{
-    ThreadAlgorithm, ThreadMessage, ThreadNode, thread_ordered_subject, thread_references,
+    ThreadAlgorithm, ThreadInput, ThreadMessage, ThreadNode, thread_key, thread_ordered_subject,
+    thread_references,
 };
 pub use types::*;
 

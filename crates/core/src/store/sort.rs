@@ -7,6 +7,7 @@
 
 use super::Mailbox;
 use super::search::{SearchKey, filter_sql};
+use super::thread::{parent_keys, thread_key};
 use super::types::EmailAddress;
 use crate::error::Result;
 use rusqlite::Connection;
@@ -94,6 +95,10 @@ pub(crate) struct SortColumns {
     pub display_from: String,
     pub display_to: String,
     pub thread_refs: String,
+    /// [`thread_key`] of `subject`, as SQLite's signed integer.
+    pub subject_key: i64,
+    /// [`parent_keys`] of `thread_refs`.
+    pub thread_parents: Vec<u8>,
 }
 
 impl SortColumns {
@@ -106,15 +111,19 @@ impl SortColumns {
         in_reply_to: Option<&str>,
     ) -> Self {
         let base = base_subject(subject.unwrap_or_default());
+        let subject = base.text.to_ascii_lowercase();
+        let thread_refs = thread_refs(references, in_reply_to);
         SortColumns {
-            subject: base.text.to_ascii_lowercase(),
+            subject_key: thread_key(&subject) as i64,
+            thread_parents: parent_keys(&thread_refs),
+            subject,
             subject_is_reply: base.is_reply_or_forward,
             from: first_mailbox(from),
             to: first_mailbox(to),
             cc: first_mailbox(cc),
             display_from: first_display(from),
             display_to: first_display(to),
-            thread_refs: thread_refs(references, in_reply_to),
+            thread_refs,
         }
     }
 }
@@ -292,8 +301,8 @@ fn thread_refs(references: &[String], in_reply_to: Option<&str>) -> String {
         .join(" ")
 }
 
-/// Register the functions schema version 3 back-fills existing messages with. They run the
-/// same code as the append path, over the stored (decoded) columns.
+/// Register the functions schema versions 3 and 5 back-fill existing messages with. They run
+/// the same code as the append path, over the stored (decoded) columns.
 pub(crate) fn register_functions(conn: &Connection) -> Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("sm_sort_base_subject", 1, flags, |ctx| {
@@ -319,6 +328,15 @@ pub(crate) fn register_functions(conn: &Connection) -> Result<()> {
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default();
         Ok(thread_refs(&references, in_reply_to.as_deref()))
+    })?;
+    // Version 5: digests of a Message-ID or base subject, and of a stored parent chain.
+    conn.create_scalar_function("sm_thread_key", 1, flags, |ctx| {
+        let text: Option<String> = ctx.get(0)?;
+        Ok(thread_key(text.as_deref().unwrap_or_default()) as i64)
+    })?;
+    conn.create_scalar_function("sm_thread_parent_keys", 1, flags, |ctx| {
+        let thread_refs: Option<String> = ctx.get(0)?;
+        Ok(parent_keys(thread_refs.as_deref().unwrap_or_default()))
     })?;
     Ok(())
 }

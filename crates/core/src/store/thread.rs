@@ -1,17 +1,21 @@
 //! THREAD (RFC 5256 section 3): ORDEREDSUBJECT and REFERENCES.
 //!
-//! What the algorithms need (Message-ID, the parent chain, base subject, reply marker, sent
-//! date) is stored at append time and read through a covering index, so a THREAD reads one
-//! compact row per message and never parses a message. The algorithms work on an arena of
-//! containers with explicit stacks, so a hostile, very deep References chain cannot exhaust
-//! the stack while threading.
+//! Threading only ever asks whether two Message-IDs, or two base subjects, are equal. So what it
+//! reads are 64-bit digests of them ([`thread_key`]), computed at append time and kept with the
+//! parent chain and the sent date in a covering index (schema version 5): a THREAD reads one
+//! compact row per message, allocates nothing per message, and compares integers. The
+//! algorithms work on an arena of containers with explicit stacks, so a hostile, very deep
+//! References chain cannot exhaust the stack while threading.
 
 use super::Mailbox;
 use super::search::{SearchKey, filter_sql};
 use crate::error::Result;
+use crate::time::parse_iso8601_utc;
+use rusqlite::types::ValueRef;
 use serde::{Deserialize, Serialize};
-use std::cmp::Ordering;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 /// `thread-alg` (RFC 5256 section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,19 +43,68 @@ impl Drop for ThreadNode {
     }
 }
 
-/// What threading needs to know about one message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The digest threading compares instead of a Message-ID or a base subject: the first 8 bytes
+/// of SHA-256. A cryptographic digest, so nobody can mail a message whose id poses as the id of
+/// one already in the mailbox (that takes a second preimage, 2^64 work), and two distinct ids
+/// meet by chance with odds of about n^2 / 2^65 (3e-8 for a million ids). `0` stands for
+/// "none" (an empty text) and is never a digest.
+pub fn thread_key(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    let digest = Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first).max(1)
+}
+
+/// A parent chain as stored (`thread_parents`): the [`thread_key`] of each id of a
+/// space-separated `thread_refs`, oldest first, 8 little-endian bytes each.
+pub(crate) fn parent_keys(thread_refs: &str) -> Vec<u8> {
+    thread_refs
+        .split_ascii_whitespace()
+        .flat_map(|id| thread_key(id).to_le_bytes())
+        .collect()
+}
+
+/// What threading knows about one message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ThreadMessage {
     pub uid: u32,
-    /// Sent date as stored (ISO-8601 UTC, so strings order like dates).
-    pub sent: String,
-    /// Base subject, case-folded.
-    pub base_subject: String,
+    /// Sent date in seconds since the epoch; `i64::MIN` when unknown.
+    pub sent: i64,
+    /// [`thread_key`] of the base subject (case-folded); 0 for an empty one.
+    pub subject: u64,
     /// Extracting the base subject removed a reply/forward marker.
     pub is_reply: bool,
-    pub message_id: Option<String>,
-    /// The parent chain: References, else the first In-Reply-To id; oldest first.
-    pub references: Vec<String>,
+    /// [`thread_key`] of the Message-ID; 0 for none.
+    pub message_id: u64,
+    /// Where this message's parent chain lies in [`ThreadInput::parents`] (start, end).
+    pub parents: (u32, u32),
+}
+
+/// The messages to thread, with all their parent chains in one list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadInput {
+    pub messages: Vec<ThreadMessage>,
+    /// Every message's parent chain (References, else the first In-Reply-To id; oldest first)
+    /// as [`thread_key`]s, back to back.
+    pub parents: Vec<u64>,
+}
+
+impl ThreadInput {
+    /// Add `message` with its parent chain (its `parents` field is set here).
+    pub fn push(&mut self, mut message: ThreadMessage, parents: impl IntoIterator<Item = u64>) {
+        let start = self.parents.len();
+        self.parents.extend(parents);
+        message.parents = (to_u32(start), to_u32(self.parents.len()));
+        self.messages.push(message);
+    }
+
+    fn parents_of(&self, message: usize) -> &[u64] {
+        let (start, end) = self.messages[message].parents;
+        &self.parents[start as usize..end as usize]
+    }
 }
 
 impl Mailbox {
@@ -64,191 +117,287 @@ impl Mailbox {
     ) -> Result<Vec<ThreadNode>> {
         let (filter, params) = filter_sql(&self.conn, folder, key)?;
         let sql = format!(
-            "SELECT m.uid, m.sort_date, m.sort_subject, m.subject_is_reply, m.message_id,
-                    m.thread_refs {filter} ORDER BY m.uid"
+            "SELECT m.uid, m.sort_date, m.subject_is_reply, m.subject_key, m.thread_key,
+                    m.thread_parents {filter} ORDER BY m.uid"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-            let refs: String = r.get(5)?;
-            Ok(ThreadMessage {
-                uid: r.get(0)?,
-                sent: r.get(1)?,
-                base_subject: r.get(2)?,
-                is_reply: r.get(3)?,
-                message_id: r.get::<_, Option<String>>(4)?.filter(|id| !id.is_empty()),
-                references: refs.split_ascii_whitespace().map(str::to_string).collect(),
-            })
-        })?;
-        let messages: Vec<ThreadMessage> = rows.collect::<Result<_, _>>()?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        let mut input = ThreadInput::default();
+        while let Some(row) = rows.next()? {
+            // Read in place: no String or Vec per message.
+            let sent = match row.get_ref(1)? {
+                ValueRef::Text(text) => std::str::from_utf8(text)
+                    .ok()
+                    .and_then(parse_iso8601_utc)
+                    .unwrap_or(i64::MIN),
+                _ => i64::MIN,
+            };
+            let parents = match row.get_ref(5)? {
+                ValueRef::Blob(bytes) => bytes,
+                _ => &[],
+            };
+            let message = ThreadMessage {
+                uid: row.get(0)?,
+                sent,
+                is_reply: row.get(2)?,
+                // Stored as SQLite's signed integers: the bits are the digest.
+                subject: row.get::<_, i64>(3)? as u64,
+                message_id: row.get::<_, i64>(4)? as u64,
+                parents: (0, 0),
+            };
+            input.push(
+                message,
+                parents.chunks_exact(8).map(|chunk| {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(chunk);
+                    u64::from_le_bytes(word)
+                }),
+            );
+        }
         Ok(match algorithm {
-            ThreadAlgorithm::OrderedSubject => thread_ordered_subject(messages),
-            ThreadAlgorithm::References => thread_references(messages),
+            ThreadAlgorithm::OrderedSubject => thread_ordered_subject(&input),
+            ThreadAlgorithm::References => thread_references(&input),
         })
     }
 }
 
+/// Container and message positions are `u32` (half the memory of `usize`); a folder holds far
+/// fewer than 4 billion messages.
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("fewer than 2^32 messages and references")
+}
+
+/// "No container" / "no message".
+const NONE: u32 = u32::MAX;
+
 /// ORDEREDSUBJECT: messages grouped by base subject; in each group the earliest message is the
 /// parent of all others, in sent-date order; groups ordered by their first message's date.
-pub fn thread_ordered_subject(mut messages: Vec<ThreadMessage>) -> Vec<ThreadNode> {
-    messages.sort_by(|a, b| {
-        a.base_subject
-            .cmp(&b.base_subject)
-            .then_with(|| by_date(a, b))
+pub fn thread_ordered_subject(input: &ThreadInput) -> Vec<ThreadNode> {
+    let messages = &input.messages;
+    let mut order: Vec<u32> = (0..to_u32(messages.len())).collect();
+    order.sort_unstable_by_key(|&m| {
+        let m = &messages[m as usize];
+        (m.subject, m.sent, m.uid)
     });
-    let mut threads: Vec<(ThreadMessage, ThreadNode)> = Vec::new();
-    let mut messages = messages.into_iter().peekable();
-    while let Some(first) = messages.next() {
+    let mut threads: Vec<(u32, ThreadNode)> = Vec::new();
+    let mut rest = order.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let subject = messages[first as usize].subject;
         let mut root = ThreadNode {
-            uid: first.uid,
+            uid: messages[first as usize].uid,
             children: Vec::new(),
         };
-        while let Some(next) = messages.next_if(|m| m.base_subject == first.base_subject) {
+        while let Some(next) = rest.next_if(|&m| messages[m as usize].subject == subject) {
             root.children.push(ThreadNode {
-                uid: next.uid,
+                uid: messages[next as usize].uid,
                 children: Vec::new(),
             });
         }
         threads.push((first, root));
     }
-    threads.sort_by(|(a, _), (b, _)| by_date(a, b));
+    threads.sort_unstable_by_key(|&(first, _)| date_key(&messages[first as usize]));
     threads.into_iter().map(|(_, node)| node).collect()
 }
 
 /// Sent date, then mailbox order.
-fn by_date(a: &ThreadMessage, b: &ThreadMessage) -> Ordering {
-    a.sent.cmp(&b.sent).then(a.uid.cmp(&b.uid))
+fn date_key(message: &ThreadMessage) -> (i64, u32) {
+    (message.sent, message.uid)
 }
 
-/// A container of the REFERENCES algorithm: a message, or a dummy (`message == None`).
-#[derive(Debug, Default)]
+/// A container of the REFERENCES algorithm: a message, or a dummy (`message == NONE`).
+#[derive(Debug)]
 struct Container {
-    message: Option<usize>,
-    parent: Option<usize>,
-    children: Vec<usize>,
+    message: u32,
+    parent: u32,
+    children: Vec<u32>,
 }
 
 /// The containers and the messages they hold.
-struct Arena {
-    messages: Vec<ThreadMessage>,
+struct Arena<'a> {
+    input: &'a ThreadInput,
     containers: Vec<Container>,
 }
 
-impl Arena {
-    fn new_container(&mut self, message: Option<usize>) -> usize {
+impl Arena<'_> {
+    fn new_container(&mut self, message: u32) -> u32 {
         self.containers.push(Container {
             message,
-            ..Container::default()
+            parent: NONE,
+            children: Vec::new(),
         });
-        self.containers.len() - 1
+        to_u32(self.containers.len() - 1)
+    }
+
+    fn get(&self, container: u32) -> &Container {
+        &self.containers[container as usize]
+    }
+
+    fn get_mut(&mut self, container: u32) -> &mut Container {
+        &mut self.containers[container as usize]
     }
 
     /// Whether `node` is `ancestor` or lies below it.
-    fn is_within(&self, mut node: usize, ancestor: usize) -> bool {
+    fn is_within(&self, mut node: u32, ancestor: u32) -> bool {
         // A leaf is nobody's ancestor: this keeps long reply chains linear.
-        if self.containers[ancestor].children.is_empty() {
+        if self.get(ancestor).children.is_empty() {
             return node == ancestor;
         }
         loop {
             if node == ancestor {
                 return true;
             }
-            match self.containers[node].parent {
-                Some(parent) => node = parent,
-                None => return false,
+            match self.get(node).parent {
+                NONE => return false,
+                parent => node = parent,
             }
         }
     }
 
-    fn link(&mut self, parent: usize, child: usize) {
-        self.containers[child].parent = Some(parent);
-        self.containers[parent].children.push(child);
+    fn link(&mut self, parent: u32, child: u32) {
+        self.get_mut(child).parent = parent;
+        self.get_mut(parent).children.push(child);
     }
 
-    fn unlink(&mut self, child: usize) {
-        if let Some(parent) = self.containers[child].parent.take() {
-            self.containers[parent].children.retain(|&c| c != child);
+    fn unlink(&mut self, child: u32) {
+        let parent = std::mem::replace(&mut self.get_mut(child).parent, NONE);
+        if parent != NONE {
+            self.get_mut(parent).children.retain(|&c| c != child);
         }
     }
 
-    fn is_dummy(&self, container: usize) -> bool {
-        self.containers[container].message.is_none()
+    fn is_dummy(&self, container: u32) -> bool {
+        self.get(container).message == NONE
     }
 
-    /// The message a container stands for when comparing or taking a subject: its own, or
-    /// (for a dummy) that of its first child.
-    fn representative(&self, mut container: usize) -> Option<&ThreadMessage> {
+    /// The message a container stands for when taking a subject: its own, or (for a dummy)
+    /// that of its first child.
+    fn representative(&self, mut container: u32) -> Option<&ThreadMessage> {
         loop {
-            if let Some(m) = self.containers[container].message {
-                return Some(&self.messages[m]);
+            let c = self.get(container);
+            if c.message != NONE {
+                return Some(&self.input.messages[c.message as usize]);
             }
-            container = *self.containers[container].children.first()?;
+            container = *c.children.first()?;
         }
+    }
+
+    fn subject_of(&self, container: u32) -> u64 {
+        self.representative(container).map_or(0, |m| m.subject)
+    }
+
+    fn is_reply(&self, container: u32) -> bool {
+        let message = self.get(container).message;
+        message != NONE && self.input.messages[message as usize].is_reply
     }
 }
 
+/// Keys are digests already, uniform in every bit: a map over them needs only a cheap,
+/// seeded mix (the seed keeps bucket positions unpredictable from outside), not SipHash.
+#[derive(Clone, Copy)]
+struct DigestState(u64);
+
+impl DigestState {
+    fn new() -> Self {
+        DigestState(std::collections::hash_map::RandomState::new().hash_one(0x7468_7265_6164u64))
+    }
+}
+
+impl BuildHasher for DigestState {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(self.0)
+    }
+}
+
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        // The murmur3 finalizer: every input bit reaches every output bit.
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^ (x >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+type DigestMap<V> = HashMap<u64, V, DigestState>;
+
 /// REFERENCES (RFC 5256 section 3), steps 1 to 6.
-pub fn thread_references(messages: Vec<ThreadMessage>) -> Vec<ThreadNode> {
+pub fn thread_references(input: &ThreadInput) -> Vec<ThreadNode> {
+    let count = input.messages.len();
     let mut arena = Arena {
-        containers: Vec::with_capacity(messages.len() * 2),
-        messages,
+        input,
+        containers: Vec::with_capacity(count * 2),
     };
-    let mut by_id: HashMap<String, usize> = HashMap::with_capacity(arena.messages.len() * 2);
+    let mut by_id: DigestMap<u32> = HashMap::with_capacity_and_hasher(count * 2, DigestState::new());
 
     // Step 1: link messages along their References.
-    for index in 0..arena.messages.len() {
+    for index in 0..count {
+        let message = to_u32(index);
         // A message without Message-ID, or with one an earlier message already has, gets a
         // container of its own that no reference can reach (a unique id).
-        let own = match arena.messages[index].message_id.clone() {
-            Some(id) => match by_id.get(&id) {
-                Some(&c) if arena.containers[c].message.is_none() => {
-                    arena.containers[c].message = Some(index);
+        let id = input.messages[index].message_id;
+        let own = if id == 0 {
+            arena.new_container(message)
+        } else {
+            match by_id.get(&id) {
+                Some(&c) if arena.is_dummy(c) => {
+                    arena.get_mut(c).message = message;
                     c
                 }
-                Some(_) => arena.new_container(Some(index)),
+                Some(_) => arena.new_container(message),
                 None => {
-                    let c = arena.new_container(Some(index));
+                    let c = arena.new_container(message);
                     by_id.insert(id, c);
                     c
                 }
-            },
-            None => arena.new_container(Some(index)),
+            }
         };
         // 1A: each reference is the parent of the next, unless the child already has a parent
         // or the link would close a loop.
-        let references = std::mem::take(&mut arena.messages[index].references);
-        let mut previous: Option<usize> = None;
-        for reference in &references {
-            let current = match by_id.get(reference) {
+        let mut previous = NONE;
+        for &reference in input.parents_of(index) {
+            let current = match by_id.get(&reference) {
                 Some(&c) => c,
                 None => {
-                    let c = arena.new_container(None);
-                    by_id.insert(reference.clone(), c);
+                    let c = arena.new_container(NONE);
+                    by_id.insert(reference, c);
                     c
                 }
             };
-            if let Some(parent) = previous
-                && arena.containers[current].parent.is_none()
-                && !arena.is_within(parent, current)
+            if previous != NONE
+                && arena.get(current).parent == NONE
+                && !arena.is_within(previous, current)
             {
-                arena.link(parent, current);
+                arena.link(previous, current);
             }
-            previous = Some(current);
+            previous = current;
         }
-        arena.messages[index].references = references;
         // 1B: the last reference is the message's parent, replacing a parent set earlier from
         // another message's (possibly truncated) References; no references, no parent.
         arena.unlink(own);
-        if let Some(parent) = previous
-            && !arena.is_within(parent, own)
-        {
-            arena.link(parent, own);
+        if previous != NONE && !arena.is_within(previous, own) {
+            arena.link(previous, own);
         }
     }
 
     // Steps 2 and 3: the root set; the id table is no longer needed.
     drop(by_id);
-    let roots: Vec<usize> = (0..arena.containers.len())
-        .filter(|&c| arena.containers[c].parent.is_none())
+    let roots: Vec<u32> = (0..to_u32(arena.containers.len()))
+        .filter(|&c| arena.get(c).parent == NONE)
         .collect();
 
     // Step 4: prune dummies.
@@ -261,42 +410,51 @@ pub fn thread_references(messages: Vec<ThreadMessage>) -> Vec<ThreadNode> {
     sort_and_build(&mut arena, roots)
 }
 
-/// Step 4: remove dummies without children; replace a dummy by its children, except a root
-/// dummy with more than one child. Returns the new root set.
-fn prune_dummies(arena: &mut Arena, roots: Vec<usize>) -> Vec<usize> {
-    // Post-order without recursion: children are pruned before their parent looks at them.
+/// Every container reachable from `roots`, parents before their children.
+fn preorder(arena: &Arena, roots: &[u32]) -> Vec<u32> {
     let mut order = Vec::with_capacity(arena.containers.len());
-    let mut stack: Vec<usize> = roots.clone();
+    let mut stack: Vec<u32> = roots.to_vec();
     while let Some(node) = stack.pop() {
         order.push(node);
-        stack.extend(arena.containers[node].children.iter().copied());
+        stack.extend_from_slice(&arena.get(node).children);
     }
+    order
+}
+
+/// Step 4: remove dummies without children; replace a dummy by its children, except a root
+/// dummy with more than one child. Returns the new root set.
+fn prune_dummies(arena: &mut Arena, roots: Vec<u32>) -> Vec<u32> {
+    // Post-order without recursion: children are pruned before their parent looks at them.
+    let order = preorder(arena, &roots);
     for &node in order.iter().rev() {
-        let children = std::mem::take(&mut arena.containers[node].children);
+        if !arena.get(node).children.iter().any(|&c| arena.is_dummy(c)) {
+            continue;
+        }
+        let children = std::mem::take(&mut arena.get_mut(node).children);
         let mut kept = Vec::with_capacity(children.len());
         for child in children {
             if arena.is_dummy(child) {
                 // Promote the (already pruned) children of a dummy; drop an empty dummy.
-                for grandchild in std::mem::take(&mut arena.containers[child].children) {
-                    arena.containers[grandchild].parent = Some(node);
+                for grandchild in std::mem::take(&mut arena.get_mut(child).children) {
+                    arena.get_mut(grandchild).parent = node;
                     kept.push(grandchild);
                 }
-                arena.containers[child].parent = None;
+                arena.get_mut(child).parent = NONE;
             } else {
                 kept.push(child);
             }
         }
-        arena.containers[node].children = kept;
+        arena.get_mut(node).children = kept;
     }
     let mut new_roots = Vec::with_capacity(roots.len());
     for root in roots {
-        if !arena.is_dummy(root) || arena.containers[root].children.len() > 1 {
+        if !arena.is_dummy(root) || arena.get(root).children.len() > 1 {
             new_roots.push(root);
             continue;
         }
         // A root dummy with no child disappears; with one child, the child becomes a root.
-        for child in std::mem::take(&mut arena.containers[root].children) {
-            arena.containers[child].parent = None;
+        for child in std::mem::take(&mut arena.get_mut(root).children) {
+            arena.get_mut(child).parent = NONE;
             new_roots.push(child);
         }
     }
@@ -304,23 +462,12 @@ fn prune_dummies(arena: &mut Arena, roots: Vec<usize>) -> Vec<usize> {
 }
 
 /// Step 5: merge root-level threads whose subjects match.
-fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<usize>) {
-    let subject_of = |arena: &Arena, c: usize| {
-        arena
-            .representative(c)
-            .map(|m| m.base_subject.clone())
-            .unwrap_or_default()
-    };
-    let is_reply = |arena: &Arena, c: usize| {
-        arena.containers[c]
-            .message
-            .is_some_and(|m| arena.messages[m].is_reply)
-    };
+fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<u32>) {
     // 5B: one container per subject, preferring a dummy, then a non-reply message.
-    let mut table: HashMap<String, usize> = HashMap::new();
+    let mut table: DigestMap<u32> = HashMap::with_capacity_and_hasher(roots.len(), DigestState::new());
     for &root in roots.iter() {
-        let subject = subject_of(arena, root);
-        if subject.is_empty() {
+        let subject = arena.subject_of(root);
+        if subject == 0 {
             continue;
         }
         match table.get(&subject) {
@@ -331,8 +478,8 @@ fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<usize>) {
                 let better = (arena.is_dummy(root) && !arena.is_dummy(old))
                     || (!arena.is_dummy(old)
                         && !arena.is_dummy(root)
-                        && is_reply(arena, old)
-                        && !is_reply(arena, root));
+                        && arena.is_reply(old)
+                        && !arena.is_reply(root));
                 if better {
                     table.insert(subject, root);
                 }
@@ -343,11 +490,11 @@ fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<usize>) {
     let mut removed = vec![false; arena.containers.len()];
     let snapshot = roots.clone();
     for root in snapshot {
-        if removed[root] {
+        if removed[root as usize] {
             continue;
         }
-        let subject = subject_of(arena, root);
-        if subject.is_empty() {
+        let subject = arena.subject_of(root);
+        if subject == 0 {
             continue;
         }
         let Some(&that) = table.get(&subject) else {
@@ -358,36 +505,36 @@ fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<usize>) {
         }
         match (arena.is_dummy(that), arena.is_dummy(root)) {
             (true, true) => {
-                for child in std::mem::take(&mut arena.containers[root].children) {
+                for child in std::mem::take(&mut arena.get_mut(root).children) {
                     arena.link(that, child);
                 }
-                removed[root] = true;
+                removed[root as usize] = true;
             }
             (true, false) => {
                 arena.link(that, root);
-                removed[root] = true;
+                removed[root as usize] = true;
             }
             (false, true) => {
                 arena.link(root, that);
-                removed[that] = true;
+                removed[that as usize] = true;
                 table.insert(subject, root);
             }
-            (false, false) if !is_reply(arena, that) && is_reply(arena, root) => {
+            (false, false) if !arena.is_reply(that) && arena.is_reply(root) => {
                 arena.link(that, root);
-                removed[root] = true;
+                removed[root as usize] = true;
             }
-            (false, false) if is_reply(arena, that) && !is_reply(arena, root) => {
+            (false, false) if arena.is_reply(that) && !arena.is_reply(root) => {
                 arena.link(root, that);
-                removed[that] = true;
+                removed[that as usize] = true;
                 table.insert(subject, root);
             }
             (false, false) => {
-                let dummy = arena.new_container(None);
+                let dummy = arena.new_container(NONE);
                 removed.push(false);
                 arena.link(dummy, that);
                 arena.link(dummy, root);
-                removed[that] = true;
-                removed[root] = true;
+                removed[that as usize] = true;
+                removed[root as usize] = true;
                 // The dummy takes the place of the table's container in the root set.
                 if let Some(slot) = roots.iter_mut().find(|r| **r == that) {
                     *slot = dummy;
@@ -396,47 +543,50 @@ fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<usize>) {
             }
         }
     }
-    roots.retain(|&r| !removed[r]);
+    roots.retain(|&r| !removed[r as usize]);
 }
 
 /// Step 6: sort every sibling list by sent date (a dummy takes its first child's date after
 /// that child list is sorted; ties keep mailbox order), then turn the arena into nodes.
-fn sort_and_build(arena: &mut Arena, mut roots: Vec<usize>) -> Vec<ThreadNode> {
-    let mut order = Vec::with_capacity(arena.containers.len());
-    let mut stack = roots.clone();
-    while let Some(node) = stack.pop() {
-        order.push(node);
-        stack.extend(arena.containers[node].children.iter().copied());
-    }
-    let compare = |arena: &Arena, a: usize, b: usize| match (
-        arena.representative(a),
-        arena.representative(b),
-    ) {
-        (Some(x), Some(y)) => by_date(x, y),
-        (x, y) => x.is_some().cmp(&y.is_some()),
-    };
-    // Children before parents, so a dummy's first child is final when the parent sorts.
+fn sort_and_build(arena: &mut Arena, mut roots: Vec<u32>) -> Vec<ThreadNode> {
+    let order = preorder(arena, &roots);
+    // Each container's sort key, filled children first so a dummy can take its first child's.
+    let mut keys: Vec<(i64, u32)> = vec![(i64::MAX, u32::MAX); arena.containers.len()];
     for &node in order.iter().rev() {
-        let mut children = std::mem::take(&mut arena.containers[node].children);
-        children.sort_by(|&a, &b| compare(arena, a, b));
-        arena.containers[node].children = children;
+        let mut children = std::mem::take(&mut arena.get_mut(node).children);
+        children.sort_unstable_by_key(|&c| keys[c as usize]);
+        let container = arena.get_mut(node);
+        container.children = children;
+        keys[node as usize] = match container.message {
+            NONE => container
+                .children
+                .first()
+                .map_or((i64::MAX, u32::MAX), |&c| keys[c as usize]),
+            m => date_key(&arena.input.messages[m as usize]),
+        };
     }
-    roots.sort_by(|&a, &b| compare(arena, a, b));
+    roots.sort_unstable_by_key(|&r| keys[r as usize]);
 
     // Build nodes bottom-up, again without recursion.
-    let mut built: HashMap<usize, ThreadNode> = HashMap::with_capacity(order.len());
+    let mut built: Vec<Option<ThreadNode>> = Vec::new();
+    built.resize_with(arena.containers.len(), || None);
     for &node in order.iter().rev() {
-        let children = arena.containers[node]
+        let container = arena.get(node);
+        let children = container
             .children
             .iter()
-            .filter_map(|c| built.remove(c))
+            .filter_map(|&c| built[c as usize].take())
             .collect();
-        let uid = arena.containers[node]
-            .message
-            .map_or(0, |m| arena.messages[m].uid);
-        built.insert(node, ThreadNode { uid, children });
+        let uid = match container.message {
+            NONE => 0,
+            m => arena.input.messages[m as usize].uid,
+        };
+        built[node as usize] = Some(ThreadNode { uid, children });
     }
-    roots.iter().filter_map(|r| built.remove(r)).collect()
+    roots
+        .iter()
+        .filter_map(|&r| built[r as usize].take())
+        .collect()
 }
 
 #[cfg(test)]
@@ -444,16 +594,29 @@ mod tests {
     use super::*;
     use crate::store::sort::base_subject;
 
-    fn msg(uid: u32, day: u32, subject: &str, id: Option<&str>, refs: &[&str]) -> ThreadMessage {
-        let base = base_subject(subject);
-        ThreadMessage {
-            uid,
-            sent: format!("2024-01-{day:02}T00:00:00Z"),
-            base_subject: base.text.to_ascii_lowercase(),
-            is_reply: base.is_reply_or_forward,
-            message_id: id.map(str::to_string),
-            references: refs.iter().map(|r| r.to_string()).collect(),
+    /// One test message: `day` of January 2024, subject as written, Message-ID and parent
+    /// chain as strings.
+    struct Msg<'a>(u32, u32, &'a str, Option<&'a str>, &'a [&'a str]);
+
+    fn input(messages: &[Msg]) -> ThreadInput {
+        let mut input = ThreadInput::default();
+        for &Msg(uid, day, subject, id, refs) in messages {
+            let base = base_subject(subject);
+            let message = ThreadMessage {
+                uid,
+                sent: i64::from(day) * 86_400,
+                subject: thread_key(&base.text.to_ascii_lowercase()),
+                is_reply: base.is_reply_or_forward,
+                message_id: id.map_or(0, thread_key),
+                parents: (0, 0),
+            };
+            input.push(message, refs.iter().map(|r| thread_key(r)));
         }
+        input
+    }
+
+    fn references(messages: &[Msg]) -> String {
+        show(&thread_references(&input(messages)))
     }
 
     /// The tree in IMAP's THREAD notation, e.g. `(1 2 (3)(4))`, for compact assertions.
@@ -492,13 +655,13 @@ mod tests {
     #[test]
     fn references_builds_a_simple_tree() {
         let messages = vec![
-            msg(1, 1, "Plan", Some("a"), &[]),
-            msg(2, 2, "Re: Plan", Some("b"), &["a"]),
-            msg(3, 3, "Re: Plan", Some("c"), &["a"]),
-            msg(4, 4, "Re: Plan", Some("d"), &["a", "b"]),
-            msg(5, 5, "Other", Some("e"), &[]),
+            Msg(1, 1, "Plan", Some("a"), &[]),
+            Msg(2, 2, "Re: Plan", Some("b"), &["a"]),
+            Msg(3, 3, "Re: Plan", Some("c"), &["a"]),
+            Msg(4, 4, "Re: Plan", Some("d"), &["a", "b"]),
+            Msg(5, 5, "Other", Some("e"), &[]),
         ];
-        assert_eq!(show(&thread_references(messages)), "(1 (2 4)(3))(5)");
+        assert_eq!(references(&messages), "(1 (2 4)(3))(5)");
     }
 
     #[test]
@@ -506,16 +669,16 @@ mod tests {
         // 2 and 3 reply to a message not in the mailbox: a root dummy holds both. 5 replies to
         // a missing message on its own: the dummy is pruned and 5 becomes a root.
         let messages = vec![
-            msg(2, 2, "Re: lost", Some("b"), &["missing"]),
-            msg(3, 3, "Re: lost", Some("c"), &["missing"]),
-            msg(5, 5, "Re: alone", Some("e"), &["gone1", "gone2"]),
-            msg(6, 6, "Re: deep", Some("f"), &["x", "y", "z"]),
-            msg(7, 7, "Re: deep", Some("g"), &["x", "y", "w"]),
+            Msg(2, 2, "Re: lost", Some("b"), &["missing"]),
+            Msg(3, 3, "Re: lost", Some("c"), &["missing"]),
+            Msg(5, 5, "Re: alone", Some("e"), &["gone1", "gone2"]),
+            Msg(6, 6, "Re: deep", Some("f"), &["x", "y", "z"]),
+            Msg(7, 7, "Re: deep", Some("g"), &["x", "y", "w"]),
         ];
         // 6 and 7 share the missing ancestors x/y: the dummies z and w are pruned, y is promoted
         // away, x remains as the root dummy with both.
         assert_eq!(
-            show(&thread_references(messages)),
+            references(&messages),
             "((2)(3))(5)((6)(7))",
             "dummies with several children stay at the root, others are pruned"
         );
@@ -525,25 +688,25 @@ mod tests {
     fn reference_cycles_are_not_linked() {
         // a's References name b, and b's name a: linking both ways would close a loop.
         let messages = vec![
-            msg(1, 1, "loop one", Some("a"), &["b"]),
-            msg(2, 2, "loop two", Some("b"), &["a"]),
-            msg(3, 3, "self", Some("c"), &["c"]),
+            Msg(1, 1, "loop one", Some("a"), &["b"]),
+            Msg(2, 2, "loop two", Some("b"), &["a"]),
+            Msg(3, 3, "self", Some("c"), &["c"]),
         ];
         // 2 is linked as 1's parent first; 2's own reference to 1 would then close a loop
         // and is skipped. 3 references itself and stays alone.
-        assert_eq!(show(&thread_references(messages)), "(2 1)(3)");
+        assert_eq!(references(&messages), "(2 1)(3)");
     }
 
     #[test]
     fn truncated_references_are_replaced_by_the_message_own_chain() {
         // 3 first appears (via 4's References) under 1, but its own References say 2.
         let messages = vec![
-            msg(1, 1, "t", Some("a"), &[]),
-            msg(2, 2, "Re: t", Some("b"), &["a"]),
-            msg(4, 4, "Re: t", Some("d"), &["a", "c"]),
-            msg(3, 3, "Re: t", Some("c"), &["a", "b"]),
+            Msg(1, 1, "t", Some("a"), &[]),
+            Msg(2, 2, "Re: t", Some("b"), &["a"]),
+            Msg(4, 4, "Re: t", Some("d"), &["a", "c"]),
+            Msg(3, 3, "Re: t", Some("c"), &["a", "b"]),
         ];
-        assert_eq!(show(&thread_references(messages)), "(1 2 3 4)");
+        assert_eq!(references(&messages), "(1 2 3 4)");
     }
 
     #[test]
@@ -551,16 +714,16 @@ mod tests {
         // No References at all: 1 (non-reply) collects the replies 2 and 4; 5 and 6 are both
         // non-replies of one subject, so a dummy holds them; 7 has an empty subject.
         let messages = vec![
-            msg(1, 1, "Meeting", Some("a"), &[]),
-            msg(2, 2, "Re: Meeting", Some("b"), &[]),
-            msg(4, 4, "RE: [team] meeting", Some("d"), &[]),
-            msg(5, 5, "Lunch", Some("e"), &[]),
-            msg(6, 6, "lunch", Some("f"), &[]),
-            msg(7, 7, "", Some("g"), &[]),
-            msg(8, 8, "", Some("h"), &[]),
+            Msg(1, 1, "Meeting", Some("a"), &[]),
+            Msg(2, 2, "Re: Meeting", Some("b"), &[]),
+            Msg(4, 4, "RE: [team] meeting", Some("d"), &[]),
+            Msg(5, 5, "Lunch", Some("e"), &[]),
+            Msg(6, 6, "lunch", Some("f"), &[]),
+            Msg(7, 7, "", Some("g"), &[]),
+            Msg(8, 8, "", Some("h"), &[]),
         ];
         assert_eq!(
-            show(&thread_references(messages)),
+            references(&messages),
             "(1 (2)(4))((5)(6))(7)(8)"
         );
     }
@@ -568,57 +731,57 @@ mod tests {
     #[test]
     fn a_reply_arriving_first_is_put_under_the_original() {
         let messages = vec![
-            msg(1, 1, "Re: news", Some("a"), &[]),
-            msg(2, 2, "News", Some("b"), &[]),
+            Msg(1, 1, "Re: news", Some("a"), &[]),
+            Msg(2, 2, "News", Some("b"), &[]),
         ];
-        assert_eq!(show(&thread_references(messages)), "(2 1)");
+        assert_eq!(references(&messages), "(2 1)");
     }
 
     #[test]
     fn children_and_roots_are_sorted_by_sent_date() {
         let messages = vec![
-            msg(1, 9, "late root", Some("a"), &[]),
-            msg(2, 1, "early root", Some("b"), &[]),
-            msg(3, 8, "Re: early root", Some("c"), &["b"]),
-            msg(4, 3, "Re: early root", Some("d"), &["b"]),
+            Msg(1, 9, "late root", Some("a"), &[]),
+            Msg(2, 1, "early root", Some("b"), &[]),
+            Msg(3, 8, "Re: early root", Some("c"), &["b"]),
+            Msg(4, 3, "Re: early root", Some("d"), &["b"]),
             // Same date as 4: mailbox order breaks the tie.
-            msg(5, 3, "Re: early root", Some("e"), &["b"]),
+            Msg(5, 3, "Re: early root", Some("e"), &["b"]),
         ];
-        assert_eq!(show(&thread_references(messages)), "(2 (4)(5)(3))(1)");
+        assert_eq!(references(&messages), "(2 (4)(5)(3))(1)");
     }
 
     #[test]
     fn duplicate_and_missing_message_ids_stay_separate() {
         let messages = vec![
-            msg(1, 1, "x one", Some("dup"), &[]),
-            msg(2, 2, "x two", Some("dup"), &[]),
-            msg(3, 3, "x three", None, &[]),
-            msg(4, 4, "Re: x one", Some("d"), &["dup"]),
+            Msg(1, 1, "x one", Some("dup"), &[]),
+            Msg(2, 2, "x two", Some("dup"), &[]),
+            Msg(3, 3, "x three", None, &[]),
+            Msg(4, 4, "Re: x one", Some("d"), &["dup"]),
         ];
-        assert_eq!(show(&thread_references(messages)), "(1 4)(2)(3)");
+        assert_eq!(references(&messages), "(1 4)(2)(3)");
     }
 
     #[test]
     fn a_deep_chain_does_not_exhaust_the_stack() {
         let count = 50_000u32;
-        let ids: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
-        let messages: Vec<ThreadMessage> = (0..count)
-            .map(|i| ThreadMessage {
+        let ids: Vec<u64> = (0..count).map(|i| thread_key(&format!("m{i}"))).collect();
+        let subject = thread_key("chain");
+        let mut messages = ThreadInput::default();
+        for i in 0..count {
+            let message = ThreadMessage {
                 uid: i + 1,
-                sent: format!("{i:010}"),
-                base_subject: "chain".into(),
+                sent: i64::from(i),
+                subject,
                 is_reply: i > 0,
-                message_id: Some(ids[i as usize].clone()),
-                references: (i > 0)
-                    .then(|| ids[i as usize - 1].clone())
-                    .into_iter()
-                    .collect(),
-            })
-            .collect();
+                message_id: ids[i as usize],
+                parents: (0, 0),
+            };
+            messages.push(message, (i > 0).then(|| ids[i as usize - 1]));
+        }
         let threads = std::thread::Builder::new()
             .stack_size(256 << 10)
             .spawn(move || {
-                let threads = thread_references(messages);
+                let threads = thread_references(&messages);
                 // Flatten the chain iteratively (dropping it recursively would be the test's
                 // own stack problem, not the algorithm's).
                 let mut depth = 0;
@@ -638,16 +801,32 @@ mod tests {
     #[test]
     fn ordered_subject_groups_by_base_subject() {
         let messages = vec![
-            msg(1, 5, "Beta", None, &[]),
-            msg(2, 1, "Alpha", None, &[]),
-            msg(3, 2, "Re: alpha", None, &[]),
-            msg(4, 6, "Re: Beta", None, &[]),
-            msg(5, 3, "Fwd: Alpha", None, &[]),
-            msg(6, 4, "Gamma", None, &[]),
+            Msg(1, 5, "Beta", None, &[]),
+            Msg(2, 1, "Alpha", None, &[]),
+            Msg(3, 2, "Re: alpha", None, &[]),
+            Msg(4, 6, "Re: Beta", None, &[]),
+            Msg(5, 3, "Fwd: Alpha", None, &[]),
+            Msg(6, 4, "Gamma", None, &[]),
         ];
         assert_eq!(
-            show(&thread_ordered_subject(messages)),
+            show(&thread_ordered_subject(&input(&messages))),
             "(2 (3)(5))(6)(1 4)"
         );
+    }
+
+    #[test]
+    fn digests_are_stable_nonzero_and_stored_back_to_back() {
+        assert_eq!(thread_key(""), 0);
+        assert_ne!(thread_key("a@x"), 0);
+        assert_eq!(thread_key("a@x"), thread_key("a@x"));
+        assert_ne!(thread_key("a@x"), thread_key("A@x"), "ids compare case-sensitively");
+        // Known answer: the first 8 bytes of SHA-256("abc"), little-endian. A change here
+        // would silently break the digests already stored in mailbox files.
+        assert_eq!(thread_key("abc"), 0xeacf_018f_bf16_78ba);
+        let stored = parent_keys("a@x  b@x");
+        assert_eq!(stored.len(), 16);
+        assert_eq!(stored[..8], thread_key("a@x").to_le_bytes());
+        assert_eq!(stored[8..], thread_key("b@x").to_le_bytes());
+        assert!(parent_keys("").is_empty());
     }
 }
