@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::key::MailboxKey;
-use crate::registry::{Address, MailboxId, Registry};
+use crate::registry::{Address, Login, MailboxId, Registry};
 use crate::seal::{DrainReport, ItemId, SealedQueue, SealingPublicKey};
 use crate::store::{KeyUsed, Mailbox};
 use zeroize::Zeroizing;
@@ -28,7 +28,11 @@ pub struct OpenMailbox {
 /// running it again, never silently here (finishing replaces the recovery code, which only the
 /// owner may be shown).
 pub fn open_mailbox(registry: &Registry, address: &str, password: &str) -> Result<OpenMailbox> {
-    let login = registry.login(address, password)?;
+    open_mailbox_after_login(registry, registry.login(address, password)?)
+}
+
+/// [`open_mailbox`] once the password check is done: `login` proves it.
+pub fn open_mailbox_after_login(registry: &Registry, login: Login) -> Result<OpenMailbox> {
     let path = registry.mailbox_path(&login.mailbox_id);
     let (mut mailbox, used) =
         Mailbox::open_with_keys(&path, &login.key, login.pending_key.as_ref())?;
@@ -45,6 +49,29 @@ pub fn open_mailbox(registry: &Registry, address: &str, password: &str) -> Resul
     };
     open.drain_sealed(registry)?;
     Ok(open)
+}
+
+/// Append the sealed items waiting for mailbox `mailbox_id` to INBOX of `mailbox` (that
+/// mailbox's open file), oldest first, as [`OpenMailbox::drain_sealed`] does; for a mailbox
+/// another session already holds open.
+pub fn drain_sealed_into(
+    registry: &Registry,
+    mailbox_id: &MailboxId,
+    mailbox: &mut Mailbox,
+) -> Result<DrainReport> {
+    let queue = SealedQueue::new(registry.data_dir());
+    if queue.pending_count(mailbox_id.as_str())? == 0 {
+        return Ok(DrainReport::default());
+    }
+    let secret = mailbox.sealing_secret_key()?;
+    let report = queue.drain(mailbox_id.as_str(), &secret, |id, raw| {
+        let arrived = (id.arrived_at_unix_nanos() / 1_000_000_000) as i64;
+        mailbox
+            .append_delivered(id.as_str(), DELIVERY_FOLDER, &raw, arrived)
+            .map(|_| ())
+    })?;
+    registry.set_used_bytes(mailbox_id, mailbox.used_bytes()?)?;
+    Ok(report)
 }
 
 /// Deliver mail to an address whose owner may be offline: seal it to the mailbox's public key
@@ -87,20 +114,7 @@ impl OpenMailbox {
     /// recorded in the same transaction as its message, so a crash before the queue file is
     /// removed never delivers it twice.
     pub fn drain_sealed(&mut self, registry: &Registry) -> Result<DrainReport> {
-        let queue = SealedQueue::new(registry.data_dir());
-        if queue.pending_count(self.mailbox_id.as_str())? == 0 {
-            return Ok(DrainReport::default());
-        }
-        let secret = self.mailbox.sealing_secret_key()?;
-        let mailbox = &mut self.mailbox;
-        let report = queue.drain(self.mailbox_id.as_str(), &secret, |id, raw| {
-            let arrived = (id.arrived_at_unix_nanos() / 1_000_000_000) as i64;
-            mailbox
-                .append_delivered(id.as_str(), DELIVERY_FOLDER, &raw, arrived)
-                .map(|_| ())
-        })?;
-        self.record_usage(registry)?;
-        Ok(report)
+        drain_sealed_into(registry, &self.mailbox_id, &mut self.mailbox)
     }
 
     /// Write the mailbox's current disk usage to the registry (for quota reports and listing).

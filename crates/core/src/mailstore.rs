@@ -16,7 +16,7 @@
 use crate::account::{self, OpenMailbox};
 use crate::backup::OpenMailboxSource;
 use crate::error::{Error, Result};
-use crate::registry::Registry;
+use crate::registry::{Login, Registry};
 use crate::store::{
     AppendOptions, Appended, Copied, FlagMode, Flags, FlagsChanged, FolderInfo, Mailbox,
     MessageState, MessageSummary, SearchKey, SortCriterion, ThreadAlgorithm, ThreadNode, UidSet,
@@ -56,6 +56,18 @@ pub enum ChangeEvent {
 pub struct QuotaUsage {
     pub used_bytes: u64,
     pub limit_bytes: Option<u64>,
+}
+
+/// What changed in a folder since a session last looked, from [`MailSession::folder_changes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderChanges {
+    pub highest_modseq: u64,
+    /// Messages whose MODSEQ is above the caller's `known_modseq`, in UID order; empty unless
+    /// `highest_modseq` is above it.
+    pub changed: Vec<MessageState>,
+    /// UIDs expunged after the caller's `expunged_after`, ascending; `None` when it was not
+    /// asked for or `highest_modseq` is not above it.
+    pub expunged: Option<Vec<u32>>,
 }
 
 /// One message's raw bytes, as FETCH BODY[] needs them.
@@ -117,6 +129,17 @@ pub trait MailSession: Send + Sync + 'static {
         folder: &str,
         modseq: u64,
     ) -> impl Future<Output = Result<Vec<MessageState>>> + Send;
+    /// HIGHESTMODSEQ of `folder` with the messages changed since `known_modseq` and, when
+    /// `expunged_after` is given, the UIDs expunged since then: what
+    /// [`MailSession::highest_modseq`], [`MailSession::changed_since`] and
+    /// [`MailSession::expunged_since`] give, in one round trip (a session synchronises its
+    /// selected folder this way after every change another session makes).
+    fn folder_changes(
+        &self,
+        folder: &str,
+        known_modseq: u64,
+        expunged_after: Option<u64>,
+    ) -> impl Future<Output = Result<FolderChanges>> + Send;
     /// UIDs expunged after `modseq` (QRESYNC, and change tracking).
     fn expunged_since(
         &self,
@@ -207,25 +230,57 @@ pub struct OpenedMailbox {
 
 /// Password check plus opening of the mailbox file, used by [`LocalMailStore`]. Blocking
 /// (Argon2id, SQLCipher): it runs on a blocking thread. The [`Registry`] implements it with
-/// [`account::open_mailbox`], which also drains mail sealed while the owner was away.
+/// [`account::open_mailbox_after_login`], which also drains mail sealed while the owner was
+/// away.
+///
+/// Two steps, so that a login to a mailbox another session already holds open (clients keep
+/// several connections and reconnect constantly) checks the password, usually from the login
+/// cache, and reuses that connection instead of opening the file again.
 pub trait MailboxOpener: Send + Sync + 'static {
-    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox>;
+    /// Verify `password` for `address`; a wrong password and an unknown address give the same
+    /// [`Error::WrongPassword`].
+    fn authenticate(&self, address: &str, password: &str) -> Result<Login>;
+    /// The mailbox file `login` opens.
+    fn mailbox_path(&self, login: &Login) -> PathBuf;
+    /// Open the mailbox of an authenticated `login`.
+    fn open(&self, login: Login) -> Result<OpenedMailbox>;
+    /// Bring a mailbox another session holds open up to date for a new login (mail sealed
+    /// while nobody was logged in).
+    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()>;
 }
 
 /// A shared opener opens like the one it wraps (the server keeps a handle to the registry for
 /// housekeeping while the store uses it).
 impl<T: MailboxOpener> MailboxOpener for Arc<T> {
-    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox> {
-        T::open(self, address, password)
+    fn authenticate(&self, address: &str, password: &str) -> Result<Login> {
+        T::authenticate(self, address, password)
+    }
+
+    fn mailbox_path(&self, login: &Login) -> PathBuf {
+        T::mailbox_path(self, login)
+    }
+
+    fn open(&self, login: Login) -> Result<OpenedMailbox> {
+        T::open(self, login)
+    }
+
+    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()> {
+        T::catch_up(self, login, mailbox)
     }
 }
 
 impl MailboxOpener for Registry {
-    fn open(&self, address: &str, password: &str) -> Result<OpenedMailbox> {
-        let opened = account::open_mailbox(self, address, password)?;
-        let quota = self
-            .lookup(opened.address().as_str())?
-            .and_then(|info| info.quota);
+    fn authenticate(&self, address: &str, password: &str) -> Result<Login> {
+        self.login(address, password)
+    }
+
+    fn mailbox_path(&self, login: &Login) -> PathBuf {
+        Registry::mailbox_path(self, &login.mailbox_id)
+    }
+
+    fn open(&self, login: Login) -> Result<OpenedMailbox> {
+        let quota = login.quota;
+        let opened = account::open_mailbox_after_login(self, login)?;
         let backup_source = OpenMailboxSource {
             mailbox_id: opened.mailbox_id().clone(),
             path: opened.mailbox().path().to_path_buf(),
@@ -236,6 +291,10 @@ impl MailboxOpener for Registry {
             quota,
             backup_source: Some(backup_source),
         })
+    }
+
+    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()> {
+        account::drain_sealed_into(self, &login.mailbox_id, mailbox).map(|_| ())
     }
 }
 
@@ -359,19 +418,48 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         let opener = Arc::clone(&self.opener);
         let address = address.to_string();
         let password = zeroize::Zeroizing::new(password.to_string());
-        // Always through the opener: it checks the password and drains sealed mail, even when
-        // another session already has the file open.
-        let mut opened = blocking(move || opener.open(&address, &password)).await?;
-        let path = (*opened.mailbox).as_mut().path().to_path_buf();
-        let (shared, spare) = self.share(&path, opened.mailbox, opened.backup_source);
-        if let Some(spare) = spare {
-            tokio::task::spawn_blocking(move || drop(spare));
-        }
+        let (login, path) = blocking(move || {
+            let login = opener.authenticate(&address, &password)?;
+            let path = opener.mailbox_path(&login);
+            Ok((login, path))
+        })
+        .await?;
+        let quota_limit = login.quota;
+        let open_already = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&path)
+            .and_then(Weak::upgrade);
+        let shared = match open_already {
+            // Another session (or a lingering one) has the file open: the password is checked,
+            // so share its connection; only mail sealed meanwhile needs folding in.
+            Some(shared) => {
+                let opener = Arc::clone(&self.opener);
+                let held = Arc::clone(&shared);
+                blocking(move || {
+                    let mut guard = held.mailbox.lock().unwrap_or_else(|p| p.into_inner());
+                    opener.catch_up(&login, guard.as_mut().as_mut())
+                })
+                .await?;
+                shared
+            }
+            None => {
+                let opener = Arc::clone(&self.opener);
+                let mut opened = blocking(move || opener.open(login)).await?;
+                let path = (*opened.mailbox).as_mut().path().to_path_buf();
+                let (shared, spare) = self.share(&path, opened.mailbox, opened.backup_source);
+                if let Some(spare) = spare {
+                    tokio::task::spawn_blocking(move || drop(spare));
+                }
+                shared
+            }
+        };
         Ok(LocalSession {
             linger: self.linger,
             id: NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             shared: Some(shared),
-            quota_limit: opened.quota,
+            quota_limit,
             holds_maildrop: AtomicBool::new(false),
         })
     }
@@ -459,16 +547,7 @@ impl MailSession for LocalSession {
 
     async fn highest_modseq(&self, path: &str) -> Result<u64> {
         let path = crate::store::normalize_folder_name(path)?;
-        self.with(move |m| {
-            use rusqlite::OptionalExtension;
-            m.conn()
-                .prepare_cached("SELECT highestmodseq FROM folders WHERE path = ?1")?
-                .query_row([&path], |row| row.get::<_, i64>(0))
-                .optional()?
-                .map(|modseq| modseq as u64)
-                .ok_or(Error::NoSuchFolder(path))
-        })
-        .await
+        self.with(move |m| m.highest_modseq(&path)).await
     }
 
     async fn create_folder(&self, path: &str, special_use: Option<&str>) -> Result<FolderInfo> {
@@ -529,6 +608,33 @@ impl MailSession for LocalSession {
     async fn changed_since(&self, folder: &str, modseq: u64) -> Result<Vec<MessageState>> {
         let folder = folder.to_string();
         self.with(move |m| m.changed_since(&folder, modseq)).await
+    }
+
+    async fn folder_changes(
+        &self,
+        folder: &str,
+        known_modseq: u64,
+        expunged_after: Option<u64>,
+    ) -> Result<FolderChanges> {
+        let folder = crate::store::normalize_folder_name(folder)?;
+        self.with(move |m| {
+            let highest_modseq = m.highest_modseq(&folder)?;
+            let expunged = match expunged_after {
+                Some(after) if highest_modseq > after => Some(m.expunged_since(&folder, after)?),
+                _ => None,
+            };
+            let changed = if highest_modseq > known_modseq {
+                m.changed_since(&folder, known_modseq)?
+            } else {
+                Vec::new()
+            };
+            Ok(FolderChanges {
+                highest_modseq,
+                changed,
+                expunged,
+            })
+        })
+        .await
     }
 
     async fn expunged_since(&self, folder: &str, modseq: u64) -> Result<Vec<u32>> {

@@ -2,17 +2,29 @@
 //! LOGIN, SELECT, (APPEND, UID FETCH, UID STORE, UID EXPUNGE) x ops, LOGOUT,
 //! and a report of commands/s and p50/p99 latency per command.
 //!
-//! Against an embedded sealmail (fresh registry in a temp dir, real Argon2id cost):
-//!     cargo run --release -p sealmail-imap --example loadgen -- --clients 16 --cycles 20
-//! Against any server (e.g. Dovecot) with users `user0..userN` sharing one password:
+//! Against an embedded sealmail (fresh registry in a temp dir, real Argon2id cost, encrypted
+//! mailboxes) and, side by side in the same run, Dovecot from Debian's packages (its own config
+//! on a free 127.0.0.1 port, Maildir in a temp dir; as root it drops to the `dovecot` user):
+//!     cargo run --release -p sealmail-imap --example loadgen -- --clients 16 --cycles 20 \
+//!         --dovecot /usr/sbin/dovecot --rounds 3
+//! Rounds alternate between the two servers; the ratio of each round is taken against the
+//! Dovecot run of that same round and the median is reported, so a busy machine's noise hits
+//! both alike.
+//! Against any running server with users `user0..userN` sharing one password:
 //!     cargo run --release -p sealmail-imap --example loadgen -- --addr 127.0.0.1:10143 \
 //!         --user-format 'user{}' --password pw
+//! Memory of idle connections (embedded sealmail, 127.0.0.1; the report subtracts what the
+//! same number of client sockets cost without a server behind them):
+//!     cargo run --release -p sealmail-imap --example loadgen -- --idle 2000 [--idle-login]
 
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::{AccountOptions, Registry, RegistryOptions};
 use sealmail_imap::server::{self, ServerConfig};
 use std::collections::BTreeMap;
+use std::io::{BufRead, Read};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -29,6 +41,12 @@ struct Options {
     idle: Option<usize>,
     /// With `idle`: log each idle connection in and SELECT INBOX first.
     idle_login: bool,
+    /// Run the same load against this Dovecot binary, side by side.
+    dovecot: Option<PathBuf>,
+    /// Alternating runs per server.
+    rounds: usize,
+    /// Internal: be the embedded sealmail server (a child process of the load generator).
+    serve: bool,
 }
 
 fn parse_args() -> Options {
@@ -41,6 +59,9 @@ fn parse_args() -> Options {
         password: "loadgen-password".into(),
         idle: None,
         idle_login: false,
+        dovecot: None,
+        rounds: 1,
+        serve: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -57,10 +78,20 @@ fn parse_args() -> Options {
             "--password" => options.password = value(),
             "--idle" => options.idle = Some(value().parse().expect("--idle N")),
             "--idle-login" => options.idle_login = true,
+            "--dovecot" => options.dovecot = Some(value().into()),
+            "--rounds" => options.rounds = value().parse().expect("--rounds N"),
+            "--serve" => options.serve = true,
             other => panic!("unknown option {other}"),
         }
     }
+    assert!(options.rounds > 0, "--rounds must be at least 1");
     options
+}
+
+impl Options {
+    fn user(&self, index: usize) -> String {
+        self.user_format.replace("{}", &index.to_string())
+    }
 }
 
 /// Latencies per command name.
@@ -194,9 +225,9 @@ async fn client_loop(
     Ok(samples)
 }
 
-/// Resident set size of this process in KiB (Linux).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Resident set size of process `pid` in KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
@@ -208,18 +239,16 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Open `count` connections that stay idle, and report the growth of RSS per connection. With
-/// the embedded server this includes the client side of each socket (a few hundred bytes).
-async fn idle_connections(addr: SocketAddr, count: usize, options: &Options) {
-    let before = rss_kib();
+/// Open `count` connections that stay idle, and report the growth of the server process's RSS
+/// per connection (the server runs in its own process, so the clients' memory is not counted).
+async fn idle_connections(addr: SocketAddr, server_pid: u32, count: usize, options: &Options) {
+    let before = rss_kib(server_pid);
     let mut clients = Vec::with_capacity(count);
     let mut samples = Samples::new();
     for i in 0..count {
         let mut client = Client::connect(addr).await.expect("connect");
         if options.idle_login {
-            let user = options
-                .user_format
-                .replace("{}", &(i % options.clients).to_string());
+            let user = options.user(i % options.clients);
             client
                 .run(
                     "LOGIN",
@@ -232,13 +261,16 @@ async fn idle_connections(addr: SocketAddr, count: usize, options: &Options) {
                 .run("SELECT", "SELECT INBOX", &mut samples)
                 .await
                 .unwrap();
+        } else {
+            // A round trip, so the server has set the connection up completely.
+            client.run("NOOP", "NOOP", &mut samples).await.unwrap();
         }
         clients.push(client);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib();
+    let after = rss_kib(server_pid);
     println!(
-        "{count} idle connections{}: RSS {before} KiB -> {after} KiB = {:.1} KiB per connection",
+        "{count} idle connections{}: server RSS {before} KiB -> {after} KiB = {:.1} KiB per \
+         connection",
         if options.idle_login {
             " (logged in, INBOX selected)"
         } else {
@@ -254,96 +286,243 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-#[tokio::main]
-async fn main() {
-    let options = parse_args();
-    let mut _embedded = None;
-    let addr = match options.addr {
-        Some(addr) => addr,
-        None => {
-            let dir = tempfile::tempdir().unwrap();
-            let registry = Registry::open_with(
-                dir.path(),
-                RegistryOptions {
-                    create_if_missing: true,
-                    ..RegistryOptions::default()
-                },
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    values[values.len() / 2]
+}
+
+/// The embedded sealmail server: accounts `user_format` 0..clients in a fresh registry in a
+/// temp dir (real Argon2id cost, encrypted mailboxes), IMAP on a free 127.0.0.1 port. Prints
+/// `listening ADDR` and serves until its standard input closes.
+async fn serve_embedded(options: &Options) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open_with(
+        dir.path(),
+        RegistryOptions {
+            create_if_missing: true,
+            ..RegistryOptions::default()
+        },
+    )
+    .unwrap();
+    let started = Instant::now();
+    for i in 0..options.clients {
+        registry
+            .add_account(
+                &options.user(i),
+                Some(&options.password),
+                &AccountOptions::default(),
             )
             .unwrap();
-            let started = Instant::now();
-            for i in 0..options.clients {
-                registry
-                    .add_account(
-                        &options.user_format.replace("{}", &i.to_string()),
-                        Some(&options.password),
-                        &AccountOptions::default(),
-                    )
-                    .unwrap();
-            }
-            eprintln!(
-                "created {} accounts in {:?}",
-                options.clients,
-                started.elapsed()
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let store = Arc::new(LocalMailStore::new(registry));
-            let config = ServerConfig {
-                max_connections_per_ip: 10_000,
-                ..ServerConfig::default()
-            };
-            tokio::spawn(server::run(
-                listener,
-                store,
-                config,
-                std::future::pending::<()>(),
-            ));
-            _embedded = Some(dir);
-            addr
-        }
-    };
-    if let Some(count) = options.idle {
-        idle_connections(addr, count, &options).await;
-        return;
     }
+    eprintln!(
+        "sealmail: created {} accounts in {:.1} s",
+        options.clients,
+        started.elapsed().as_secs_f64()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("listening {}", listener.local_addr().unwrap());
+    let config = ServerConfig {
+        max_connections_per_ip: 10_000,
+        ..ServerConfig::default()
+    };
+    let stdin_closed = async {
+        let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await;
+    };
+    let store = Arc::new(LocalMailStore::new(registry));
+    server::run(listener, store, config, stdin_closed)
+        .await
+        .unwrap();
+}
+
+/// The embedded server as a child process: its memory and CPU are its own, as Dovecot's are.
+struct EmbeddedServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl EmbeddedServer {
+    fn start(options: &Options) -> EmbeddedServer {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--serve", "--clients", &options.clients.to_string()])
+            .args(["--user-format", &options.user_format])
+            .args(["--password", &options.password])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the embedded server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("embedded server did not start: {line:?}"));
+        EmbeddedServer { child, addr }
+    }
+}
+
+impl Drop for EmbeddedServer {
+    fn drop(&mut self) {
+        // Closing its stdin is the shutdown signal.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// A Dovecot instance with its own config, passwd-file and Maildirs under a temp dir, IMAP on a
+/// free 127.0.0.1 port, the cheapest login it offers (a plain password in a passwd-file).
+struct Dovecot {
+    base: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Dovecot {
+    fn start(binary: &Path, base: &Path, options: &Options) -> Dovecot {
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir_all(base.join(sub)).unwrap();
+        }
+        let passwd: String = (0..options.clients)
+            .map(|i| format!("{}:{{PLAIN}}{}\n", options.user(i), options.password))
+            .collect();
+        std::fs::write(base.join("passwd"), passwd).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let b = base.display();
+        let config = format!(
+            "protocols = imap
+listen = 127.0.0.1
+base_dir = {b}/run
+state_dir = {b}/state
+log_path = {b}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+mail_location = maildir:{b}/mail/%u/Maildir
+first_valid_uid = 0
+passdb {{
+  driver = passwd-file
+  args = {b}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={b}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+"
+        );
+        std::fs::write(base.join("dovecot.conf"), config).unwrap();
+        let status = Command::new("chown")
+            .args(["-R", "dovecot:dovecot"])
+            .arg(base.join("mail"))
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of the mail dir failed");
+        // The dovecot user must reach its mail through the temp dirs.
+        let mut dir = Some(base);
+        while let Some(d) = dir {
+            if d == Path::new("/") || d == Path::new("/tmp") {
+                break;
+            }
+            let _ = Command::new("chmod").arg("755").arg(d).status();
+            dir = d.parent();
+        }
+        let status = Command::new(binary)
+            .arg("-c")
+            .arg(base.join("dovecot.conf"))
+            .status()
+            .expect("dovecot starts");
+        assert!(status.success(), "dovecot failed to start");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Bounded wait for the listener.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Dovecot {
+            base: base.into(),
+            addr,
+        }
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.base.join("run/master.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+/// Figures of one load run.
+struct Run {
+    commands_per_second: f64,
+    samples: Samples,
+}
+
+async fn load(addr: SocketAddr, options: &Options) -> Run {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..options.clients {
-        let user = options.user_format.replace("{}", &i.to_string());
         tasks.push(tokio::spawn(client_loop(
             addr,
-            user,
+            options.user(i),
             options.password.clone(),
             options.cycles,
             options.ops,
         )));
     }
-    let mut all = Samples::new();
+    let mut samples = Samples::new();
     for task in tasks {
         for (name, mut durations) in task.await.unwrap().expect("client ran") {
-            all.entry(name).or_default().append(&mut durations);
+            samples.entry(name).or_default().append(&mut durations);
         }
     }
     let elapsed = started.elapsed();
-    let total: usize = all.values().map(Vec::len).sum();
+    let total: usize = samples.values().map(Vec::len).sum();
+    Run {
+        commands_per_second: total as f64 / elapsed.as_secs_f64(),
+        samples,
+    }
+}
+
+fn report(label: &str, run: &mut Run) {
+    let total: usize = run.samples.values().map(Vec::len).sum();
     println!(
-        "{} clients x {} cycles x {} ops against {addr}: {total} commands in {:.2} s = {:.0} commands/s",
-        options.clients,
-        options.cycles,
-        options.ops,
-        elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64()
+        "{label}: {total} commands, {:.0} commands/s",
+        run.commands_per_second
     );
-    let mut everything: Vec<Duration> = all.values().flatten().copied().collect();
+    let mut everything: Vec<Duration> = run.samples.values().flatten().copied().collect();
     everything.sort_unstable();
     println!(
-        "{:<8} {:>7} {:>10} {:>10}",
+        "    {:<8} {:>7} {:>10} {:>10}",
         "command", "count", "p50 ms", "p99 ms"
     );
-    for (name, durations) in all.iter_mut() {
+    for (name, durations) in run.samples.iter_mut() {
         durations.sort_unstable();
         println!(
-            "{:<8} {:>7} {:>10.3} {:>10.3}",
+            "    {:<8} {:>7} {:>10.3} {:>10.3}",
             name,
             durations.len(),
             percentile(durations, 0.5).as_secs_f64() * 1e3,
@@ -351,10 +530,97 @@ async fn main() {
         );
     }
     println!(
-        "{:<8} {:>7} {:>10.3} {:>10.3}",
+        "    {:<8} {:>7} {:>10.3} {:>10.3}",
         "all",
         everything.len(),
         percentile(&everything, 0.5).as_secs_f64() * 1e3,
         percentile(&everything, 0.99).as_secs_f64() * 1e3
     );
+}
+
+#[tokio::main]
+async fn main() {
+    let options = parse_args();
+    if options.serve {
+        serve_embedded(&options).await;
+        return;
+    }
+    println!(
+        "{} clients x {} cycles x {} ops",
+        options.clients, options.cycles, options.ops
+    );
+    if let Some(addr) = options.addr {
+        for round in 1..=options.rounds {
+            report(
+                &format!("round {round}, {addr}"),
+                &mut load(addr, &options).await,
+            );
+        }
+        return;
+    }
+    let embedded = EmbeddedServer::start(&options);
+    if let Some(count) = options.idle {
+        idle_connections(embedded.addr, embedded.child.id(), count, &options).await;
+        return;
+    }
+    let dovecot_dir = tempfile::tempdir().unwrap();
+    let dovecot = options
+        .dovecot
+        .as_ref()
+        .map(|binary| Dovecot::start(binary, dovecot_dir.path(), &options));
+    // One unreported cycle per client first: sealmail's first login per account pays Argon2id
+    // (later ones hit the login cache), Dovecot's first session creates its Maildir.
+    let warm_up = Options {
+        cycles: 1,
+        ops: 1,
+        user_format: options.user_format.clone(),
+        password: options.password.clone(),
+        dovecot: None,
+        ..options
+    };
+    load(embedded.addr, &warm_up).await;
+    if let Some(dovecot) = &dovecot {
+        load(dovecot.addr, &warm_up).await;
+    }
+    let mut ratios = Vec::new();
+    let mut sealmail_rates = Vec::new();
+    for round in 1..=options.rounds {
+        // Alternate which server goes first, so a trend in the machine's load hits both.
+        let mut sealmail_first = round % 2 == 1;
+        let mut pair = (None, None);
+        for _ in 0..2 {
+            if sealmail_first {
+                let mut run = load(embedded.addr, &options).await;
+                report(&format!("round {round}, sealmail"), &mut run);
+                pair.0 = Some(run.commands_per_second);
+            } else if let Some(dovecot) = &dovecot {
+                let mut run = load(dovecot.addr, &options).await;
+                report(&format!("round {round}, dovecot"), &mut run);
+                pair.1 = Some(run.commands_per_second);
+            }
+            sealmail_first = !sealmail_first;
+        }
+        let sealmail = pair.0.expect("sealmail ran");
+        sealmail_rates.push(sealmail);
+        if let Some(dovecot) = pair.1 {
+            ratios.push(sealmail / dovecot);
+            println!(
+                "round {round}: sealmail/dovecot = {:.2}",
+                sealmail / dovecot
+            );
+        }
+    }
+    println!(
+        "sealmail: median {:.0} commands/s over {} rounds",
+        median(sealmail_rates),
+        options.rounds
+    );
+    if !ratios.is_empty() {
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "sealmail/dovecot commands/s: median {:.2} ({})",
+            median(ratios),
+            listed.join(" ")
+        );
+    }
 }

@@ -254,7 +254,9 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
     config: &ServerConfig,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<Ended> {
-    let mut buf = vec![0u8; 8 * 1024];
+    // Filled through `read_buf`, which writes into spare capacity without zeroing it first:
+    // an idle connection's memory holds only the pages its few commands touched.
+    let mut buf = Vec::with_capacity(8 * 1024);
     // Set once shutdown began while a command was half received: it may finish until then.
     let mut stopping = false;
     loop {
@@ -269,8 +271,9 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
         } else {
             config.idle_timeout
         };
+        buf.clear();
         tokio::select! {
-            read = tokio::time::timeout(read_timeout, stream.read(&mut buf)) => {
+            read = tokio::time::timeout(read_timeout, stream.read_buf(&mut buf)) => {
                 let mut out = Responder::new(stream, session.encode_options());
                 let n = match read {
                     Ok(result) => result?,

@@ -637,23 +637,23 @@ impl Registry {
         let Ok(address) = Address::parse(address) else {
             return Ok(None);
         };
+        // Cached: every login prepares it otherwise.
         self.lock_conn()
-            .query_row(
-                &format!("SELECT {CREDENTIAL_COLUMNS} FROM accounts WHERE address = ?1"),
-                params![address.as_str()],
-                credential_row_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM accounts WHERE address = ?1"
+            ))?
+            .query_row(params![address.as_str()], credential_row_from_row)
             .optional()?
             .transpose()
     }
 
     fn credential_row_by_id(&self, mailbox_id: &MailboxId) -> Result<Option<CredentialRow>> {
+        // Cached, as the login query above.
         self.lock_conn()
-            .query_row(
-                &format!("SELECT {CREDENTIAL_COLUMNS} FROM accounts WHERE mailbox_id = ?1"),
-                params![mailbox_id.as_str()],
-                credential_row_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM accounts WHERE mailbox_id = ?1"
+            ))?
+            .query_row(params![mailbox_id.as_str()], credential_row_from_row)
             .optional()?
             .transpose()
     }

@@ -33,68 +33,66 @@ pub(crate) fn insert(
         cursor = end;
     }
     skeleton.extend_from_slice(&raw[cursor..]);
-    let compressed = zstd::bulk::compress(&skeleton, ZSTD_LEVEL)?;
-    conn.execute(
+    let compressed = compress(&skeleton)?;
+    conn.prepare_cached(
         "INSERT INTO bodies (skeleton, parts, raw_size, refs) VALUES (?1, ?2, ?3, 1)",
-        params![
-            compressed,
-            serde_json::to_string(&parts).expect("parts serialize"),
-            raw.len()
-        ],
-    )?;
+    )?
+    .execute(params![
+        compressed,
+        serde_json::to_string(&parts).expect("parts serialize"),
+        raw.len()
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
 fn insert_attachment(conn: &Connection, bytes: &[u8]) -> Result<i64> {
     let digest = Sha256::digest(bytes);
     let existing: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM attachments WHERE sha256 = ?1",
-            [digest.as_slice()],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM attachments WHERE sha256 = ?1")?
+        .query_row([digest.as_slice()], |r| r.get(0))
         .optional()?;
     if let Some(id) = existing {
-        conn.execute("UPDATE attachments SET refs = refs + 1 WHERE id = ?1", [id])?;
+        conn.prepare_cached("UPDATE attachments SET refs = refs + 1 WHERE id = ?1")?
+            .execute([id])?;
         return Ok(id);
     }
-    let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL)?;
-    conn.execute(
+    let compressed = compress(bytes)?;
+    conn.prepare_cached(
         "INSERT INTO attachments (sha256, size, data, refs) VALUES (?1, ?2, ?3, 1)",
-        params![digest.as_slice(), bytes.len(), compressed],
-    )?;
+    )?
+    .execute(params![digest.as_slice(), bytes.len(), compressed])?;
     Ok(conn.last_insert_rowid())
 }
 
 /// One more message row points at this body (COPY).
 pub(crate) fn add_ref(conn: &Connection, body_id: i64) -> Result<()> {
-    conn.execute("UPDATE bodies SET refs = refs + 1 WHERE id = ?1", [body_id])?;
+    conn.prepare_cached("UPDATE bodies SET refs = refs + 1 WHERE id = ?1")?
+        .execute([body_id])?;
     Ok(())
 }
 
 /// One message row less points at this body; the last one frees the body, its full-text entry
 /// and its share of each attachment.
 pub(crate) fn release(conn: &Connection, body_id: i64) -> Result<()> {
-    let (refs, parts): (i64, String) = conn.query_row(
-        "UPDATE bodies SET refs = refs - 1 WHERE id = ?1 RETURNING refs, parts",
-        [body_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (refs, parts): (i64, String) = conn
+        .prepare_cached("UPDATE bodies SET refs = refs - 1 WHERE id = ?1 RETURNING refs, parts")?
+        .query_row([body_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if refs > 0 {
         return Ok(());
     }
     for (_, attachment_id) in parse_parts(&parts)? {
-        let remaining: i64 = conn.query_row(
-            "UPDATE attachments SET refs = refs - 1 WHERE id = ?1 RETURNING refs",
-            [attachment_id],
-            |r| r.get(0),
-        )?;
+        let remaining: i64 = conn
+            .prepare_cached("UPDATE attachments SET refs = refs - 1 WHERE id = ?1 RETURNING refs")?
+            .query_row([attachment_id], |r| r.get(0))?;
         if remaining <= 0 {
-            conn.execute("DELETE FROM attachments WHERE id = ?1", [attachment_id])?;
+            conn.prepare_cached("DELETE FROM attachments WHERE id = ?1")?
+                .execute([attachment_id])?;
         }
     }
-    conn.execute("DELETE FROM body_fts WHERE rowid = ?1", [body_id])?;
-    conn.execute("DELETE FROM bodies WHERE id = ?1", [body_id])?;
+    conn.prepare_cached("DELETE FROM body_fts WHERE rowid = ?1")?
+        .execute([body_id])?;
+    conn.prepare_cached("DELETE FROM bodies WHERE id = ?1")?
+        .execute([body_id])?;
     Ok(())
 }
 
@@ -174,11 +172,28 @@ pub(crate) fn decompress_skeleton(compressed: &[u8]) -> Result<Vec<u8>> {
 }
 
 thread_local! {
+    /// One zstd compression context per thread, reused for the same reason as the
+    /// decompressor below: a fresh level-3 context allocates and clears its tables on every
+    /// append, which costs more than compressing a small message.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
     /// One zstd decompression context per thread, reused: creating one allocates and
     /// initialises about 100 KB, more than decompressing a typical message costs. Blocking
     /// threads are pooled, so the context lives as long as its thread.
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+}
+
+/// Compress `bytes` into one zstd frame that records its decompressed size.
+fn compress(bytes: &[u8]) -> Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let compressor = match cell.as_mut() {
+            Some(compressor) => compressor,
+            None => cell.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        Ok(compressor.compress(bytes)?)
+    })
 }
 
 /// Decompress one zstd frame into `out`, which must have room for all of it; the number of

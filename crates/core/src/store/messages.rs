@@ -33,15 +33,37 @@ impl Mailbox {
         self.check_quota(raw.len() as u64)?;
         let parsed = parse(raw);
         let internal_date = options.internal_date.unwrap_or_else(now_unix);
-        // IMMEDIATE, as every write here: with another session writing the same file, a
-        // deferred transaction that reads first fails with SQLITE_BUSY at its first write
-        // instead of waiting for the lock (busy_timeout does not apply to that upgrade).
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let appended = insert_message(&tx, folder, raw, &parsed, &options.flags, internal_date)?;
-        tx.commit()?;
-        Ok(appended)
+        self.appending(|conn| {
+            // IMMEDIATE, as every write here: with another session writing the same file, a
+            // deferred transaction that reads first fails with SQLITE_BUSY at its first write
+            // instead of waiting for the lock (busy_timeout does not apply to that upgrade).
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let appended =
+                insert_message(&tx, folder, raw, &parsed, &options.flags, internal_date)?;
+            tx.commit()?;
+            Ok(appended)
+        })
+    }
+
+    /// Run an append transaction with `secure_delete = FAST`, then return to `ON`.
+    ///
+    /// The only whole pages an append frees are full-text index segments that an automatic
+    /// merge has just rewritten into a new segment. With `ON`, SQLite reads, zeroes and
+    /// writes back each of them, which on an encrypted file means decrypting and encrypting
+    /// pages that hold nothing new: the postings of messages still in the mailbox, copied into
+    /// the merged segment. `FAST` still zeroes deleted cells inside the pages it writes anyway
+    /// and leaves freed pages to be reused as they are. What it may leave on such a freed page
+    /// beyond live postings are postings of messages expunged before the merge, which `ON`
+    /// does not protect either: SQLite documents that FTS5 keeps traces of deleted rows in its
+    /// shadow tables until a merge, whatever `secure_delete` says, and the page stays
+    /// encrypted under the mailbox key like every other page. Everything that deletes mail
+    /// (expunge, folder deletion) keeps `ON`, so message bodies and attachments are zeroed
+    /// when they are freed.
+    fn appending<T>(&mut self, work: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("PRAGMA secure_delete = FAST;")?;
+        let result = work(&mut self.conn);
+        self.conn.execute_batch("PRAGMA secure_delete = ON;")?;
+        result
     }
 
     /// Append several messages to `folder` in one transaction (import, batched delivery):
@@ -57,23 +79,23 @@ impl Mailbox {
         }
         self.check_quota(total)?;
         let parsed: Vec<ParsedMessage> = messages.iter().map(|(raw, _)| parse(raw)).collect();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut out = Vec::with_capacity(messages.len());
-        for ((raw, options), parsed) in messages.iter().zip(&parsed) {
-            let date = options.internal_date.unwrap_or_else(now_unix);
-            out.push(insert_message(
-                &tx,
-                folder,
-                raw,
-                parsed,
-                &options.flags,
-                date,
-            )?);
-        }
-        tx.commit()?;
-        Ok(out)
+        self.appending(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut out = Vec::with_capacity(messages.len());
+            for ((raw, options), parsed) in messages.iter().zip(&parsed) {
+                let date = options.internal_date.unwrap_or_else(now_unix);
+                out.push(insert_message(
+                    &tx,
+                    folder,
+                    raw,
+                    parsed,
+                    &options.flags,
+                    date,
+                )?);
+            }
+            tx.commit()?;
+            Ok(out)
+        })
     }
 
     /// Append a message that came from the sealed queue, unless an item with this id was already
@@ -87,19 +109,31 @@ impl Mailbox {
         internal_date: i64,
     ) -> Result<Option<Appended>> {
         let parsed = parse(raw);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let fresh = tx.execute(
-            "INSERT OR IGNORE INTO delivered_items (item_id, delivered_at) VALUES (?1, ?2)",
-            params![item_id, iso8601_utc(now_unix())],
-        )?;
-        if fresh == 0 {
-            return Ok(None);
-        }
-        let appended = insert_message(&tx, folder, raw, &parsed, &Flags::default(), internal_date)?;
-        tx.commit()?;
-        Ok(Some(appended))
+        self.appending(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let fresh = tx.execute(
+                "INSERT OR IGNORE INTO delivered_items (item_id, delivered_at) VALUES (?1, ?2)",
+                params![item_id, iso8601_utc(now_unix())],
+            )?;
+            if fresh == 0 {
+                return Ok(None);
+            }
+            let appended =
+                insert_message(&tx, folder, raw, &parsed, &Flags::default(), internal_date)?;
+            tx.commit()?;
+            Ok(Some(appended))
+        })
+    }
+
+    /// Just the folder's HIGHESTMODSEQ: cheap, unlike the counters of [`Mailbox::folder`].
+    pub fn highest_modseq(&self, folder: &str) -> Result<u64> {
+        let path = super::normalize_folder_name(folder)?;
+        self.conn
+            .prepare_cached("SELECT highestmodseq FROM folders WHERE path = ?1")?
+            .query_row([&path], |row| row.get::<_, i64>(0))
+            .optional()?
+            .map(|modseq| modseq as u64)
+            .ok_or(Error::NoSuchFolder(path))
     }
 
     /// UID, MODSEQ and flags of every message in a folder, in UID order (what SELECT loads).
@@ -707,6 +741,42 @@ mod tests {
         assert_eq!(expected[1], messages[1].len() as u64 + 5);
         assert!(expected[2] > messages[2].len() as u64 + 800);
         assert_eq!(mailbox.fetch_raw("INBOX", 3).unwrap(), messages[2]);
+    }
+
+    /// Appends relax `secure_delete` to FAST for their own transaction only: afterwards, even
+    /// after a failed append, deletions zero freed pages again.
+    #[test]
+    fn secure_delete_is_on_again_after_every_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MailboxKey::generate();
+        let mut mailbox = Mailbox::create(&dir.path().join("m.sqlite"), &key).unwrap();
+        let secure_delete = |mailbox: &Mailbox| -> i64 {
+            mailbox
+                .conn()
+                .query_row("PRAGMA secure_delete", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(secure_delete(&mailbox), 1, "ON when opened");
+        let raw: &[u8] = b"Subject: one\r\n\r\nbody\r\n";
+        mailbox
+            .append("INBOX", raw, &AppendOptions::default())
+            .unwrap();
+        assert_eq!(secure_delete(&mailbox), 1, "after append");
+        mailbox
+            .append_many("INBOX", &[(raw, AppendOptions::default())])
+            .unwrap();
+        assert_eq!(secure_delete(&mailbox), 1, "after append_many");
+        assert!(matches!(
+            mailbox.append("No such folder", raw, &AppendOptions::default()),
+            Err(Error::NoSuchFolder(_))
+        ));
+        assert_eq!(secure_delete(&mailbox), 1, "after a failed append");
+        mailbox
+            .append_delivered("item-1", "INBOX", raw, 0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(secure_delete(&mailbox), 1, "after a sealed delivery");
+        assert_eq!(mailbox.message_states("INBOX").unwrap().len(), 3);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub struct Framer {
     state: State,
 }
 
+/// Buffer capacity a connection keeps between commands; larger buffers are freed once drained.
+const RETAINED_CAPACITY: usize = 64 * 1024;
+
 /// Bytes kept from a discarded line's end: enough for `~{18446744073709551615+}\r\n`.
 const TAIL_KEEP: usize = 32;
 
@@ -121,6 +124,11 @@ impl Framer {
         if self.read > 0 && self.read == self.input.len() {
             self.input.clear();
             self.read = 0;
+            // A large APPEND grew the buffer: give the memory back rather than hold it for
+            // the rest of a connection that mostly sits idle.
+            if self.input.capacity() > RETAINED_CAPACITY {
+                self.input = Vec::new();
+            }
         } else if self.read > 64 * 1024 && self.read * 2 > self.input.len() {
             self.input.drain(..self.read);
             self.read = 0;

@@ -97,29 +97,30 @@ impl Selected {
         condstore: bool,
         qresync: bool,
     ) -> Result<Vec<u32>, Failure> {
-        let highest_modseq = mail
-            .highest_modseq(&self.folder)
+        // One round trip for the watermark, the expunges (when they may be reported) and the
+        // changed messages.
+        let changes = mail
+            .folder_changes(
+                &self.folder,
+                self.known_modseq,
+                allow_expunge.then_some(self.expunge_modseq),
+            )
             .await
             .map_err(|e| Failure::store(e, Code::NonExistent))?;
+        let highest_modseq = changes.highest_modseq;
         if highest_modseq > self.expunge_modseq {
-            if allow_expunge {
-                let gone = mail
-                    .expunged_since(&self.folder, self.expunge_modseq)
-                    .await
-                    .map_err(|e| Failure::store(e, Code::NonExistent))?;
-                self.report_expunged(&gone, qresync, out);
-                self.expunge_modseq = highest_modseq;
-                self.expunge_pending = false;
-            } else {
-                self.expunge_pending = true;
+            match &changes.expunged {
+                Some(gone) if allow_expunge => {
+                    self.report_expunged(gone, qresync, out);
+                    self.expunge_modseq = highest_modseq;
+                    self.expunge_pending = false;
+                }
+                _ => self.expunge_pending = true,
             }
         }
         let mut added = Vec::new();
         if highest_modseq > self.known_modseq {
-            let changed = mail
-                .changed_since(&self.folder, self.known_modseq)
-                .await
-                .map_err(|e| Failure::store(e, Code::NonExistent))?;
+            let changed = changes.changed;
             let before = self.messages.len();
             let mut changed_indexes = Vec::new();
             for state in changed {
