@@ -655,7 +655,10 @@ fn folders_create_rename_delete_and_inbox_rules() {
         .append("Work", &simple_message("w", "x"), &AppendOptions::default())
         .unwrap();
     mailbox.delete_folder("Work").unwrap();
-    assert!(matches!(mailbox.folder("Work"), Err(Error::NoSuchFolder(_))));
+    assert!(matches!(
+        mailbox.folder("Work"),
+        Err(Error::NoSuchFolder(_))
+    ));
     assert_eq!(mailbox.folder("Work/2026/Q4").unwrap().messages, 1);
     assert!(matches!(
         mailbox.delete_folder("Work"),

@@ -266,6 +266,8 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
             return Ok(Ended::Closed);
         }
         let idling = session.is_idling();
+        // IDLE, or NOTIFY between commands (never inside a half-received one).
+        let listening = session.reports_between_commands() && (idling || !framer.is_mid_command());
         let read_timeout = if stopping {
             SHUTDOWN_GRACE
         } else {
@@ -319,9 +321,9 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
                 }
                 out.flush().await?;
             }
-            () = session.wait_change(), if idling => {
+            () = session.wait_change(), if listening => {
                 let mut out = Responder::new(stream, session.encode_options());
-                session.send_updates(&mut out, true).await?;
+                session.send_unsolicited(&mut out).await?;
                 out.flush().await?;
             }
             () = tokio::time::sleep(config.idle_keepalive), if idling => {

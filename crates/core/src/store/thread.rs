@@ -342,7 +342,8 @@ pub fn thread_references(input: &ThreadInput) -> Vec<ThreadNode> {
         input,
         containers: Vec::with_capacity(count * 2),
     };
-    let mut by_id: DigestMap<u32> = HashMap::with_capacity_and_hasher(count * 2, DigestState::new());
+    let mut by_id: DigestMap<u32> =
+        HashMap::with_capacity_and_hasher(count * 2, DigestState::new());
 
     // Step 1: link messages along their References.
     for index in 0..count {
@@ -464,7 +465,8 @@ fn prune_dummies(arena: &mut Arena, roots: Vec<u32>) -> Vec<u32> {
 /// Step 5: merge root-level threads whose subjects match.
 fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<u32>) {
     // 5B: one container per subject, preferring a dummy, then a non-reply message.
-    let mut table: DigestMap<u32> = HashMap::with_capacity_and_hasher(roots.len(), DigestState::new());
+    let mut table: DigestMap<u32> =
+        HashMap::with_capacity_and_hasher(roots.len(), DigestState::new());
     for &root in roots.iter() {
         let subject = arena.subject_of(root);
         if subject == 0 {
@@ -722,10 +724,7 @@ mod tests {
             Msg(7, 7, "", Some("g"), &[]),
             Msg(8, 8, "", Some("h"), &[]),
         ];
-        assert_eq!(
-            references(&messages),
-            "(1 (2)(4))((5)(6))(7)(8)"
-        );
+        assert_eq!(references(&messages), "(1 (2)(4))((5)(6))(7)(8)");
     }
 
     #[test]
@@ -819,7 +818,11 @@ mod tests {
         assert_eq!(thread_key(""), 0);
         assert_ne!(thread_key("a@x"), 0);
         assert_eq!(thread_key("a@x"), thread_key("a@x"));
-        assert_ne!(thread_key("a@x"), thread_key("A@x"), "ids compare case-sensitively");
+        assert_ne!(
+            thread_key("a@x"),
+            thread_key("A@x"),
+            "ids compare case-sensitively"
+        );
         // Known answer: the first 8 bytes of SHA-256("abc"), little-endian. A change here
         // would silently break the digests already stored in mailbox files.
         assert_eq!(thread_key("abc"), 0xeacf_018f_bf16_78ba);

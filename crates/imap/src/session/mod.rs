@@ -273,6 +273,15 @@ impl<M: MailStore> Session<M> {
         matches!(self.pending, Pending::Idle(_))
     }
 
+    /// Whether changes are reported as they happen rather than at the next command: during
+    /// IDLE, and whenever NOTIFY is on, which tells the server that the client "listens for
+    /// event notifications all the time (even when no command is in progress)" (RFC 5465
+    /// section 3.1). The driver then waits in [`Session::wait_change`] between commands and
+    /// reports with [`Session::send_unsolicited`].
+    pub fn reports_between_commands(&self) -> bool {
+        self.is_idling() || self.notify.is_some()
+    }
+
     pub fn is_logged_out(&self) -> bool {
         matches!(self.state, State::Logout)
     }
@@ -609,9 +618,14 @@ impl<M: MailStore> Session<M> {
         }
     }
 
-    /// Wait until a change for this mailbox arrives (used while IDLE). Cancel-safe.
+    /// Wait until a change arrives that [`Session::send_unsolicited`] would report now (see
+    /// [`Session::reports_between_commands`]). Cancel-safe.
     pub async fn wait_change(&mut self) {
         let limit = self.config.notify_queue_limit;
+        // Outside IDLE, the selected mailbox's changes wait for the next command unless NOTIFY
+        // named it (SELECTED or SELECTED-DELAYED).
+        let selected_now =
+            self.is_idling() || self.notify.as_ref().is_some_and(|n| n.selected.is_some());
         let State::Authenticated(authed) = &mut self.state else {
             return std::future::pending().await;
         };
@@ -623,7 +637,9 @@ impl<M: MailStore> Session<M> {
                         self.notify_overflowed = true;
                         return;
                     }
-                    if authed.dirty || self.notify.as_ref().is_some_and(Notify::has_queued) {
+                    if (selected_now && authed.dirty)
+                        || self.notify.as_ref().is_some_and(Notify::has_queued)
+                    {
                         return;
                     }
                 }
@@ -641,12 +657,42 @@ impl<M: MailStore> Session<M> {
         }
     }
 
+    /// Report what [`Session::wait_change`] waited for, between commands: everything during
+    /// IDLE. With NOTIFY outside IDLE: events for other mailboxes, and the selected mailbox's
+    /// only if SELECTED or SELECTED-DELAYED asked for them, expunges only for SELECTED
+    /// (SELECTED-DELAYED holds them for a command that allows them, RFC 5465 section 6.1.2).
+    pub async fn send_unsolicited(&mut self, out: &mut Responder<'_>) -> io::Result<()> {
+        if self.is_idling() {
+            return self.send_updates(out, true).await;
+        }
+        let delayed = self
+            .notify
+            .as_ref()
+            .and_then(|n| n.selected.as_ref())
+            .map(|s| s.delayed);
+        match delayed {
+            Some(delayed) => self.send_updates(out, !delayed).await,
+            None => self.report(out, false, false).await,
+        }
+    }
+
     /// Send untagged EXISTS / EXPUNGE / FETCH for changes other sessions (or this one) made to
     /// the selected folder since it was last synchronised, then what NOTIFY asked for: FETCH of
     /// new messages, STATUS and LIST for other mailboxes.
     pub async fn send_updates(
         &mut self,
         out: &mut Responder<'_>,
+        allow_expunge: bool,
+    ) -> io::Result<()> {
+        self.report(out, true, allow_expunge).await
+    }
+
+    /// [`Session::send_updates`], with the selected folder's changes left for later unless
+    /// `sync_selected`.
+    async fn report(
+        &mut self,
+        out: &mut Responder<'_>,
+        sync_selected: bool,
         allow_expunge: bool,
     ) -> io::Result<()> {
         let condstore = self.enabled.condstore;
@@ -677,6 +723,7 @@ impl<M: MailStore> Session<M> {
         }
         let mut new_uids = Vec::new();
         if let Some(selected) = authed.selected.as_mut()
+            && sync_selected
             && (authed.dirty || allow_expunge && selected.expunge_pending)
         {
             authed.dirty = false;

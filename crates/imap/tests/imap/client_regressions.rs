@@ -99,3 +99,139 @@ async fn search_save_with_min_or_max_saves_only_those_messages() {
     );
     server.shutdown().await;
 }
+
+/// DELETE of a mailbox with subfolders removes the mailbox and its messages and keeps the
+/// subfolders; the name stays as a `\Noselect` level of hierarchy (RFC 9051 section 6.3.5,
+/// second example, and what Dovecot does). Deleting that `\Noselect` name is refused with
+/// `[HASCHILDREN]`. The server used to refuse the first DELETE with `NO [CANNOT]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_of_a_mailbox_with_subfolders_keeps_the_subfolders() {
+    let server = TestServer::start(|_| {}).await;
+    let mut c = RawClient::login(server.addr).await;
+    c.command("c1 CREATE foo/bar").await;
+    let raw = "Subject: parent\r\n\r\nbody\r\n";
+    assert!(append(&mut c, "a1", "foo", raw).await.starts_with("a1 OK"));
+    assert!(
+        append(&mut c, "a2", "foo/bar", raw)
+            .await
+            .starts_with("a2 OK")
+    );
+    c.command("s1 SELECT foo").await;
+
+    let reply = c.command("d1 DELETE foo").await;
+    assert_eq!(reply.last().unwrap(), "d1 OK DELETE completed", "{reply:?}");
+    let reply = c.command("l1 LIST \"\" foo*").await;
+    assert_eq!(
+        reply,
+        [
+            "* LIST (\\Noselect \\HasChildren) \"/\" foo",
+            "* LIST (\\HasNoChildren) \"/\" foo/bar",
+            "l1 OK LIST completed",
+        ]
+    );
+    // The deleted mailbox was selected: the session is back in the authenticated state.
+    let reply = c.command("f1 FETCH 1 FLAGS").await;
+    assert!(reply.last().unwrap().starts_with("f1 BAD"), "{reply:?}");
+    let reply = c.command("s2 STATUS foo/bar (MESSAGES)").await;
+    assert_eq!(reply[0], "* STATUS foo/bar (MESSAGES 1)");
+
+    let reply = c.command("d2 DELETE foo").await;
+    assert!(
+        reply.last().unwrap().starts_with("d2 NO [HASCHILDREN]"),
+        "{reply:?}"
+    );
+    let reply = c.command("d3 DELETE nowhere").await;
+    assert!(
+        reply.last().unwrap().starts_with("d3 NO [NONEXISTENT]"),
+        "{reply:?}"
+    );
+    // Re-created, the name is an empty mailbox again.
+    c.command("c2 CREATE foo").await;
+    let reply = c.command("s3 STATUS foo (MESSAGES)").await;
+    assert_eq!(reply[0], "* STATUS foo (MESSAGES 0)");
+    let reply = c.command("d4 DELETE foo/bar").await;
+    assert_eq!(reply.last().unwrap(), "d4 OK DELETE completed");
+    let reply = c.command("d5 DELETE foo").await;
+    assert_eq!(reply.last().unwrap(), "d5 OK DELETE completed");
+    let reply = c.command("l2 LIST \"\" foo*").await;
+    assert_eq!(reply, ["l2 OK LIST completed"]);
+    server.shutdown().await;
+}
+
+/// LIST-STATUS: each mailbox's STATUS comes right after its LIST (RFC 5819 section 2), and a
+/// `\Noselect` level gets none. The server used to send every LIST first, then every STATUS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_status_puts_each_status_right_after_its_list() {
+    let server = TestServer::start(|_| {}).await;
+    let mut c = RawClient::login(server.addr).await;
+    c.command("c1 CREATE Box").await;
+    c.command("c2 CREATE Lists/rust").await;
+    c.command("c3 DELETE Lists").await;
+    let raw = "Subject: one\r\n\r\nbody\r\n";
+    assert!(append(&mut c, "a1", "Box", raw).await.starts_with("a1 OK"));
+    let reply = c
+        .command("l1 LIST \"\" (Box INBOX Lists*) RETURN (STATUS (MESSAGES))")
+        .await;
+    assert_eq!(
+        reply,
+        [
+            "* LIST (\\HasNoChildren) \"/\" Box",
+            "* STATUS Box (MESSAGES 1)",
+            "* LIST (\\HasNoChildren) \"/\" INBOX",
+            "* STATUS INBOX (MESSAGES 0)",
+            "* LIST (\\Noselect \\HasChildren) \"/\" Lists",
+            "* LIST (\\HasNoChildren) \"/\" Lists/rust",
+            "* STATUS Lists/rust (MESSAGES 0)",
+            "l1 OK LIST completed",
+        ]
+    );
+    server.shutdown().await;
+}
+
+/// `SORT RETURN (SAVE MIN)` saves the MIN message only, as SEARCH does (RFC 5182 section 2.4;
+/// ESORT's MIN and MAX are the first and last in sort order, RFC 5267 section 3.2). The server
+/// used to save the whole result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_save_with_min_or_max_saves_only_those_messages() {
+    let server = TestServer::start(|_| {}).await;
+    let mut c = RawClient::login(server.addr).await;
+    // Sizes grow with the UID: 1 is the smallest.
+    for n in 1..=4 {
+        let raw = format!("Subject: m{n}\r\n\r\n{}\r\n", "x".repeat(n * 10));
+        assert!(append(&mut c, "a", "INBOX", &raw).await.starts_with("a OK"));
+    }
+    c.command("s SELECT INBOX").await;
+
+    let reply = c
+        .command("s1 UID SORT RETURN (SAVE MIN) (REVERSE SIZE) UTF-8 1:3")
+        .await;
+    assert_eq!(reply[0], "* ESEARCH (TAG \"s1\") UID MIN 3", "{reply:?}");
+    let reply = c.command("f1 UID FETCH $ (UID)").await;
+    assert_eq!(reply, ["* 3 FETCH (UID 3)", "f1 OK FETCH completed"]);
+
+    let reply = c
+        .command("s2 UID SORT RETURN (SAVE MAX) (REVERSE SIZE) UTF-8 1:3")
+        .await;
+    assert_eq!(reply[0], "* ESEARCH (TAG \"s2\") UID MAX 1", "{reply:?}");
+    let reply = c.command("f2 UID FETCH $ (UID)").await;
+    assert_eq!(reply, ["* 1 FETCH (UID 1)", "f2 OK FETCH completed"]);
+
+    c.command("s3 SORT RETURN (SAVE MIN MAX) (SIZE) UTF-8 2:4")
+        .await;
+    let reply = c.command("f3 UID FETCH $ (UID)").await;
+    assert_eq!(
+        reply,
+        [
+            "* 2 FETCH (UID 2)",
+            "* 4 FETCH (UID 4)",
+            "f3 OK FETCH completed"
+        ]
+    );
+
+    // With COUNT (or ALL), SAVE keeps every match.
+    c.command("s4 SORT RETURN (SAVE MIN COUNT) (SIZE) UTF-8 2:4")
+        .await;
+    let reply = c.command("f4 UID FETCH $ (UID)").await;
+    assert_eq!(reply.len(), 4, "{reply:?}");
+    server.shutdown().await;
+}

@@ -257,8 +257,11 @@ async fn notify_reports_other_mailboxes_and_new_messages_while_idle() {
     server.shutdown().await;
 }
 
+/// NOTIFY means the client listens all the time, not only during IDLE or a command (RFC 5465
+/// section 3.1): events are pushed between commands. The server used to hold them until the
+/// next command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notify_events_arrive_at_the_next_command_without_idle() {
+async fn notify_events_arrive_between_commands_without_idle() {
     let server = TestServer::start(|_| {}).await;
     let mut a = RawClient::login(server.addr).await;
     let mut b = RawClient::login(server.addr).await;
@@ -271,27 +274,73 @@ async fn notify_events_arrive_at_the_next_command_without_idle() {
         reply[0].starts_with("* STATUS INBOX (MESSAGES 0 "),
         "{reply:?}"
     );
+    // No command from `a`: the STATUS comes anyway.
     append(&mut b, "b1", "INBOX", &message("one", "x")).await;
-    let reply = a.command("a1 NOOP").await;
+    let seen = expect_line(&mut a, |l| l.starts_with("* STATUS")).await;
     assert!(
-        reply[0].starts_with("* STATUS INBOX (MESSAGES 1 UIDNEXT 2 "),
-        "{reply:?}"
+        seen.last()
+            .unwrap()
+            .starts_with("* STATUS INBOX (MESSAGES 1 UIDNEXT 2 "),
+        "{seen:?}"
     );
-    assert_eq!(tagged(&reply, "a1"), "a1 OK NOOP completed");
+    append(&mut b, "b2", "INBOX", &message("two", "x")).await;
+    expect_line(&mut a, |l| l.starts_with("* STATUS INBOX (MESSAGES 2 ")).await;
     // Nothing new: nothing reported.
     let reply = a.command("a2 NOOP").await;
     assert_eq!(reply, vec!["a2 OK NOOP completed".to_string()]);
-    // Several changes in one mailbox collapse into one STATUS.
-    append(&mut b, "b2", "INBOX", &message("two", "x")).await;
-    append(&mut b, "b3", "INBOX", &message("three", "x")).await;
-    let reply = a.command("a3 NOOP").await;
-    assert_eq!(reply.len(), 2, "{reply:?}");
-    assert!(reply[0].contains("MESSAGES 3"), "{reply:?}");
-    // NOTIFY NONE: silence.
+    // NOTIFY NONE: silence, between commands and at the next one.
     a.command("a4 NOTIFY NONE").await;
     append(&mut b, "b4", "INBOX", &message("four", "x")).await;
+    expect_silence(&mut a, Duration::from_millis(200)).await;
     let reply = a.command("a5 NOOP").await;
     assert_eq!(reply, vec!["a5 OK NOOP completed".to_string()]);
+    server.shutdown().await;
+}
+
+/// The selected mailbox between commands: SELECTED pushes new messages and expunges;
+/// SELECTED-DELAYED pushes new messages but holds expunges for a command (RFC 5465 section
+/// 6.1.2); without either, nothing about the selected mailbox is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_selected_mailbox_events_between_commands() {
+    let server = TestServer::start(|_| {}).await;
+    let mut a = RawClient::login(server.addr).await;
+    let mut b = RawClient::login(server.addr).await;
+    for n in 0..3 {
+        append(
+            &mut b,
+            &format!("b{n}"),
+            "INBOX",
+            &message(&format!("m{n}"), "x"),
+        )
+        .await;
+    }
+    a.command("s SELECT INBOX").await;
+    b.command("bs SELECT INBOX").await;
+
+    a.command("n1 NOTIFY SET (SELECTED (MessageNew MessageExpunge))")
+        .await;
+    append(&mut b, "b3", "INBOX", &message("m3", "x")).await;
+    expect_line(&mut a, |l| l == "* 4 EXISTS").await;
+    b.command("b4 STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.command("b5 EXPUNGE").await;
+    expect_line(&mut a, |l| l == "* 1 EXPUNGE").await;
+
+    a.command("n2 NOTIFY SET (SELECTED-DELAYED (MessageNew MessageExpunge))")
+        .await;
+    b.command("b6 STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.command("b7 EXPUNGE").await;
+    append(&mut b, "b8", "INBOX", &message("m4", "x")).await;
+    // The expunged message keeps its number until a command may report it.
+    expect_line(&mut a, |l| l == "* 4 EXISTS").await;
+    let reply = a.command("a1 NOOP").await;
+    assert_eq!(reply, ["* 1 EXPUNGE", "a1 OK NOOP completed"]);
+
+    a.command("n3 NOTIFY SET (PERSONAL (MessageNew MessageExpunge))")
+        .await;
+    append(&mut b, "b9", "INBOX", &message("m5", "x")).await;
+    expect_silence(&mut a, Duration::from_millis(200)).await;
+    let reply = a.command("a2 NOOP").await;
+    assert_eq!(reply, ["* 4 EXISTS", "a2 OK NOOP completed"]);
     server.shutdown().await;
 }
 
@@ -329,13 +378,21 @@ async fn notify_overflow_turns_notify_off() {
     .await;
     let mut a = RawClient::login(server.addr).await;
     let mut b = RawClient::login(server.addr).await;
-    a.command("n NOTIFY SET (PERSONAL (MessageNew MessageExpunge))")
-        .await;
     for (i, folder) in ["One", "Two", "Three"].iter().enumerate() {
         b.command(&format!("c{i} CREATE {folder}")).await;
+    }
+    a.command("n NOTIFY SET (PERSONAL (MessageNew MessageExpunge))")
+        .await;
+    // Events are pushed between commands; in the middle of one (an APPEND waiting for its
+    // literal) they pile up.
+    a.send(b"x APPEND Two {6}\r\n").await;
+    assert!(a.line().await.starts_with("+ "));
+    for (i, folder) in ["One", "Two", "Three"].iter().enumerate() {
         append(&mut b, &format!("a{i}"), folder, &message(folder, "x")).await;
     }
-    let reply = a.command("x NOOP").await;
+    a.send(b"x: y\r\n\r\n").await;
+    let reply = a.until_tagged("x").await;
+    assert!(reply.last().unwrap().starts_with("x OK"), "{reply:?}");
     assert!(
         reply
             .iter()
@@ -354,10 +411,12 @@ async fn notify_overflow_turns_notify_off() {
     a.command("n2 NOTIFY SET (PERSONAL (MessageNew MessageExpunge))")
         .await;
     append(&mut b, "a10", "Two", &message("again", "x")).await;
-    let reply = a.command("z NOOP").await;
+    let seen = expect_line(&mut a, |l| l.starts_with("* STATUS")).await;
     assert!(
-        reply[0].starts_with("* STATUS Two (MESSAGES 2 "),
-        "{reply:?}"
+        seen.last()
+            .unwrap()
+            .starts_with("* STATUS Two (MESSAGES 3 "),
+        "{seen:?}"
     );
     expect_silence(&mut a, Duration::from_millis(100)).await;
     server.shutdown().await;

@@ -49,7 +49,6 @@ pub(crate) async fn list<M: MailStore>(
         .iter()
         .map(|p| canonical_pattern(&command.reference, p))
         .collect();
-    let mut matched = Vec::new();
     let selected_by_options = |info: &FolderInfo| {
         (!subscribed_only || info.subscribed) && (!special_use_only || info.special_use.is_some())
     };
@@ -79,10 +78,14 @@ pub(crate) async fn list<M: MailStore>(
             Vec::new()
         };
         let Some(info) = node.info else {
-            // A parent that exists only through its children.
-            if (!subscribed_only && !special_use_only) || !child_info.is_empty() {
+            // A parent that exists only through its children: a level of hierarchy, listed as
+            // `\Noselect` (RFC 9051 section 6.3.9), or `\NonExistent` when a selection option
+            // lists it for its descendants' sake (RFC 5258 section 3.5).
+            let plain = !subscribed_only && !special_use_only;
+            if plain || !child_info.is_empty() {
+                let not_a_mailbox = if plain { "\\Noselect" } else { "\\NonExistent" };
                 out.push(&Response::Data(Data::List {
-                    attributes: vec!["\\NonExistent".into(), "\\HasChildren".into()],
+                    attributes: vec![not_a_mailbox.into(), "\\HasChildren".into()],
                     delimiter: Some(DELIMITER),
                     mailbox: path.clone(),
                     child_info,
@@ -116,13 +119,14 @@ pub(crate) async fn list<M: MailStore>(
             child_info,
             old_name: None,
         }));
-        if selected {
-            matched.push(info);
-        }
-    }
-    if let Some(items) = &command.return_status {
-        for info in matched {
-            status::respond(&authed.mail, info, items, append_limit, out).await?;
+        // LIST-STATUS: a mailbox's STATUS comes right after its LIST (RFC 5819 section 2).
+        // A STATUS that fails is left out, the LIST stays (RFC 5819 section 2).
+        if let Some(items) = &command.return_status
+            && selected
+            && let Err(failure) =
+                status::respond(&authed.mail, info, items, append_limit, out).await
+        {
+            tracing::warn!(?failure, "LIST-STATUS left a STATUS out");
         }
     }
     Ok(Done::ok("LIST completed"))

@@ -56,23 +56,10 @@ pub(crate) async fn run<M: MailStore>(
     }
     let has = |o: SearchReturn| options.contains(&o);
     if has(SearchReturn::Save) {
-        let mut saved: Vec<u32> = indexes.iter().map(|&i| selected.messages[i].uid).collect();
-        // SAVE with MIN and/or MAX, but neither ALL nor COUNT, saves only the messages those
-        // return (RFC 5182 section 2.1). UID order is sequence order, so the ends match.
-        let only_ends = (has(SearchReturn::Min) || has(SearchReturn::Max))
-            && !has(SearchReturn::All)
-            && !has(SearchReturn::Count);
-        if only_ends && let (Some(&first), Some(&last)) = (saved.iter().min(), saved.iter().max()) {
-            saved = [
-                has(SearchReturn::Min).then_some(first),
-                has(SearchReturn::Max).then_some(last),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            saved.dedup();
-        }
-        selected.saved_search = saved;
+        let uids: Vec<u32> = indexes.iter().map(|&i| selected.messages[i].uid).collect();
+        // MIN and MAX are the lowest and highest match: UID order is sequence order.
+        let ends = (uids.iter().min().copied(), uids.iter().max().copied());
+        selected.saved_search = saved_result(&options, uids, ends);
     }
     // `RETURN (SAVE)` alone produces no ESEARCH response (RFC 5182 section 2.1).
     if options.iter().any(|&o| o != SearchReturn::Save) {
@@ -90,6 +77,33 @@ pub(crate) async fn run<M: MailStore>(
         }));
     }
     Ok(Done::ok("SEARCH completed"))
+}
+
+/// What `RETURN (... SAVE ...)` keeps for `$`, in UID order (RFC 5182 section 2.4): with MIN
+/// and/or MAX but neither ALL nor COUNT, only the messages MIN and MAX return; otherwise every
+/// match. `uids` are the matches, `ends` the UIDs of the MIN and MAX messages (SEARCH and SORT
+/// define those differently).
+pub(crate) fn saved_result(
+    options: &[SearchReturn],
+    mut uids: Vec<u32>,
+    (min, max): (Option<u32>, Option<u32>),
+) -> Vec<u32> {
+    let has = |o: SearchReturn| options.contains(&o);
+    let only_ends = (has(SearchReturn::Min) || has(SearchReturn::Max))
+        && !has(SearchReturn::All)
+        && !has(SearchReturn::Count);
+    if only_ends {
+        uids = [
+            min.filter(|_| has(SearchReturn::Min)),
+            max.filter(|_| has(SearchReturn::Max)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+    }
+    uids.sort_unstable();
+    uids.dedup();
+    uids
 }
 
 /// The matches of a SEARCH or SORT as this session numbers them, in the store's order.
@@ -110,9 +124,10 @@ pub(crate) fn numbered(
     by_uid: bool,
     key: &SearchKey,
 ) -> Numbered {
+    let positions = Positions::new(selected, uids.len());
     let indexes: Vec<usize> = uids
         .iter()
-        .filter_map(|&uid| selected.index_of(uid))
+        .filter_map(|&uid| positions.index_of(uid))
         .collect();
     let ids = indexes
         .iter()
@@ -131,5 +146,44 @@ pub(crate) fn numbered(
         indexes,
         ids,
         highest_modseq,
+    }
+}
+
+/// Finds messages of the selected folder by UID, for commands that look up many at once (a
+/// SORT or THREAD of a whole big folder). A binary search per UID misses the cache on most
+/// probes of a 100,000-message list; a table indexed by UID, built in one sequential pass,
+/// answers each lookup with one read. UIDs are usually dense; when they are too sparse for a
+/// table (or the lookups too few to pay for one), it falls back to the binary search.
+pub(crate) struct Positions<'a> {
+    selected: &'a Selected,
+    /// `by_uid[uid]` is the message's index + 1, or 0 for no such message.
+    by_uid: Vec<u32>,
+}
+
+impl<'a> Positions<'a> {
+    /// For about `lookups` lookups.
+    pub fn new(selected: &'a Selected, lookups: usize) -> Self {
+        let len = selected.messages.len();
+        let span = selected.largest_uid() as usize + 1;
+        let by_uid = if lookups >= 1024 && span <= len.saturating_mul(8).max(1024) {
+            let mut table = vec![0u32; span];
+            for (index, message) in selected.messages.iter().enumerate() {
+                table[message.uid as usize] = index as u32 + 1;
+            }
+            table
+        } else {
+            Vec::new()
+        };
+        Positions { selected, by_uid }
+    }
+
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
+        if self.by_uid.is_empty() {
+            return self.selected.index_of(uid);
+        }
+        match self.by_uid.get(uid as usize) {
+            Some(&found) if found > 0 => Some(found as usize - 1),
+            _ => None,
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! columns; this only maps UIDs to the numbers the client asked for.
 
 use crate::proto::{Code, Data, Response, SearchKey, SearchReturn, SortCriterion, SortKey, Tag};
-use crate::session::op::search::{Numbered, numbered};
+use crate::session::op::search::{Numbered, numbered, saved_result};
 use crate::session::{Done, Failure, OpResult, Responder, Session, convert};
 use sealmail_core::mailstore::{MailSession, MailStore};
 use sealmail_core::store;
@@ -52,9 +52,10 @@ pub(crate) async fn run<M: MailStore>(
     }
     let has = |o: SearchReturn| options.contains(&o);
     if has(SearchReturn::Save) {
-        let mut uids: Vec<u32> = indexes.iter().map(|&i| selected.messages[i].uid).collect();
-        uids.sort_unstable();
-        selected.saved_search = uids;
+        let uids: Vec<u32> = indexes.iter().map(|&i| selected.messages[i].uid).collect();
+        // ESORT's MIN and MAX are the first and last message in sort order.
+        let ends = (uids.first().copied(), uids.last().copied());
+        selected.saved_search = saved_result(&options, uids, ends);
     }
     if options.iter().any(|&o| o != SearchReturn::Save) {
         // RFC 5267 section 3: MIN and MAX are the first and last message in sort order, and

@@ -2,8 +2,8 @@
 //! trees from data stored at append time; this maps UIDs to the numbers the client asked for.
 
 use crate::proto::{Code, Data, Response, SearchKey, ThreadAlgorithm, ThreadNode};
+use crate::session::op::search::Positions;
 use crate::session::op::sort::check_charset;
-use crate::session::selected::Selected;
 use crate::session::{Done, Failure, OpResult, Responder, Session, convert};
 use sealmail_core::mailstore::{MailSession, MailStore};
 use sealmail_core::store::{self, UidSet};
@@ -39,9 +39,13 @@ pub(crate) async fn run<M: MailStore>(
             .await
             .map_err(|e| Failure::store(e, Code::NonExistent))?
     };
+    // Every message appears once in the trees: about as many lookups as the folder has (none
+    // for UID THREAD, which keeps the UIDs).
+    let lookups = if uid { 0 } else { selected.messages.len() };
+    let positions = Positions::new(selected, lookups);
     let threads = threads
         .into_iter()
-        .filter_map(|t| numbered(t, selected, uid))
+        .filter_map(|t| numbered(t, &positions, uid))
         .collect();
     out.push(&Response::Data(Data::Thread(threads)));
     Ok(Done::ok("THREAD completed"))
@@ -51,7 +55,11 @@ pub(crate) async fn run<M: MailStore>(
 /// expunged by another session but not yet reported to this one is not in the store's answer
 /// at all, so every UID here maps; a node that does not is dropped with its subtree. Built with
 /// an explicit stack: a hostile reply chain can be deeper than a thread's stack allows.
-fn numbered(mut root: store::ThreadNode, selected: &Selected, uid: bool) -> Option<ThreadNode> {
+fn numbered(
+    mut root: store::ThreadNode,
+    positions: &Positions<'_>,
+    uid: bool,
+) -> Option<ThreadNode> {
     /// A node being built: its id, the store children still to convert, the converted ones.
     struct Frame {
         id: u32,
@@ -61,7 +69,7 @@ fn numbered(mut root: store::ThreadNode, selected: &Selected, uid: bool) -> Opti
     let id_of = |node: &store::ThreadNode| match node.uid {
         0 => Some(0),
         u if uid => Some(u),
-        u => selected.index_of(u).map(|index| index as u32 + 1),
+        u => positions.index_of(u).map(|index| index as u32 + 1),
     };
     let mut stack = vec![Frame {
         id: id_of(&root)?,
