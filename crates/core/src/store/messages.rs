@@ -16,9 +16,12 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 /// Messages larger than this are refused before any work is done.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
 
-/// SQL fragment: the message rows of folder `?1` whose UID is in the JSON ranges `?2`.
-const IN_UID_SET: &str = "EXISTS (SELECT 1 FROM json_each(?2) r
-    WHERE m.uid BETWEEN r.value ->> 0 AND r.value ->> 1)";
+/// SQL fragment: the message rows of folder `?1` whose UID is in the JSON ranges `?2`. The
+/// subquery walks the ranges once, each an index range on (folder_id, uid); CROSS JOIN keeps
+/// SQLite from nesting the ranges inside a folder scan. A per-row EXISTS over the ranges took
+/// minutes for a 500-range set on a 100,000-message folder.
+const IN_UID_SET: &str = "m.id IN (SELECT s.id FROM json_each(?2) r
+    CROSS JOIN messages s ON s.folder_id = ?1 AND s.uid BETWEEN r.value ->> 0 AND r.value ->> 1)";
 
 impl Mailbox {
     /// Store a raw RFC 5322 message in `folder`. The bytes are kept exactly; malformed MIME is

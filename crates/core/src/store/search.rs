@@ -95,7 +95,7 @@ pub(super) fn filter_sql(
     };
     let mut sql = format!("FROM messages m WHERE {folder_term} = ? AND ");
     let mut params = vec![Value::Integer(id)];
-    compile(key, &mut sql, &mut params, 0)?;
+    compile(key, id, &mut sql, &mut params, 0)?;
     Ok((sql, params))
 }
 
@@ -113,7 +113,13 @@ impl SearchKey {
     }
 }
 
-fn compile(key: &SearchKey, sql: &mut String, params: &mut Vec<Value>, depth: usize) -> Result<()> {
+fn compile(
+    key: &SearchKey,
+    folder: i64,
+    sql: &mut String,
+    params: &mut Vec<Value>,
+    depth: usize,
+) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(Error::InvalidArgument(
             "search criteria nested too deeply".into(),
@@ -135,10 +141,12 @@ fn compile(key: &SearchKey, sql: &mut String, params: &mut Vec<Value>, depth: us
                 "m.uid BETWEEN ? AND ?",
                 vec![int(u64::from(*first)), int(u64::from(*last))],
             ),
+            // Walked once, range by range over the (folder_id, uid) index: see IN_UID_SET.
             _ => bind(
                 sql,
-                "EXISTS (SELECT 1 FROM json_each(?) r WHERE m.uid BETWEEN r.value ->> 0 AND r.value ->> 1)",
-                vec![text(&set.to_json())],
+                "m.id IN (SELECT s.id FROM json_each(?) r CROSS JOIN messages s \
+                 ON s.folder_id = ? AND s.uid BETWEEN r.value ->> 0 AND r.value ->> 1)",
+                vec![text(&set.to_json()), Value::Integer(folder)],
             ),
         },
         SearchKey::Seen(on) => flag(sql, "m.seen", *on),
@@ -223,14 +231,14 @@ fn compile(key: &SearchKey, sql: &mut String, params: &mut Vec<Value>, depth: us
         },
         SearchKey::Not(inner) => {
             sql.push_str("NOT (");
-            compile(inner, sql, params, depth + 1)?;
+            compile(inner, folder, sql, params, depth + 1)?;
             sql.push(')');
         }
         SearchKey::Or(a, b) => {
             sql.push('(');
-            compile(a, sql, params, depth + 1)?;
+            compile(a, folder, sql, params, depth + 1)?;
             sql.push_str(") OR (");
-            compile(b, sql, params, depth + 1)?;
+            compile(b, folder, sql, params, depth + 1)?;
             sql.push(')');
         }
         SearchKey::And(keys) => {
@@ -242,7 +250,7 @@ fn compile(key: &SearchKey, sql: &mut String, params: &mut Vec<Value>, depth: us
                     sql.push_str(" AND ");
                 }
                 sql.push('(');
-                compile(inner, sql, params, depth + 1)?;
+                compile(inner, folder, sql, params, depth + 1)?;
                 sql.push(')');
             }
         }
