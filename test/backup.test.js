@@ -101,10 +101,15 @@ function freePort() {
   })
 }
 
-/** One unsigned HTTP request to moto (it accepts those); resolves `{ status, body }`. */
+/**
+ * One HTTP request to moto; resolves `{ status, body }`. moto checks no signatures but answers
+ * 403 to an anonymous GET of an object: the header names the test's key with a dummy signature.
+ */
 function httpRequest(port, method, urlPath) {
+  const authorization = 'AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00'
   return new Promise((resolve, reject) => {
-    const request = http.request({ host: '127.0.0.1', port, method, path: urlPath, timeout: 30_000 }, (response) => {
+    const options = { host: '127.0.0.1', port, method, path: urlPath, timeout: 30_000, headers: { authorization } }
+    const request = http.request(options, (response) => {
       const chunks = []
       response.on('data', (chunk) => chunks.push(chunk))
       response.on('end', () => resolve({ status: response.statusCode, body: Buffer.concat(chunks) }))

@@ -8,11 +8,11 @@
 //! behind the choices in `backup::snapshot`): both ways to copy an encrypted database and the
 //! checks a copy could get.
 
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
 use sealmail_core::backup::{BackupOptions, BackupOutcome, BackupTarget, run};
 use sealmail_core::registry::{AccountOptions, KdfParams, Registry};
 use sealmail_core::store::{AppendOptions, Mailbox};
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;

@@ -6,8 +6,8 @@ use crate::key::MailboxKey;
 use crate::store::{Mailbox, RowCounts, row_counts};
 use hmac::{Hmac, Mac};
 use rusqlite::backup::{Backup, StepResult};
-use rusqlite::{Connection, OpenFlags};
 use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
@@ -187,8 +187,10 @@ fn open_quick_checked(path: &Path, key: &MailboxKey) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
     conn.execute_batch(&key.sqlcipher_key_pragma())?;
-    // Pages are read once each, in order: a large cache only costs memory.
-    conn.execute_batch("PRAGMA cache_size = -2048;")?;
+    // Pages are read once each, in order: a large cache only costs memory. Setting it reads
+    // the schema, so this is where a wrong key shows first.
+    conn.execute_batch("PRAGMA cache_size = -2048;")
+        .map_err(|e| corrupt(e.to_string()))?;
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .map_err(|e| corrupt(e.to_string()))?;
@@ -437,9 +439,15 @@ mod tests {
             write_snapshot_if_changed(&mailbox, &key, &copy, Some(&mac)).unwrap(),
             None
         );
-        std::fs::remove_file(&copy).or_else(crate::store::ignore_missing).unwrap();
+        std::fs::remove_file(&copy)
+            .or_else(crate::store::ignore_missing)
+            .unwrap();
         mailbox
-            .append("INBOX", b"Subject: new\r\n\r\nnew\r\n", &AppendOptions::default())
+            .append(
+                "INBOX",
+                b"Subject: new\r\n\r\nnew\r\n",
+                &AppendOptions::default(),
+            )
             .unwrap();
         let written = write_snapshot_if_changed(&mailbox, &key, &copy, Some(&mac)).unwrap();
         let live_mac = written.flatten().expect("the live MAC was computed");
