@@ -44,6 +44,13 @@ export declare class Mailbox {
    * `QUOTA_EXCEEDED` or `MESSAGE_TOO_LARGE` (64 MiB).
    */
   append(folder: string, raw: Buffer, options?: AppendOptions | undefined | null): Promise<Appended>
+  /**
+   * Store several raw messages in `folder` in one transaction: all are stored or, on any
+   * error, none. Much faster than one `append` per message for imports and batched
+   * delivery (one commit and one thread-pool hop for the batch). Resolves to their places,
+   * in order; rejects like `append`.
+   */
+  appendMany(folder: string, messages: Array<MessageToAppend>): Promise<Appended[]>
   /** The raw message with `uid` in `folder` (INBOX when omitted), exactly as appended. */
   fetchRaw(uid: number, folder?: string | undefined | null): Promise<Buffer>
   /** Every folder with its counters, ordered by path. */
@@ -60,9 +67,11 @@ export declare class Mailbox {
   quota(): Promise<Quota>
   /**
    * Back up the mailbox, encrypted exactly as it is at rest and verified, to `target`
-   * (`file:///DIR`), unless nothing changed since the latest version there. This build
-   * has no S3 client: an `s3://` target rejects with `UNSUPPORTED_TARGET` (use the
-   * `sealmail backup` command or `sealmail serve`'s scheduled backups for S3). Rejects with
+   * (`file:///DIR` or `s3://BUCKET/PREFIX`), unless nothing changed since the latest
+   * version there. An S3 target takes its endpoint, region and credentials from the
+   * standard AWS environment variables and files (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+   * `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...), read at each call; a custom endpoint
+   * is addressed path-style. Rejects with `BACKUP_STORAGE` when the store fails, with
    * `BACKUP_IN_PROGRESS` while another backup of this mailbox runs, `INSUFFICIENT_SPACE`
    * when the snapshot would not fit.
    */
@@ -124,8 +133,8 @@ export declare class Registry {
   /**
    * Delete the account and its mailbox files. Irreversible. With `purgeBackups` (a backup
    * target such as `file:///var/backups/sealmail`), every backup of the mailbox stored
-   * there is deleted first; an `s3://` target rejects with `UNSUPPORTED_TARGET` in this
-   * build, before anything is deleted.
+   * there is deleted first (`s3://BUCKET/PREFIX` too, configured like `Mailbox.backup`); a
+   * target that cannot be used rejects before anything is deleted.
    */
   removeAccount(address: string, options?: RemoveAccountOptions | undefined | null): Promise<void>
   /** The account of `address`, or `null` (what an MX asks at `RCPT TO`). */
@@ -204,7 +213,10 @@ export interface BackupResult {
   hash: string
   /** Size in bytes of the encrypted snapshot. */
   size: number
-  /** Where the snapshot is: a file path for `file://` targets. */
+  /**
+   * Where the snapshot is: a file path for `file://` targets, the object key in the bucket
+   * (`PREFIX/MAILBOX_ID/VERSION.sqlite`) for `s3://` targets.
+   */
   objectKey: string
   /** Versions deleted by retention. */
   pruned: Array<string>
@@ -251,6 +263,16 @@ export interface KdfOptions {
   memoryKib: number
   iterations: number
   parallelism: number
+}
+
+/** One message of `Mailbox.appendMany`. */
+export interface MessageToAppend {
+  /** The raw RFC 5322 message, stored byte for byte. */
+  raw: Buffer
+  /** IMAP flags, as in `append`'s options. */
+  flags?: Array<string>
+  /** The internal date, as in `append`'s options. */
+  internalDate?: Date | number
 }
 
 /**

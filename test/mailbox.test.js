@@ -54,6 +54,37 @@ test('append takes flags and an internal date as a Date or milliseconds', async 
   await rejectsWithCode(mailbox.append('INBOX', message(), { flags: ['\\Bogus'] }), 'INVALID_ARGUMENT')
 })
 
+test('appendMany stores a batch in one transaction, in order, byte for byte', async (t) => {
+  const { mailbox } = await openMailbox(t)
+  const raws = [1, 2, 3].map((i) => message({ subject: `batch ${i}`, body: `body ${i} ${'x'.repeat(i * 1000)}` }))
+  const appended = await mailbox.appendMany('Archive', [
+    { raw: raws[0], flags: ['\\Seen'] },
+    { raw: raws[1], internalDate: new Date('2026-03-04T05:06:07Z') },
+    { raw: raws[2], flags: ['$Label1'], internalDate: Date.UTC(2024, 0, 2) },
+  ])
+  assert.deepEqual(appended.map((a) => a.uid), [1, 2, 3])
+  assert.equal(new Set(appended.map((a) => a.uidvalidity)).size, 1)
+  for (const [index, { uid }] of appended.entries()) {
+    assert.ok((await mailbox.fetchRaw(uid, 'Archive')).equals(raws[index]))
+  }
+  const docs = await mailbox.find('messages', { folder: 'Archive' }, { projection: { subject: 1, seen: 1, keywords: 1, internal_date: 1 }, sort: { uid: 1 } })
+  assert.deepEqual(docs.map(({ subject, seen, keywords }) => ({ subject, seen, keywords })), [
+    { subject: 'batch 1', seen: true, keywords: [] },
+    { subject: 'batch 2', seen: false, keywords: [] },
+    { subject: 'batch 3', seen: false, keywords: ['$Label1'] },
+  ])
+  assert.equal(docs[1].internal_date, '2026-03-04T05:06:07Z')
+  assert.equal(docs[2].internal_date, '2024-01-02T00:00:00Z')
+  assert.deepEqual(await mailbox.appendMany('INBOX', []), [])
+
+  // All or nothing: a bad flag or a missing folder stores none of the batch.
+  await rejectsWithCode(mailbox.appendMany('INBOX', [{ raw: message() }, { raw: message(), flags: ['\\Bogus'] }]), 'INVALID_ARGUMENT')
+  await rejectsWithCode(mailbox.appendMany('No/Such', [{ raw: message() }]), 'NO_SUCH_FOLDER')
+  assert.equal(await mailbox.count('messages', { folder: 'INBOX' }), 0)
+  const next = await mailbox.append('Archive', message({ subject: 'after' }))
+  assert.equal(next.uid, 4)
+})
+
 test('append and fetchRaw name missing folders and messages', async (t) => {
   const { mailbox } = await openMailbox(t)
   await rejectsWithCode(mailbox.append('No/Such', message()), 'NO_SUCH_FOLDER')

@@ -8,7 +8,9 @@
 // Conservative for the peer: it gets the header fields pre-parsed (sealmail parses MIME on
 // every append), keeps no full-text index (sealmail maintains its FTS5 index on append), and its
 // queries run synchronously on the JS thread (sealmail's hop to the thread pool and back is
-// inside every sealmail figure).
+// inside every sealmail figure). Appends are measured twice: one transaction per message
+// (`append`), and batched with the same batches on both sides (`appendMany`: one transaction
+// per folder's batch; the peer runs the same inserts in one transaction per batch).
 'use strict'
 
 const fs = require('node:fs')
@@ -50,10 +52,31 @@ async function time(label, fn, { warm = true } = {}) {
   return { label, seconds, result }
 }
 
-async function benchSealmail(dir, messages) {
+/** The corpus split into one batch per folder, in corpus order within each. */
+function batches(messages) {
+  const byFolder = new Map()
+  for (const m of messages) {
+    if (!byFolder.has(m.folder)) byFolder.set(m.folder, [])
+    byFolder.get(m.folder).push(m)
+  }
+  return [...byFolder]
+}
+
+async function openSealmail(dir, address) {
   const registry = await Registry.open(dir)
-  await registry.addAccount('alice@example.com', { password: 'bench password 1', kdf: { memoryKib: 8, iterations: 1, parallelism: 1 } })
-  const mailbox = await Mailbox.open(dir, 'alice@example.com', 'bench password 1')
+  await registry.addAccount(address, { password: 'bench password 1', kdf: { memoryKib: 8, iterations: 1, parallelism: 1 } })
+  return Mailbox.open(dir, address, 'bench password 1')
+}
+
+async function benchSealmail(dir, messages) {
+  const batched = await openSealmail(path.join(dir, 'batched'), 'bob@example.com')
+  const appendBatched = await time('append batched', async () => {
+    for (const [folder, batch] of batches(messages)) {
+      await batched.appendMany(folder, batch.map((m) => ({ raw: m.raw, flags: m.seen ? ['\\Seen'] : [], internalDate: new Date(m.date) })))
+    }
+  }, { warm: false })
+  await batched.close()
+  const mailbox = await openSealmail(path.join(dir, 'single'), 'alice@example.com')
   const append = await time('append', async () => {
     for (const m of messages) {
       await mailbox.append(m.folder, m.raw, { flags: m.seen ? ['\\Seen'] : [], internalDate: new Date(m.date) })
@@ -82,11 +105,11 @@ async function benchSealmail(dir, messages) {
     return rows.length
   })
   await mailbox.close()
-  return { append, page, listing, bySender }
+  return { append, appendBatched, page, listing, bySender }
 }
 
-function benchPeer(dir, messages) {
-  const db = new Database(path.join(dir, 'peer.sqlite'))
+function openPeer(file) {
+  const db = new Database(file)
   db.pragma(`cipher='chacha20'`)
   db.pragma(`key='${crypto.randomBytes(32).toString('hex')}'`)
   db.pragma('journal_mode = WAL')
@@ -102,42 +125,69 @@ function benchPeer(dir, messages) {
     CREATE INDEX messages_from ON messages (json_extract(from_addr, '$[0].address'));
     INSERT INTO mailboxes (path) VALUES ('INBOX'), ('Archive');
   `)
+  return db
+}
+
+function benchPeer(dir, messages) {
+  const batchedDb = openPeer(path.join(dir, 'peer-batched.sqlite'))
+  const appendBatch = peerAppender(batchedDb).appendMany
+  const appendBatched = time('append batched', async () => {
+    for (const [, batch] of batches(messages)) appendBatch(batch)
+  }, { warm: false }).then((result) => {
+    batchedDb.close()
+    return result
+  })
+  const db = openPeer(path.join(dir, 'peer.sqlite'))
+  const { appendOne } = peerAppender(db)
+  return (async () => {
+    const batchedResult = await appendBatched
+    const append = await time('append', async () => {
+      for (const m of messages) appendOne(m)
+    }, { warm: false })
+    return { ...(await peerQueries(db)), append, appendBatched: batchedResult }
+  })()
+}
+
+/** The peer's append: one message per transaction, or a batch in one transaction. */
+function peerAppender(db) {
   const folderId = { INBOX: 1, Archive: 2 }
   const nextUid = db.prepare('UPDATE mailboxes SET uidnext = uidnext + 1, modseq = modseq + 1 WHERE id = ? RETURNING uidnext - 1 AS uid, modseq')
   const insert = db.prepare(`INSERT INTO messages (mailbox, uid, modseq, seen, idate, hdate, subject, from_addr, to_addr, size, raw)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-  const appendOne = db.transaction((m) => {
+  const insertOne = (m) => {
     const { uid, modseq } = nextUid.get(folderId[m.folder])
     insert.run(folderId[m.folder], uid, modseq, m.seen ? 1 : 0, m.date, m.date, m.subject, JSON.stringify([m.from]),
       JSON.stringify([{ name: 'Alice', address: 'alice@example.com' }]), m.raw.length, m.raw)
-  })
+  }
+  return {
+    appendOne: db.transaction(insertOne),
+    appendMany: db.transaction((batch) => batch.forEach(insertOne)),
+  }
+}
+
+async function peerQueries(db) {
   const columns = 'uid, subject, from_addr, hdate, size, seen, flagged'
   const shape = (row) => ({ uid: row.uid, subject: row.subject, from: JSON.parse(row.from_addr), date: row.hdate, size: row.size, seen: !!row.seen, flagged: !!row.flagged })
   const pageQuery = db.prepare(`SELECT ${columns} FROM messages WHERE mailbox = 1 AND seen = 0 ORDER BY uid DESC LIMIT 50`)
   const allQuery = db.prepare(`SELECT ${columns} FROM messages WHERE mailbox = 1 ORDER BY uid`)
   const senderQuery = db.prepare(`SELECT ${columns} FROM messages WHERE json_extract(from_addr, '$[0].address') = ? ORDER BY hdate DESC LIMIT 50`)
-  return (async () => {
-    const append = await time('append', async () => {
-      for (const m of messages) appendOne(m)
-    }, { warm: false })
-    const page = await time('find page', async () => {
-      let rows
-      for (let i = 0; i < QUERY_ROUNDS; i++) rows = pageQuery.all().map(shape)
-      return rows.length
-    })
-    const listing = await time('find all', async () => {
-      let rows
-      for (let i = 0; i < QUERY_ROUNDS / 10; i++) rows = allQuery.all().map(shape)
-      return rows.length
-    })
-    const bySender = await time('find by sender', async () => {
-      let rows
-      for (let i = 0; i < QUERY_ROUNDS; i++) rows = senderQuery.all(`sender${i % 40}@example${i % 40 % 7}.org`).map(shape)
-      return rows.length
-    })
-    db.close()
-    return { append, page, listing, bySender }
-  })()
+  const page = await time('find page', async () => {
+    let rows
+    for (let i = 0; i < QUERY_ROUNDS; i++) rows = pageQuery.all().map(shape)
+    return rows.length
+  })
+  const listing = await time('find all', async () => {
+    let rows
+    for (let i = 0; i < QUERY_ROUNDS / 10; i++) rows = allQuery.all().map(shape)
+    return rows.length
+  })
+  const bySender = await time('find by sender', async () => {
+    let rows
+    for (let i = 0; i < QUERY_ROUNDS; i++) rows = senderQuery.all(`sender${i % 40}@example${i % 40 % 7}.org`).map(shape)
+    return rows.length
+  })
+  db.close()
+  return { page, listing, bySender }
 }
 
 async function main() {
@@ -148,7 +198,8 @@ async function main() {
     const ours = await benchSealmail(path.join(dir, 'sealmail'), messages)
     const rate = (m, ops) => ops / m.seconds
     const rows = [
-      ['append (messages/s)', rate(ours.append, MESSAGES), rate(peer.append, MESSAGES)],
+      ['append, one transaction each (messages/s)', rate(ours.append, MESSAGES), rate(peer.append, MESSAGES)],
+      ['append, batched per folder (messages/s)', rate(ours.appendBatched, MESSAGES), rate(peer.appendBatched, MESSAGES)],
       [`find: INBOX unseen, newest 50 (queries/s, ${ours.page.result} rows)`, rate(ours.page, QUERY_ROUNDS), rate(peer.page, QUERY_ROUNDS)],
       [`find: all of INBOX (queries/s, ${ours.listing.result} rows)`, rate(ours.listing, QUERY_ROUNDS / 10), rate(peer.listing, QUERY_ROUNDS / 10)],
       [`find: by sender, newest 50 (queries/s, ${ours.bySender.result} rows)`, rate(ours.bySender, QUERY_ROUNDS), rate(peer.bySender, QUERY_ROUNDS)],

@@ -179,8 +179,8 @@ impl Registry {
 
     /// Delete the account and its mailbox files. Irreversible. With `purgeBackups` (a backup
     /// target such as `file:///var/backups/sealmail`), every backup of the mailbox stored
-    /// there is deleted first; an `s3://` target rejects with `UNSUPPORTED_TARGET` in this
-    /// build, before anything is deleted.
+    /// there is deleted first (`s3://BUCKET/PREFIX` too, configured like `Mailbox.backup`); a
+    /// target that cannot be used rejects before anything is deleted.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn remove_account(
         &self,

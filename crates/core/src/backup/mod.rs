@@ -7,12 +7,15 @@
 //! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`), then in one read transaction
 //!    computes a keyed MAC of the mailbox's rows and stops if it equals the latest stored
 //!    version's (nothing changed; SQLCipher's per-page random IVs make the encrypted bytes,
-//!    and so their SHA-256, differ on every copy, so the file hash cannot tell), else writes a
-//!    consistent copy beside the target (`sqlcipher_export`, keyed with the mailbox key and its
-//!    cipher settings; `VACUUM INTO` would drop the page size and HMAC settings). With no
-//!    earlier version there is nothing to compare, and the MAC is computed from the copy in
-//!    step 4 instead (a copy has the MAC of its source);
-//! 4. opens the copy with the key: `PRAGMA integrity_check`, row counts;
+//!    and so their SHA-256, differ on every copy, so the file hash cannot tell), else copies
+//!    the database page by page beside the target with SQLite's online backup API, into a
+//!    file keyed with the mailbox key and its cipher settings (`sqlcipher_export` rebuilds
+//!    every row and index and costs more; `VACUUM INTO` would drop the page size and HMAC
+//!    settings). With no earlier version there is nothing to compare, and the MAC is
+//!    computed from the copy in step 4 instead (a copy has the MAC of its source);
+//! 4. opens the copy with the key: `PRAGMA quick_check` (every page decrypts and authenticates
+//!    under the key, b-trees and page accounting are sound; why not `integrity_check` is
+//!    argued at `snapshot::verify_snapshot`), row counts;
 //! 5. computes the SHA-256 of the encrypted file (checked again on restore), on a second
 //!    thread while step 4 runs;
 //! 6. stores the snapshot under `<mailbox_id>/<version>.sqlite` with a [`BackupManifest`]

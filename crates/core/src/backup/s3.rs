@@ -103,23 +103,26 @@ impl S3Target {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let shared = runtime.block_on(aws_config::load_from_env());
-        let mut config = aws_sdk_s3::config::Builder::from(&shared);
-        let custom_endpoint = options.endpoint_url.is_some() || shared.endpoint_url().is_some();
-        if let Some(endpoint) = options.endpoint_url {
-            config = config.endpoint_url(endpoint);
-        }
+        // What the options give is set on the loader itself, so the SDK does not go looking
+        // for it (a missing region would be asked of the EC2 metadata service).
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = options.region {
-            config = config.region(aws_sdk_s3::config::Region::new(region));
+            loader = loader.region(aws_sdk_s3::config::Region::new(region));
         }
         if let Some(credentials) = options.credentials {
-            config = config.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
                 credentials.access_key_id,
                 credentials.secret_access_key.as_str(),
                 None,
                 None,
                 "sealmail-config",
             ));
+        }
+        let shared = runtime.block_on(loader.load());
+        let mut config = aws_sdk_s3::config::Builder::from(&shared);
+        let custom_endpoint = options.endpoint_url.is_some() || shared.endpoint_url().is_some();
+        if let Some(endpoint) = options.endpoint_url {
+            config = config.endpoint_url(endpoint);
         }
         config = config.force_path_style(options.force_path_style || custom_endpoint);
         Ok(Self {

@@ -17,7 +17,7 @@ pub use bodies::crlf_size;
 pub use folders::{DELIMITER, normalize_folder_name};
 pub use messages::DEFAULT_MAX_MESSAGE_SIZE;
 pub use rotate::{KeyUsed, RotationStep, RowCounts};
-pub(crate) use rotate::{export_encrypted_copy_if, ignore_missing, open_verified};
+pub(crate) use rotate::{ignore_missing, open_verified, row_counts};
 pub use schema::SCHEMA_VERSION;
 pub use search::SearchKey;
 pub use sort::{BaseSubject, SortCriterion, SortKey, base_subject};
