@@ -2,7 +2,8 @@
 //! queue (durable before the 250), and for submission the password check and the Sent copy.
 
 use crate::authentication::{Disposition, InboundAuthenticator, strip_own_results};
-use crate::outbound::OutboundQueue;
+use crate::outbound::{EnqueueOptions, OutboundQueue};
+use crate::proto::DsnReturn;
 use crate::relay::{Relay, RelayError};
 use crate::session::{AuthFailure, Credentials, Delivery, DeliveryFailure, RecipientVerdict};
 use crate::webhook::WebhookQueue;
@@ -88,8 +89,23 @@ impl<M: MailStore> LocalDelivery<M> {
             .iter()
             .map(|r| r.as_str().to_string())
             .collect();
+        let options = EnqueueOptions {
+            return_full: delivery.dsn.ret == Some(DsnReturn::Full),
+            envelope_id: delivery.dsn.envid.clone(),
+            recipients: delivery
+                .dsn
+                .relay_recipients
+                .iter()
+                .map(|(address, params)| (address.as_str().to_string(), params.clone()))
+                .collect(),
+        };
         queue
-            .enqueue(&delivery.sender, &recipients, &delivery.with_trace_header())
+            .enqueue_with(
+                &delivery.sender,
+                &recipients,
+                &delivery.with_trace_header(),
+                options,
+            )
             .await
             .map(|_| ())
             .map_err(|error| {
