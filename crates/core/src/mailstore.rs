@@ -16,7 +16,7 @@
 use crate::account::{self, OpenMailbox};
 use crate::backup::OpenMailboxSource;
 use crate::error::{Error, Result};
-use crate::registry::{Login, Registry};
+use crate::registry::{Login, MailboxId, Registry};
 use crate::store::{
     AppendOptions, Appended, Copied, FlagMode, Flags, FlagsChanged, FolderInfo, Mailbox,
     MessageState, MessageSummary, SearchKey, SortCriterion, ThreadAlgorithm, ThreadNode, UidSet,
@@ -88,7 +88,23 @@ pub trait MailStore: Send + Sync + 'static {
         address: &str,
         password: &str,
     ) -> impl Future<Output = Result<Self::Session>> + Send;
+
+    /// Deliver `raw` into the delivery folder (INBOX) of mailbox `mailbox_id` if a session
+    /// holds that mailbox open right now (its key is in memory anyway), through the same
+    /// single writer as the sessions, and announce it to them ([`DELIVERY_ORIGIN`]), so IDLE
+    /// sees it at once. Returns once the message is durable (its commit synced to disk).
+    /// `Ok(None)` when no session holds the mailbox: the caller seals the message instead.
+    fn deliver_if_open(
+        &self,
+        mailbox_id: &MailboxId,
+        raw: Vec<u8>,
+        options: AppendOptions,
+    ) -> impl Future<Output = Result<Option<Appended>>> + Send;
 }
+
+/// The [`Change::origin`] of messages delivered by [`MailStore::deliver_if_open`]: no
+/// session made them (session ids start at 1).
+pub const DELIVERY_ORIGIN: u64 = 0;
 
 /// An authenticated session on one mailbox. Folder names are canonical paths (`INBOX`,
 /// `Archive/2024`), UIDs are per folder.
@@ -240,13 +256,20 @@ pub trait MailboxOpener: Send + Sync + 'static {
     /// Verify `password` for `address`; a wrong password and an unknown address give the same
     /// [`Error::WrongPassword`].
     fn authenticate(&self, address: &str, password: &str) -> Result<Login>;
-    /// The mailbox file `login` opens.
-    fn mailbox_path(&self, login: &Login) -> PathBuf;
     /// Open the mailbox of an authenticated `login`.
     fn open(&self, login: Login) -> Result<OpenedMailbox>;
     /// Bring a mailbox another session holds open up to date for a new login (mail sealed
     /// while nobody was logged in).
     fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()>;
+
+    /// Where the file of mailbox `mailbox_id` is, as [`MailboxOpener::open`] opens it: it
+    /// finds the open mailbox a new login shares and [`MailStore::deliver_if_open`] writes
+    /// into. `None` from openers that do not name files by mailbox id: their logins always
+    /// open the file and they get no direct delivery.
+    fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
+        let _ = mailbox_id;
+        None
+    }
 }
 
 /// A shared opener opens like the one it wraps (the server keeps a handle to the registry for
@@ -256,10 +279,6 @@ impl<T: MailboxOpener> MailboxOpener for Arc<T> {
         T::authenticate(self, address, password)
     }
 
-    fn mailbox_path(&self, login: &Login) -> PathBuf {
-        T::mailbox_path(self, login)
-    }
-
     fn open(&self, login: Login) -> Result<OpenedMailbox> {
         T::open(self, login)
     }
@@ -267,15 +286,15 @@ impl<T: MailboxOpener> MailboxOpener for Arc<T> {
     fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()> {
         T::catch_up(self, login, mailbox)
     }
+
+    fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
+        T::mailbox_path(self, mailbox_id)
+    }
 }
 
 impl MailboxOpener for Registry {
     fn authenticate(&self, address: &str, password: &str) -> Result<Login> {
         self.login(address, password)
-    }
-
-    fn mailbox_path(&self, login: &Login) -> PathBuf {
-        Registry::mailbox_path(self, &login.mailbox_id)
     }
 
     fn open(&self, login: Login) -> Result<OpenedMailbox> {
@@ -295,6 +314,10 @@ impl MailboxOpener for Registry {
 
     fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()> {
         account::drain_sealed_into(self, &login.mailbox_id, mailbox).map(|_| ())
+    }
+
+    fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
+        Some(Registry::mailbox_path(self, mailbox_id))
     }
 }
 
@@ -343,6 +366,78 @@ struct SharedMailbox {
     maildrop_locked: AtomicBool,
     /// For scheduled backups; dropped (and the key wiped) with the last session.
     backup_source: Option<OpenMailboxSource>,
+    /// Direct deliveries waiting for the writer: whoever takes the mailbox lock next commits
+    /// all of them in one transaction, so concurrent deliveries share one fsync. A std
+    /// mutex, held only to push or take.
+    deliveries: Mutex<Vec<PendingDelivery>>,
+}
+
+/// A message [`MailStore::deliver_if_open`] waits to see committed.
+struct PendingDelivery {
+    raw: Vec<u8>,
+    options: AppendOptions,
+    done: tokio::sync::oneshot::Sender<Result<Appended>>,
+}
+
+impl SharedMailbox {
+    /// Commit the waiting direct deliveries (none left when another thread took them first)
+    /// durably, answer each, and announce them to the sessions. Blocking.
+    fn commit_deliveries(&self) {
+        let mut guard = self.mailbox.lock().unwrap_or_else(|p| p.into_inner());
+        let pending =
+            std::mem::take(&mut *self.deliveries.lock().unwrap_or_else(|p| p.into_inner()));
+        if pending.is_empty() {
+            return;
+        }
+        let mailbox = guard.as_mut().as_mut();
+        let batch: Vec<(&[u8], AppendOptions)> = pending
+            .iter()
+            .map(|p| (p.raw.as_slice(), p.options.clone()))
+            .collect();
+        let results: Vec<Result<Appended>> = match append_durably(mailbox, &batch) {
+            Ok(appended) => appended.into_iter().map(Ok).collect(),
+            // One message may fail alone (quota, size): give each its own answer.
+            Err(_) if batch.len() > 1 => batch
+                .chunks(1)
+                .map(|one| append_durably(mailbox, one).map(|mut a| a.remove(0)))
+                .collect(),
+            Err(error) => vec![Err(error)],
+        };
+        drop(guard);
+        let last_modseq = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|a| a.modseq)
+            .max();
+        if let Some(modseq) = last_modseq {
+            // No receivers is fine: the sessions may all be gone (a lingering mailbox).
+            let _ = self.changes.send(Change {
+                origin: DELIVERY_ORIGIN,
+                folder: account::DELIVERY_FOLDER.to_string(),
+                modseq,
+                event: ChangeEvent::MessagesAdded,
+            });
+        }
+        for (waiting, result) in pending.into_iter().zip(results) {
+            // The deliverer may have given up (its client left); the message stays stored.
+            let _ = waiting.done.send(result);
+        }
+    }
+}
+
+/// Append `batch` to the delivery folder with the commit synced to disk: the connection runs
+/// with `synchronous=NORMAL`, whose WAL commits survive a process crash but not a power cut,
+/// and a delivery answers SMTP 250 once it returns.
+fn append_durably(
+    mailbox: &mut Mailbox,
+    batch: &[(&[u8], AppendOptions)],
+) -> Result<Vec<Appended>> {
+    mailbox.conn().execute_batch("PRAGMA synchronous = FULL")?;
+    let appended = mailbox.append_many(account::DELIVERY_FOLDER, batch);
+    let restored = mailbox.conn().execute_batch("PRAGMA synchronous = NORMAL");
+    let appended = appended?;
+    restored?;
+    Ok(appended)
 }
 
 impl<O: MailboxOpener> LocalMailStore<O> {
@@ -378,6 +473,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
             changes: broadcast::channel(CHANGE_BUFFER).0,
             maildrop_locked: AtomicBool::new(false),
             backup_source,
+            deliveries: Mutex::new(Vec::new()),
         });
         open.insert(path.to_path_buf(), Arc::downgrade(&shared));
         (shared, None)
@@ -420,17 +516,18 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         let password = zeroize::Zeroizing::new(password.to_string());
         let (login, path) = blocking(move || {
             let login = opener.authenticate(&address, &password)?;
-            let path = opener.mailbox_path(&login);
+            let path = opener.mailbox_path(&login.mailbox_id);
             Ok((login, path))
         })
         .await?;
         let quota_limit = login.quota;
-        let open_already = self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&path)
-            .and_then(Weak::upgrade);
+        let open_already = path.and_then(|path| {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&path)
+                .and_then(Weak::upgrade)
+        });
         let shared = match open_already {
             // Another session (or a lingering one) has the file open: the password is checked,
             // so share its connection; only mail sealed meanwhile needs folding in.
@@ -462,6 +559,43 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
             quota_limit,
             holds_maildrop: AtomicBool::new(false),
         })
+    }
+
+    async fn deliver_if_open(
+        &self,
+        mailbox_id: &MailboxId,
+        raw: Vec<u8>,
+        options: AppendOptions,
+    ) -> Result<Option<Appended>> {
+        let Some(path) = self.opener.mailbox_path(mailbox_id) else {
+            return Ok(None);
+        };
+        let shared = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.get(&path).and_then(Weak::upgrade)
+        };
+        let Some(shared) = shared else {
+            return Ok(None);
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        shared
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PendingDelivery { raw, options, done });
+        // The last strong reference may be this one (the linger just ended): the file then
+        // closes on the blocking thread, never on the reactor.
+        blocking(move || {
+            shared.commit_deliveries();
+            Ok(())
+        })
+        .await?;
+        match answer.await {
+            Ok(result) => result.map(Some),
+            Err(_) => Err(Error::Io(std::io::Error::other(
+                "direct delivery dropped before its commit",
+            ))),
+        }
     }
 }
 
@@ -891,5 +1025,83 @@ mod tests {
         let quota = second.quota().await.unwrap();
         assert_eq!(quota.limit_bytes, Some(1 << 20));
         assert!(quota.used_bytes > 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliver_if_open_writes_into_an_open_mailbox_and_announces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).with_linger(Duration::ZERO);
+        let mailbox_id = store
+            .opener
+            .lookup("a@example.org")
+            .unwrap()
+            .unwrap()
+            .mailbox_id;
+        let raw = b"Subject: direct\r\n\r\nbody\r\n".to_vec();
+        let offline = store
+            .deliver_if_open(&mailbox_id, raw.clone(), AppendOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(offline, None, "nobody holds the mailbox: the caller seals");
+
+        let session = store
+            .login("a@example.org", "pw-long-enough")
+            .await
+            .unwrap();
+        let mut changes = session.subscribe();
+        // Concurrent deliveries share commits but each gets its own UID.
+        let store = Arc::new(store);
+        let deliveries: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, mailbox_id) = (Arc::clone(&store), mailbox_id.clone());
+                let raw = format!("Subject: direct {i}\r\n\r\nbody\r\n").into_bytes();
+                tokio::spawn(async move {
+                    store
+                        .deliver_if_open(&mailbox_id, raw, AppendOptions::default())
+                        .await
+                })
+            })
+            .collect();
+        let mut uids = Vec::new();
+        for delivery in deliveries {
+            let appended = delivery.await.unwrap().unwrap();
+            uids.push(appended.expect("the mailbox is open").uid);
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        assert_eq!(uids.len(), 8);
+        let change = changes.recv().await.unwrap();
+        assert_eq!(change.origin, DELIVERY_ORIGIN);
+        assert_eq!(change.folder, "INBOX");
+        assert_eq!(change.event, ChangeEvent::MessagesAdded);
+        assert_eq!(session.message_states("INBOX").await.unwrap().len(), 8);
+
+        // Too big for the quota: refused, and the mailbox is unchanged.
+        let huge = vec![b'x'; 2 << 20];
+        let refused = store
+            .deliver_if_open(&mailbox_id, huge, AppendOptions::default())
+            .await;
+        assert!(
+            matches!(refused, Err(Error::QuotaExceeded { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(session.message_states("INBOX").await.unwrap().len(), 8);
+
+        drop(session);
+        let closed = async {
+            loop {
+                let result = store
+                    .deliver_if_open(&mailbox_id, raw.clone(), AppendOptions::default())
+                    .await
+                    .unwrap();
+                if result.is_none() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), closed)
+            .await
+            .expect("the mailbox closes once its last session ends");
     }
 }

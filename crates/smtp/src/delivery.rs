@@ -2,14 +2,15 @@
 //! queue (durable before the 250), and for submission the password check and the Sent copy.
 
 use crate::authentication::{Disposition, InboundAuthenticator, strip_own_results};
-use crate::outbound::OutboundQueue;
+use crate::outbound::{EnqueueOptions, OutboundQueue};
+use crate::proto::DsnReturn;
 use crate::relay::{Relay, RelayError};
 use crate::session::{AuthFailure, Credentials, Delivery, DeliveryFailure, RecipientVerdict};
 use crate::webhook::WebhookQueue;
 use sealmail_core::Error;
 use sealmail_core::account;
 use sealmail_core::mailstore::{MailSession, MailStore};
-use sealmail_core::registry::{Address, ForwardMode, Registry};
+use sealmail_core::registry::{Address, ForwardMode, MailboxId, Registry};
 use sealmail_core::seal::SealedQueue;
 use sealmail_core::store::{AppendOptions, Flags};
 use std::collections::HashSet;
@@ -88,8 +89,23 @@ impl<M: MailStore> LocalDelivery<M> {
             .iter()
             .map(|r| r.as_str().to_string())
             .collect();
+        let options = EnqueueOptions {
+            return_full: delivery.dsn.ret == Some(DsnReturn::Full),
+            envelope_id: delivery.dsn.envid.clone(),
+            recipients: delivery
+                .dsn
+                .relay_recipients
+                .iter()
+                .map(|(address, params)| (address.as_str().to_string(), params.clone()))
+                .collect(),
+        };
         queue
-            .enqueue(&delivery.sender, &recipients, &delivery.with_trace_header())
+            .enqueue_with(
+                &delivery.sender,
+                &recipients,
+                &delivery.with_trace_header(),
+                options,
+            )
             .await
             .map(|_| ())
             .map_err(|error| {
@@ -164,27 +180,65 @@ impl<M: MailStore> LocalDelivery<M> {
             }
             prefix = verdict.header;
         }
+        let mut message =
+            Vec::with_capacity(prefix.len() + delivery.received.len() + delivery.message.len());
+        message.extend_from_slice(prefix.as_bytes());
+        message.extend_from_slice(delivery.received.as_bytes());
+        message.extend_from_slice(&delivery.message);
+        let message = Arc::new(message);
         let registry = Arc::clone(&self.registry);
         let forwarders = self.forwarding.clone();
-        blocking(move || {
-            let mut message =
-                Vec::with_capacity(prefix.len() + delivery.received.len() + delivery.message.len());
-            message.extend_from_slice(prefix.as_bytes());
-            message.extend_from_slice(&delivery.with_trace_header());
+        let routed = Arc::clone(&message);
+        let mailboxes = blocking(move || {
             let route = Route {
                 registry: &registry,
                 forwarders: &forwarders,
                 sender: &delivery.sender,
-                message: &message,
+                message: &routed,
             };
             let mut delivered = HashSet::new();
+            let mut mailboxes = Vec::new();
             for recipient in &delivery.recipients {
-                route.deliver_to(recipient, 0, &mut delivered)?;
+                route.deliver_to(recipient, 0, &mut delivered, &mut mailboxes)?;
             }
-            Ok(())
+            Ok(mailboxes)
         })
         .await
-        .map_err(delivery_failure)
+        .map_err(delivery_failure)?;
+        for mailbox in mailboxes {
+            self.store_copy(mailbox, &message)
+                .await
+                .map_err(delivery_failure)?;
+        }
+        Ok(())
+    }
+
+    /// Durably store one copy for a local mailbox: straight into it when a session holds it
+    /// open (its sessions see the message at once), else sealed into the queue.
+    async fn store_copy(
+        &self,
+        mailbox: LocalMailbox,
+        message: &Arc<Vec<u8>>,
+    ) -> sealmail_core::Result<()> {
+        let direct = self
+            .store
+            .deliver_if_open(
+                &mailbox.mailbox_id,
+                message.to_vec(),
+                AppendOptions::default(),
+            )
+            .await?;
+        if direct.is_some() {
+            return Ok(());
+        }
+        // A login that opens the mailbox meanwhile drains before this lands; the item then
+        // waits for the next login.
+        let registry = Arc::clone(&self.registry);
+        let message = Arc::clone(message);
+        blocking(move || {
+            account::deliver_sealed(&registry, mailbox.address.as_str(), &message).map(|_| ())
+        })
+        .await
     }
 
     /// Check the password of a submission client; the session opened is where Sent copies go.
@@ -265,6 +319,13 @@ fn check_recipient(
     Ok(RecipientVerdict::Accepted)
 }
 
+/// A local mailbox that keeps a copy of the message.
+#[derive(Debug)]
+struct LocalMailbox {
+    address: Address,
+    mailbox_id: MailboxId,
+}
+
 /// One message on its way to local mailboxes, webhooks and the relay.
 struct Route<'a> {
     registry: &'a Registry,
@@ -274,13 +335,15 @@ struct Route<'a> {
 }
 
 impl Route<'_> {
-    /// Deliver to `address` as its forwarding says; `delivered` holds the addresses already
-    /// served, so a forwarding loop ends and nobody gets two copies.
+    /// Deliver to `address` as its forwarding says: webhooks and remote forwards are queued
+    /// here, the local mailboxes that keep a copy are added to `mailboxes`. `delivered` holds
+    /// the addresses already served, so a forwarding loop ends and nobody gets two copies.
     fn deliver_to(
         &self,
         address: &Address,
         hops: usize,
         delivered: &mut HashSet<Address>,
+        mailboxes: &mut Vec<LocalMailbox>,
     ) -> sealmail_core::Result<()> {
         if !delivered.insert(address.clone()) {
             return Ok(());
@@ -290,8 +353,7 @@ impl Route<'_> {
             false => None,
         };
         let Some(forwarding) = forwarding.filter(|f| !f.is_empty()) else {
-            account::deliver_sealed(self.registry, address.as_str(), self.message)?;
-            return Ok(());
+            return self.keep_copy(address, mailboxes);
         };
         let mut forwarded = false;
         for webhook in &forwarding.webhooks {
@@ -308,7 +370,7 @@ impl Route<'_> {
         let mut remote = Vec::new();
         for target in &forwarding.addresses {
             if self.registry.lookup(target.as_str())?.is_some() {
-                self.deliver_to(target, hops + 1, delivered)?;
+                self.deliver_to(target, hops + 1, delivered, mailboxes)?;
                 forwarded = true;
             } else if local_domains
                 .iter()
@@ -336,8 +398,24 @@ impl Route<'_> {
             if forwarding.mode == ForwardMode::ForwardOnly {
                 tracing::warn!(%address, "no forward accepted the message; keeping it in the mailbox");
             }
-            account::deliver_sealed(self.registry, address.as_str(), self.message)?;
+            return self.keep_copy(address, mailboxes);
         }
+        Ok(())
+    }
+
+    fn keep_copy(
+        &self,
+        address: &Address,
+        mailboxes: &mut Vec<LocalMailbox>,
+    ) -> sealmail_core::Result<()> {
+        let account = self
+            .registry
+            .lookup(address.as_str())?
+            .ok_or_else(|| Error::NoSuchAccount(address.to_string()))?;
+        mailboxes.push(LocalMailbox {
+            address: address.clone(),
+            mailbox_id: account.mailbox_id,
+        });
         Ok(())
     }
 }

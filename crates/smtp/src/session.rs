@@ -5,8 +5,8 @@
 //! Replies come out in command order, so pipelined clients (RFC 2920) see what they expect.
 
 use crate::proto::{
-    AuthMechanism, ChunkCollector, Command, CommandError, DataReceiver, MAX_COMMAND_LINE,
-    MailParams, MessageDefect, Reply,
+    AuthMechanism, ChunkCollector, Command, CommandError, DataReceiver, DsnReturn,
+    MAX_COMMAND_LINE, MailParams, MessageDefect, RcptParams, Reply,
 };
 use base64ct::{Base64, Encoding};
 use sealmail_core::registry::Address;
@@ -89,6 +89,18 @@ pub struct Delivery {
     pub authenticated: bool,
     /// The message as the client sent it.
     pub message: Vec<u8>,
+    /// What the client asked of delivery status notifications (RFC 3461).
+    pub dsn: DsnRequest,
+}
+
+/// A transaction's DSN parameters (RFC 3461): RET and ENVID from MAIL, NOTIFY and ORCPT
+/// from RCPT for the relayed recipients that carried them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DsnRequest {
+    pub ret: Option<DsnReturn>,
+    /// xtext, as the client sent it.
+    pub envid: Option<String>,
+    pub relay_recipients: Vec<(Address, RcptParams)>,
 }
 
 impl Delivery {
@@ -182,6 +194,10 @@ struct Transaction {
     params: MailParams,
     recipients: Vec<Address>,
     relay_recipients: Vec<Address>,
+    /// DSN parameters of relayed recipients that carried any.
+    relay_dsn: Vec<(Address, RcptParams)>,
+    /// The parameters of the RCPT whose recipient check is in progress.
+    checking: RcptParams,
     /// Set by the first BDAT; a DATA after it is out of sequence.
     chunks: Option<ChunkCollector>,
 }
@@ -416,6 +432,7 @@ impl Session {
                     "SMTPUTF8".into(),
                     "ENHANCEDSTATUSCODES".into(),
                     "CHUNKING".into(),
+                    "DSN".into(),
                 ];
                 if self.tls_offered && !self.tls_active {
                     lines.push("STARTTLS".into());
@@ -433,7 +450,7 @@ impl Session {
                 self.greeting = Some((domain, false));
             }
             Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to } => return self.rcpt(to),
+            Command::Rcpt { to, params } => return self.rcpt(to, params),
             Command::Data => self.data(),
             Command::Bdat { size, last } => {
                 let refusal = match &self.transaction {
@@ -529,14 +546,16 @@ impl Session {
             params,
             recipients: Vec::new(),
             relay_recipients: Vec::new(),
+            relay_dsn: Vec::new(),
+            checking: RcptParams::default(),
             chunks: None,
         });
         self.reply(Reply::new(250, "2.1.0", "sender OK"));
     }
 
-    fn rcpt(&mut self, to: String) -> Option<Action> {
+    fn rcpt(&mut self, to: String, params: RcptParams) -> Option<Action> {
         let max_recipients = self.config.max_recipients;
-        let Some(transaction) = &self.transaction else {
+        let Some(transaction) = &mut self.transaction else {
             self.refuse(Reply::new(503, "5.5.1", "MAIL first"));
             return None;
         };
@@ -563,6 +582,7 @@ impl Session {
             self.reply(Reply::new(452, "4.5.3", "too many recipients"));
             return None;
         }
+        transaction.checking = params;
         Some(Action::CheckRecipient {
             address,
             size_hint: transaction.params.size,
@@ -580,6 +600,10 @@ impl Session {
             }
             RecipientVerdict::Relay => {
                 if let Some(transaction) = &mut self.transaction {
+                    let params = std::mem::take(&mut transaction.checking);
+                    if params != RcptParams::default() {
+                        transaction.relay_dsn.push((address.clone(), params));
+                    }
                     transaction.relay_recipients.push(address);
                 }
                 Reply::new(250, "2.1.5", "recipient OK, will relay")
@@ -673,6 +697,11 @@ impl Session {
                 recipients: transaction.recipients,
                 relay_recipients: transaction.relay_recipients,
                 message,
+                dsn: DsnRequest {
+                    ret: transaction.params.ret,
+                    envid: transaction.params.envid,
+                    relay_recipients: transaction.relay_dsn,
+                },
             })),
         }
     }

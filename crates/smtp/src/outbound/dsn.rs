@@ -18,15 +18,21 @@ pub struct DsnRecipient<'a> {
     /// The remote reply (`550 5.1.1 no such user`) or our own reason.
     pub diagnostic: &'a str,
     pub remote_host: Option<&'a str>,
+    /// The sender's ORCPT (`rfc822;xtext`), echoed as Original-Recipient (RFC 3464 2.3.1).
+    pub original_recipient: Option<&'a str>,
 }
 
-/// Build the report. `arrival` is when we accepted the original (unix seconds).
+/// Build the report. `arrival` is when we accepted the original (unix seconds);
+/// `envelope_id` is the sender's ENVID (xtext); `return_full` (RET=FULL) returns the whole
+/// original message instead of its headers (RFC 3461 4.3).
 pub fn build(
     reporting_host: &str,
     sender: &str,
     original: &[u8],
     arrival: i64,
     recipients: &[DsnRecipient<'_>],
+    envelope_id: Option<&str>,
+    return_full: bool,
 ) -> Vec<u8> {
     let now = sealmail_core::time::now_unix();
     let boundary = format!("sealmail-dsn-{}", crate::outbound::store::new_id());
@@ -74,9 +80,13 @@ pub fn build(
     text.push_str(&format!(
         "\r\n--{boundary}\r\n\
          Content-Type: message/delivery-status\r\n\
-         \r\n\
-         Reporting-MTA: dns; {reporting_host}\r\n\
-         Arrival-Date: {}\r\n",
+         \r\n"
+    ));
+    if let Some(envelope_id) = envelope_id {
+        text.push_str(&format!("Original-Envelope-Id: {envelope_id}\r\n"));
+    }
+    text.push_str(&format!(
+        "Reporting-MTA: dns; {reporting_host}\r\nArrival-Date: {}\r\n",
         rfc5322_date(arrival)
     ));
     for recipient in recipients {
@@ -85,8 +95,12 @@ pub fn build(
             DsnAction::Failed => ("failed", status_code(recipient.diagnostic, "45", "5.0.0")),
             DsnAction::Delivered => ("delivered", status_code(recipient.diagnostic, "2", "2.0.0")),
         };
+        text.push_str("\r\n");
+        if let Some(original) = recipient.original_recipient {
+            text.push_str(&format!("Original-Recipient: {original}\r\n"));
+        }
         text.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {status}\r\n",
+            "Final-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {status}\r\n",
             recipient.address
         ));
         if let Some(host) = recipient.remote_host {
@@ -98,11 +112,15 @@ pub fn build(
             rfc5322_date(now)
         ));
     }
+    let (returned_type, returned) = match return_full {
+        true => ("message/rfc822", original),
+        false => ("text/rfc822-headers", original_headers(original)),
+    };
     text.push_str(&format!(
-        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        "\r\n--{boundary}\r\nContent-Type: {returned_type}\r\n\r\n"
     ));
     let mut report = text.into_bytes();
-    report.extend_from_slice(original_headers(original));
+    report.extend_from_slice(returned);
     if !report.ends_with(b"\r\n") {
         report.extend_from_slice(b"\r\n");
     }
@@ -161,7 +179,10 @@ mod tests {
                 action: DsnAction::Failed,
                 diagnostic: "550 5.1.1 no such user",
                 remote_host: Some("mx.remote.test"),
+                original_recipient: None,
             }],
+            None,
+            false,
         );
         let text = String::from_utf8(report.clone()).unwrap();
         assert!(text.contains("Status: 5.1.1\r\n"), "{text}");
@@ -183,6 +204,32 @@ mod tests {
         assert_eq!(content_type.c_type, "multipart");
         assert_eq!(content_type.subtype(), Some("report"));
         assert_eq!(parsed.parts.len(), 4, "root, text, status, headers");
+    }
+
+    #[test]
+    fn dsn_parameters_are_echoed_and_ret_full_returns_the_message() {
+        let original = b"Subject: original subject\r\n\r\nthe body\r\n";
+        let report = build(
+            "mx.example.test",
+            "a@example.test",
+            original,
+            1_700_000_000,
+            &[DsnRecipient {
+                address: "b@remote.test",
+                action: DsnAction::Delivered,
+                diagnostic: "250 2.0.0 queued",
+                remote_host: None,
+                original_recipient: Some("rfc822;B+40remote.test"),
+            }],
+            Some("ENV+2B1"),
+            true,
+        );
+        let text = String::from_utf8(report).unwrap();
+        assert!(text.contains("Original-Envelope-Id: ENV+2B1\r\n"), "{text}");
+        assert!(text.contains("Original-Recipient: rfc822;B+40remote.test\r\n"));
+        assert!(text.contains("Action: delivered\r\n"));
+        assert!(text.contains("Content-Type: message/rfc822\r\n"));
+        assert!(text.contains("the body"), "RET=FULL returns the body");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod store;
 mod worker;
 
 use crate::dkim::{DkimError, DkimKeys};
+use crate::proto::RcptParams;
 use crate::relay::{Relay, RelayError};
 use client::ClientSettings;
 use resolve::MxResolver;
@@ -77,11 +78,16 @@ pub enum OutboundError {
     Io(#[from] std::io::Error),
 }
 
-/// Options of one enqueued message.
+/// Options of one enqueued message: the client's DSN parameters (RFC 3461).
 #[derive(Debug, Clone, Default)]
 pub struct EnqueueOptions {
-    /// Recipients for which the sender asked for a success DSN (RCPT NOTIFY=SUCCESS).
-    pub notify_success: Vec<String>,
+    /// RET=FULL: a failure DSN returns the whole message (else its headers).
+    pub return_full: bool,
+    /// ENVID, in its xtext form.
+    pub envelope_id: Option<String>,
+    /// NOTIFY and ORCPT of the recipients that carried them; the others get the default
+    /// (failures reported, successes not).
+    pub recipients: Vec<(String, RcptParams)>,
 }
 
 /// The durable outbound queue and its delivery worker.
@@ -169,14 +175,26 @@ impl OutboundQueue {
             next_attempt_ms: now_ms(),
             recipients: recipients
                 .iter()
-                .map(|address| RecipientState {
-                    address: address.clone(),
-                    status: RecipientStatus::Pending,
-                    last_reply: None,
-                    remote_host: None,
-                    notify_success: options.notify_success.contains(address),
+                .map(|address| {
+                    let params = options
+                        .recipients
+                        .iter()
+                        .find(|(a, _)| a == address)
+                        .map(|(_, p)| p.clone())
+                        .unwrap_or_default();
+                    RecipientState {
+                        address: address.clone(),
+                        status: RecipientStatus::Pending,
+                        last_reply: None,
+                        remote_host: None,
+                        notify_success: params.notify.is_some_and(|n| n.success),
+                        notify_failure: params.notify.is_none_or(|n| n.failure),
+                        original_recipient: params.orcpt,
+                    }
                 })
                 .collect(),
+            envelope_id: options.envelope_id,
+            return_full: options.return_full,
         };
         let sender_domain = envelope_from
             .rsplit_once('@')

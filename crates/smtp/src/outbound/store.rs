@@ -25,6 +25,12 @@ pub struct Envelope {
     /// Unix milliseconds of the next attempt.
     pub next_attempt_ms: i64,
     pub recipients: Vec<RecipientState>,
+    /// The sender's ENVID, echoed in DSNs (RFC 3461 4.4).
+    #[serde(default)]
+    pub envelope_id: Option<String>,
+    /// RET=FULL: a failure DSN returns the whole message, not only its headers.
+    #[serde(default)]
+    pub return_full: bool,
 }
 
 /// Where one recipient stands.
@@ -39,6 +45,17 @@ pub struct RecipientState {
     /// DSN NOTIFY=SUCCESS was asked for (RFC 3461).
     #[serde(default)]
     pub notify_success: bool,
+    /// A failure is reported to the sender: true unless NOTIFY was given without FAILURE
+    /// (NOTIFY=NEVER, say).
+    #[serde(default = "reported_by_default")]
+    pub notify_failure: bool,
+    /// The sender's ORCPT, echoed in DSNs (RFC 3461 4.2).
+    #[serde(default)]
+    pub original_recipient: Option<String>,
+}
+
+fn reported_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,7 +244,11 @@ mod tests {
                 last_reply: None,
                 remote_host: None,
                 notify_success: false,
+                notify_failure: true,
+                original_recipient: None,
             }],
+            envelope_id: None,
+            return_full: false,
         }
     }
 

@@ -238,7 +238,8 @@ impl OutboundQueue {
                 .recipients
                 .iter()
                 .filter(|r| match action {
-                    DsnAction::Failed => r.status == RecipientStatus::Failed,
+                    // NOTIFY without FAILURE (NEVER) silences the failure report.
+                    DsnAction::Failed => r.status == RecipientStatus::Failed && r.notify_failure,
                     DsnAction::Delivered => {
                         r.status == RecipientStatus::Delivered && r.notify_success
                     }
@@ -248,6 +249,7 @@ impl OutboundQueue {
                     action,
                     diagnostic: r.last_reply.as_deref().unwrap_or(""),
                     remote_host: r.remote_host.as_deref(),
+                    original_recipient: r.original_recipient.as_deref(),
                 })
                 .collect();
             if entries.is_empty() {
@@ -259,6 +261,10 @@ impl OutboundQueue {
                 message,
                 envelope.created,
                 &entries,
+                envelope.envelope_id.as_deref(),
+                // RFC 3461 4.3: RET concerns failure reports; a success report never
+                // carries the content.
+                envelope.return_full && action == DsnAction::Failed,
             );
             self.return_to_sender(&envelope.sender, report).await?;
         }

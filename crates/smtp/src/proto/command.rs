@@ -1,5 +1,6 @@
 //! SMTP command lines (RFC 5321 section 4.1) and the ESMTP parameters sealmail supports:
-//! SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), CHUNKING (RFC 3030), AUTH (RFC 4954).
+//! SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), CHUNKING (RFC 3030), AUTH (RFC 4954),
+//! DSN (RFC 3461: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT).
 
 /// Longest command line accepted, CRLF included. RFC 5321 4.5.3.1.4 sets 512 octets; RFC 1870
 /// and RFC 6531 let parameters and UTF-8 addresses add to it, so we allow four times that.
@@ -24,6 +25,7 @@ pub enum Command {
     /// `rcpt = "RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" / Forward-path ) ...`
     Rcpt {
         to: String,
+        params: RcptParams,
     },
     Data,
     /// `bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF` (RFC 3030)
@@ -68,7 +70,43 @@ pub struct MailParams {
     pub body: Body,
     /// `SMTPUTF8`: addresses and headers may be UTF-8 (RFC 6531).
     pub smtputf8: bool,
+    /// `RET=`: what a failure DSN returns of the message (RFC 3461 4.3).
+    pub ret: Option<DsnReturn>,
+    /// `ENVID=`: the sender's id for the transaction, echoed in DSNs, in its xtext form
+    /// (RFC 3461 4.4).
+    pub envid: Option<String>,
 }
+
+/// `ret-value = "FULL" / "HDRS"` (RFC 3461 4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnReturn {
+    Full,
+    Headers,
+}
+
+/// The RCPT TO parameters we understand.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RcptParams {
+    /// `NOTIFY=`; `None` when absent (the default: failures are reported).
+    pub notify: Option<DsnNotify>,
+    /// `ORCPT=addr-type;xtext`, kept in that form for the DSN's Original-Recipient field
+    /// (RFC 3461 4.2).
+    pub orcpt: Option<String>,
+}
+
+/// `notify-esmtp-value = "NEVER" / 1#notify-list-element` with
+/// `notify-list-element = "SUCCESS" / "FAILURE" / "DELAY"` (RFC 3461 4.1). NEVER is all false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DsnNotify {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+/// Longest ENVID (RFC 3461 4.4: 100 characters).
+const MAX_ENVID: usize = 100;
+/// Longest ORCPT value (RFC 3461 4.2: 500 characters).
+const MAX_ORCPT: usize = 500;
 
 /// Why a command line was refused, each with its reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,10 +155,10 @@ impl Command {
             "RCPT" => {
                 let rest = strip_keyword(rest, "TO:")?;
                 let (to, params) = parse_path(rest, false)?;
-                if let Some(param) = params.split_ascii_whitespace().next() {
-                    return Err(CommandError::UnsupportedParameter(keyword_of(param)));
-                }
-                Ok(Command::Rcpt { to })
+                Ok(Command::Rcpt {
+                    to,
+                    params: parse_rcpt_params(params)?,
+                })
             }
             "DATA" => no_argument(Command::Data),
             "BDAT" => parse_bdat(rest),
@@ -209,12 +247,82 @@ fn parse_path(input: &str, reverse: bool) -> Result<(String, &str), CommandError
     Ok((mailbox.to_string(), rest))
 }
 
-fn keyword_of(param: &str) -> String {
-    param
-        .split('=')
-        .next()
-        .unwrap_or(param)
-        .to_ascii_uppercase()
+fn parse_rcpt_params(params: &str) -> Result<RcptParams, CommandError> {
+    let mut parsed = RcptParams::default();
+    for param in params.split_ascii_whitespace() {
+        let (keyword, value) = match param.split_once('=') {
+            Some((k, v)) => (k.to_ascii_uppercase(), Some(v)),
+            None => (param.to_ascii_uppercase(), None),
+        };
+        match (keyword.as_str(), value) {
+            ("NOTIFY", Some(value)) if parsed.notify.is_none() => {
+                parsed.notify = Some(parse_notify(value)?);
+            }
+            ("ORCPT", Some(value)) if parsed.orcpt.is_none() => {
+                let (addr_type, address) = value
+                    .split_once(';')
+                    .ok_or(CommandError::Syntax("ORCPT must be addr-type;address"))?;
+                let atom_ok = !addr_type.is_empty()
+                    && addr_type
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                if !atom_ok || value.len() > MAX_ORCPT || !is_xtext(address) || address.is_empty() {
+                    return Err(CommandError::Syntax("malformed ORCPT"));
+                }
+                parsed.orcpt = Some(value.to_string());
+            }
+            ("NOTIFY" | "ORCPT", _) => {
+                return Err(CommandError::Syntax(
+                    "NOTIFY and ORCPT take one value, once",
+                ));
+            }
+            _ => return Err(CommandError::UnsupportedParameter(keyword)),
+        }
+    }
+    Ok(parsed)
+}
+
+fn parse_notify(value: &str) -> Result<DsnNotify, CommandError> {
+    if value.eq_ignore_ascii_case("NEVER") {
+        return Ok(DsnNotify::default());
+    }
+    let mut notify = DsnNotify::default();
+    for element in value.split(',') {
+        let flag = match element.to_ascii_uppercase().as_str() {
+            "SUCCESS" => &mut notify.success,
+            "FAILURE" => &mut notify.failure,
+            "DELAY" => &mut notify.delay,
+            _ => {
+                return Err(CommandError::Syntax(
+                    "NOTIFY is NEVER or a list of SUCCESS, FAILURE, DELAY",
+                ));
+            }
+        };
+        *flag = true;
+    }
+    Ok(notify)
+}
+
+/// `xtext = *( xchar / hexchar )`: printable ASCII but `+` and `=`, and `+` followed by two
+/// upper-case hex digits (RFC 3461 4).
+fn is_xtext(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                let hex =
+                    |b: Option<&u8>| b.is_some_and(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'));
+                if !(hex(bytes.get(i + 1)) && hex(bytes.get(i + 2))) {
+                    return false;
+                }
+                i += 3;
+            }
+            b'!'..=b'~' if bytes[i] != b'=' => i += 1,
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn parse_mail_params(params: &str) -> Result<MailParams, CommandError> {
@@ -244,6 +352,22 @@ fn parse_mail_params(params: &str) -> Result<MailParams, CommandError> {
             ("SMTPUTF8", None) => parsed.smtputf8 = true,
             // RFC 4954 5: AUTH=<mailbox> is informational; we record nothing from it.
             ("AUTH", Some(_)) => {}
+            ("RET", Some(value)) if parsed.ret.is_none() => {
+                parsed.ret = Some(match value.to_ascii_uppercase().as_str() {
+                    "FULL" => DsnReturn::Full,
+                    "HDRS" => DsnReturn::Headers,
+                    _ => return Err(CommandError::Syntax("RET is FULL or HDRS")),
+                });
+            }
+            ("ENVID", Some(value)) if parsed.envid.is_none() => {
+                if value.is_empty() || value.len() > MAX_ENVID || !is_xtext(value) {
+                    return Err(CommandError::Syntax("malformed ENVID"));
+                }
+                parsed.envid = Some(value.to_string());
+            }
+            ("RET" | "ENVID", _) => {
+                return Err(CommandError::Syntax("RET and ENVID take one value, once"));
+            }
             _ => return Err(CommandError::UnsupportedParameter(keyword)),
         }
     }
@@ -314,7 +438,8 @@ mod tests {
                 params: MailParams {
                     size: Some(1000),
                     body: Body::EightBitMime,
-                    smtputf8: true
+                    smtputf8: true,
+                    ..MailParams::default()
                 }
             })
         );
@@ -328,13 +453,15 @@ mod tests {
         assert_eq!(
             parse("RCPT TO:<@relay.example:user@d.example>"),
             Ok(Command::Rcpt {
-                to: "user@d.example".into()
+                to: "user@d.example".into(),
+                params: RcptParams::default()
             })
         );
         assert_eq!(
             parse("RCPT TO:<\"odd > name\"@d.example>"),
             Ok(Command::Rcpt {
-                to: "\"odd > name\"@d.example".into()
+                to: "\"odd > name\"@d.example".into(),
+                params: RcptParams::default()
             })
         );
         assert_eq!(
@@ -359,6 +486,65 @@ mod tests {
                 initial_response: Some("AGEAYg==".into())
             })
         );
+    }
+
+    #[test]
+    fn dsn_parameters_rfc_3461() {
+        let Ok(Command::Mail { params, .. }) = parse("MAIL FROM:<a@b> RET=hdrs ENVID=QQ314159+2Bx")
+        else {
+            panic!("MAIL with RET and ENVID refused");
+        };
+        assert_eq!(params.ret, Some(DsnReturn::Headers));
+        assert_eq!(params.envid.as_deref(), Some("QQ314159+2Bx"));
+        assert_eq!(
+            parse("RCPT TO:<a@b> NOTIFY=SUCCESS,failure ORCPT=rfc822;Bob+40b"),
+            Ok(Command::Rcpt {
+                to: "a@b".into(),
+                params: RcptParams {
+                    notify: Some(DsnNotify {
+                        success: true,
+                        failure: true,
+                        delay: false
+                    }),
+                    orcpt: Some("rfc822;Bob+40b".into()),
+                }
+            })
+        );
+        assert_eq!(
+            parse("RCPT TO:<a@b> NOTIFY=NEVER"),
+            Ok(Command::Rcpt {
+                to: "a@b".into(),
+                params: RcptParams {
+                    notify: Some(DsnNotify::default()),
+                    orcpt: None,
+                }
+            })
+        );
+        for bad in [
+            "MAIL FROM:<a@b> RET=BODY",
+            "MAIL FROM:<a@b> RET=FULL RET=HDRS",
+            "MAIL FROM:<a@b> ENVID=a=b",
+            "MAIL FROM:<a@b> ENVID=a+2g",
+            "RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS",
+            "RCPT TO:<a@b> NOTIFY=",
+            "RCPT TO:<a@b> ORCPT=b@c",
+            "RCPT TO:<a@b> ORCPT=rfc822;",
+            "RCPT TO:<a@b> NOTIFY=DELAY NOTIFY=DELAY",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(CommandError::Syntax(_))),
+                "{bad}: {:?}",
+                parse(bad)
+            );
+        }
+        assert!(!is_xtext("a b") && is_xtext("a+20b"));
+        assert!(matches!(
+            parse(&format!(
+                "MAIL FROM:<a@b> ENVID={}",
+                "x".repeat(MAX_ENVID + 1)
+            )),
+            Err(CommandError::Syntax(_))
+        ));
     }
 
     #[test]
@@ -388,12 +574,12 @@ mod tests {
             Err(CommandError::Syntax(_))
         ));
         assert_eq!(
-            parse("MAIL FROM:<a@b> RET=FULL"),
-            Err(CommandError::UnsupportedParameter("RET".into()))
+            parse("MAIL FROM:<a@b> MT-PRIORITY=3"),
+            Err(CommandError::UnsupportedParameter("MT-PRIORITY".into()))
         );
         assert_eq!(
-            parse("RCPT TO:<a@b> NOTIFY=NEVER"),
-            Err(CommandError::UnsupportedParameter("NOTIFY".into()))
+            parse("RCPT TO:<a@b> FOO=1"),
+            Err(CommandError::UnsupportedParameter("FOO".into()))
         );
         assert!(matches!(parse("BDAT"), Err(CommandError::Syntax(_))));
         assert!(matches!(

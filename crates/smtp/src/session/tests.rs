@@ -1,6 +1,7 @@
 //! The state machine driven without sockets: replies to pipelined input, in order.
 
 use super::*;
+use crate::proto::DsnNotify;
 
 /// Drive `session` over `input`, resolving actions the way a driver would: recipients on
 /// `example.test` exist except `nobody@`, `full@` is over quota; deliveries succeed and are
@@ -364,6 +365,54 @@ fn relayed_recipients_travel_apart_from_local_ones() {
         h.codes(b"MAIL FROM:<me@example.test>\r\nRCPT TO:<x@relay.test>\r\nDATA\r\nhi\r\n.\r\n");
     assert_eq!(codes, ["250 2.1.0", "250 2.1.5", "354 end d", "250 2.0.0"]);
     assert!(h.delivered[1].received.contains("for <x@relay.test>"));
+}
+
+#[test]
+fn dsn_parameters_of_relayed_recipients_reach_the_delivery() {
+    let mut h = Harness::new(Mode::Submission);
+    h.send(b"");
+    h.session.tls_started();
+    let auth = Base64::encode_string(b"\0me@example.test\0right");
+    let ehlo = h.send(format!("EHLO c.test\r\nAUTH PLAIN {auth}\r\n").as_bytes());
+    assert!(ehlo.contains("250-DSN\r\n"), "{ehlo}");
+    let codes = h.codes(
+        b"MAIL FROM:<me@example.test> RET=HDRS ENVID=env+2B1\r\n\
+          RCPT TO:<far@relay.test> NOTIFY=SUCCESS ORCPT=rfc822;far@relay.test\r\n\
+          RCPT TO:<quiet@relay.test> NOTIFY=NEVER\r\n\
+          RCPT TO:<plain@relay.test>\r\nDATA\r\nhi\r\n.\r\n",
+    );
+    assert_eq!(
+        codes.last().map(String::as_str),
+        Some("250 2.0.0"),
+        "{codes:?}"
+    );
+    let dsn = &h.delivered[0].dsn;
+    assert_eq!(dsn.ret, Some(DsnReturn::Headers));
+    assert_eq!(dsn.envid.as_deref(), Some("env+2B1"));
+    let listed: Vec<(&str, Option<DsnNotify>, Option<&str>)> = dsn
+        .relay_recipients
+        .iter()
+        .map(|(a, p)| (a.as_str(), p.notify, p.orcpt.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                "far@relay.test",
+                Some(DsnNotify {
+                    success: true,
+                    failure: false,
+                    delay: false
+                }),
+                Some("rfc822;far@relay.test")
+            ),
+            ("quiet@relay.test", Some(DsnNotify::default()), None),
+        ],
+        "only relayed recipients that carried parameters"
+    );
+    let codes =
+        h.codes(b"MAIL FROM:<me@example.test>\r\nRCPT TO:<x@relay.test> NOTIFY=SOMETIMES\r\n");
+    assert_eq!(codes, ["250 2.1.0", "501 5.5.4"]);
 }
 
 #[test]

@@ -391,6 +391,57 @@ async fn remote_550_bounces_a_dsn_into_the_senders_inbox() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_notify_success_reports_delivery_and_notify_never_silences_the_bounce() {
+    let dns = dns_for_remote().await;
+    let remote = Instance::remote(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        true,
+    )
+    .await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
+    let marker = marker("dsn");
+    let (mut client, greeting) = RawClient::connect(local.addr).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let auth = Base64::encode_string(format!("\0{ALICE}\0{PASSWORD}").as_bytes());
+    let script = format!(
+        "EHLO client.test\r\nAUTH PLAIN {auth}\r\n\
+         MAIL FROM:<{ALICE}> RET=FULL ENVID={marker}\r\n\
+         RCPT TO:<{CAROL}> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol+2Balias@remote.test\r\n\
+         RCPT TO:<{NOBODY}> NOTIFY=NEVER\r\nDATA\r\n"
+    );
+    let codes = client.codes(script.as_bytes(), 6).await;
+    assert_eq!(
+        codes[2..],
+        ["250 2.1.0", "250 2.1.5", "250 2.1.5", "354 end d"]
+    );
+    let body = format!("Subject: dsn test\r\n\r\n{marker} body\r\n.\r\nQUIT\r\n");
+    let codes = client.codes(body.as_bytes(), 2).await;
+    assert_eq!(codes[0], "250 2.0.0");
+    wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
+    assert_eq!(remote.queued(CAROL), 1);
+    // Reports are written before the item leaves the queue: all of them are here now.
+    let inbox = local.messages(ALICE, "INBOX").await;
+    assert_eq!(inbox.len(), 1, "one success report, no bounce: {inbox:?}");
+    let report = &inbox[0];
+    assert!(report.contains("Action: delivered"), "{report}");
+    assert!(
+        report.contains(&format!("Original-Envelope-Id: {marker}")),
+        "{report}"
+    );
+    assert!(
+        report.contains("Original-Recipient: rfc822;carol+2Balias@remote.test"),
+        "{report}"
+    );
+    assert!(!report.contains(NOBODY), "NOTIFY=NEVER: {report}");
+    assert!(
+        !report.contains(&format!("{marker} body")),
+        "a success report carries no content, RET=FULL or not"
+    );
+    local.shutdown();
+    remote.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_messages_bounce_and_required_tls_is_enforced() {
     let dns = dns_for_remote().await;
     // The remote offers no STARTTLS; we require it, and the message lifetime is zero, so the

@@ -1,0 +1,610 @@
+//! SMTP ingest benchmark (issue #6, "Benchmarks"): realistic 4–50 KB messages over pipelined
+//! connections into sealmail's MX listener, once for offline recipients (each message sealed
+//! into the queue) and once for online ones (a session holds each mailbox open: the direct
+//! path), and the same messages into Dovecot's LMTP (Maildir, its own config on a free
+//! 127.0.0.1 port) in the same run. Prints messages/s for each and the ratios to Dovecot.
+//!
+//! ```text
+//! cargo run --release -p sealmail-smtp --example ingest_bench -- \
+//!     [--count 10000] [--connections 8] [--recipients 16] [--dir /tmp] \
+//!     [--dovecot /usr/sbin/dovecot | --no-dovecot]
+//! ```
+//!
+//! Every acknowledgement in all three means the same: the message is on disk (fsynced). Inbound
+//! SPF/DKIM/DMARC checks are off, as LMTP sits behind an MTA that already made them. Dovecot's
+//! mail processes run as the `dovecot` user when this runs as root, else as the current user.
+//! Not part of `cargo test`.
+
+use sealmail_core::mailstore::{LocalMailStore, MailSession, MailStore};
+use sealmail_core::registry::{AccountOptions, KdfParams, Registry, RegistryOptions};
+use sealmail_core::seal::SealedQueue;
+use sealmail_smtp::LocalDelivery;
+use sealmail_smtp::server::{self, ServerConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const PASSWORD: &str = "ingest bench password";
+const DOMAIN: &str = "bench.test";
+
+struct Options {
+    count: usize,
+    connections: usize,
+    recipients: usize,
+    dir: PathBuf,
+    dovecot: Option<PathBuf>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        count: 10_000,
+        connections: 8,
+        recipients: 16,
+        dir: std::env::temp_dir(),
+        dovecot: Some("/usr/sbin/dovecot".into()),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--count" => options.count = value().parse().expect("--count N"),
+            "--connections" => options.connections = value().parse().expect("--connections N"),
+            "--recipients" => options.recipients = value().parse().expect("--recipients N"),
+            "--dir" => options.dir = value().into(),
+            "--dovecot" => options.dovecot = Some(value().into()),
+            "--no-dovecot" => options.dovecot = None,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(options.count > 0 && options.connections > 0 && options.recipients > 0);
+    options
+}
+
+fn main() {
+    let options = options();
+    let messages = Arc::new(generate_messages(options.count));
+    let total_bytes: usize = messages.iter().map(Vec::len).sum();
+    println!(
+        "{} messages, {:.1} MiB, average {:.1} KiB; {} connections, {} recipients per run",
+        messages.len(),
+        total_bytes as f64 / (1 << 20) as f64,
+        total_bytes as f64 / messages.len() as f64 / 1024.0,
+        options.connections,
+        options.recipients,
+    );
+    let work = tempfile::tempdir_in(&options.dir).expect("temp dir");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (sealed, direct) = runtime.block_on(run_sealmail(
+        &options,
+        &work.path().join("sealmail"),
+        &messages,
+    ));
+    let dovecot = options.dovecot.as_ref().map(|binary| {
+        let dovecot = Dovecot::start(binary, &work.path().join("dovecot"));
+        let rate = runtime.block_on(ingest(
+            Protocol::Lmtp,
+            dovecot.addr,
+            &options,
+            &messages,
+            |i| format!("bench{}@{DOMAIN}", i % options.recipients),
+        ));
+        let stored = dovecot.delivered();
+        assert_eq!(stored, messages.len(), "Dovecot stored every message");
+        rate
+    });
+
+    println!();
+    println!(
+        "{:<34} {:>12} {:>14}",
+        "SMTP ingest", "messages/s", "vs Dovecot"
+    );
+    let ratio = |rate: f64| match dovecot {
+        Some(baseline) => format!("{:.2}x", rate / baseline),
+        None => "-".into(),
+    };
+    println!(
+        "{:<34} {:>12.0} {:>14}",
+        "sealmail MX, offline (sealed)",
+        sealed,
+        ratio(sealed)
+    );
+    println!(
+        "{:<34} {:>12.0} {:>14}",
+        "sealmail MX, online (direct)",
+        direct,
+        ratio(direct)
+    );
+    if let Some(baseline) = dovecot {
+        println!(
+            "{:<34} {:>12.0} {:>14}",
+            "Dovecot LMTP (Maildir)", baseline, "1.00x"
+        );
+    }
+}
+
+/// Both sealmail runs on one server: offline recipients first, then online ones.
+async fn run_sealmail(
+    options: &Options,
+    data_dir: &Path,
+    messages: &Arc<Vec<Vec<u8>>>,
+) -> (f64, f64) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let kdf = KdfParams {
+        m_cost_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
+    let registry = Arc::new(
+        Registry::open_with(
+            data_dir,
+            RegistryOptions {
+                create_if_missing: true,
+                unknown_address_kdf: kdf,
+                ..RegistryOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let account_options = AccountOptions {
+        quota: None,
+        with_recovery_code: false,
+        kdf,
+    };
+    for i in 0..options.recipients {
+        for kind in ["offline", "online"] {
+            registry
+                .add_account(
+                    &format!("{kind}{i}@{DOMAIN}"),
+                    Some(PASSWORD),
+                    &account_options,
+                )
+                .unwrap();
+        }
+    }
+    let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
+    let delivery = Arc::new(LocalDelivery::new(
+        Arc::clone(&registry),
+        Arc::clone(&store),
+    ));
+    let mut config = ServerConfig::default();
+    config.session.hostname = "mx.bench.test".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::run(listener, delivery, config, async move {
+        let _ = stopped.await;
+    }));
+
+    let recipients = options.recipients;
+    let sealed = ingest(Protocol::Smtp, addr, options, messages, |i| {
+        format!("offline{}@{DOMAIN}", i % recipients)
+    })
+    .await;
+    let queue = SealedQueue::new(data_dir);
+    let mut queued = 0;
+    for i in 0..recipients {
+        let account = registry
+            .lookup(&format!("offline{i}@{DOMAIN}"))
+            .unwrap()
+            .unwrap();
+        queued += queue.pending_count(account.mailbox_id.as_str()).unwrap();
+    }
+    assert_eq!(queued, messages.len(), "every offline message sealed");
+
+    let mut sessions = Vec::new();
+    for i in 0..recipients {
+        sessions.push(
+            store
+                .login(&format!("online{i}@{DOMAIN}"), PASSWORD)
+                .await
+                .unwrap(),
+        );
+    }
+    let direct = ingest(Protocol::Smtp, addr, options, messages, |i| {
+        format!("online{}@{DOMAIN}", i % recipients)
+    })
+    .await;
+    let mut stored = 0;
+    for session in &sessions {
+        stored += session.message_states("INBOX").await.unwrap().len();
+    }
+    assert_eq!(
+        stored,
+        messages.len(),
+        "every online message in its mailbox"
+    );
+    for i in 0..recipients {
+        let account = registry
+            .lookup(&format!("online{i}@{DOMAIN}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(queue.pending_count(account.mailbox_id.as_str()).unwrap(), 0);
+    }
+    drop(sessions);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    (sealed, direct)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Smtp,
+    Lmtp,
+}
+
+/// Send every message over `options.connections` connections, each pipelining MAIL, RCPT
+/// and DATA; returns messages per second, from the first command to the last reply.
+async fn ingest(
+    protocol: Protocol,
+    addr: SocketAddr,
+    options: &Options,
+    messages: &Arc<Vec<Vec<u8>>>,
+    recipient: impl Fn(usize) -> String,
+) -> f64 {
+    let recipients: Arc<Vec<String>> = Arc::new((0..messages.len()).map(&recipient).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut connections = Vec::new();
+    for _ in 0..options.connections {
+        connections.push(Connection::open(protocol, addr).await);
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut connection in connections {
+        let (messages, recipients, next) = (
+            Arc::clone(messages),
+            Arc::clone(&recipients),
+            Arc::clone(&next),
+        );
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= messages.len() {
+                    break;
+                }
+                connection.send(&recipients[i], &messages[i]).await;
+            }
+            connection.quit().await;
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    messages.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One client connection, greeted and past EHLO/LHLO.
+struct Connection {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    line: String,
+    protocol: Protocol,
+}
+
+impl Connection {
+    async fn open(protocol: Protocol, addr: SocketAddr) -> Connection {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (read, writer) = stream.into_split();
+        let mut connection = Connection {
+            reader: BufReader::new(read),
+            writer,
+            line: String::new(),
+            protocol,
+        };
+        connection.expect("220").await;
+        let hello = match protocol {
+            Protocol::Smtp => "EHLO client.bench.test\r\n",
+            Protocol::Lmtp => "LHLO client.bench.test\r\n",
+        };
+        connection.writer.write_all(hello.as_bytes()).await.unwrap();
+        connection.expect("250").await;
+        connection
+    }
+
+    /// One transaction: MAIL, RCPT and DATA in one write, then the message.
+    async fn send(&mut self, recipient: &str, message: &[u8]) {
+        // Dovecot's LMTP takes no SIZE parameter.
+        let size = match self.protocol {
+            Protocol::Smtp => format!(" SIZE={}", message.len()),
+            Protocol::Lmtp => String::new(),
+        };
+        let commands =
+            format!("MAIL FROM:<sender@remote.test>{size}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n");
+        self.writer.write_all(commands.as_bytes()).await.unwrap();
+        self.expect("250").await;
+        self.expect("250").await;
+        self.expect("354").await;
+        self.writer.write_all(message).await.unwrap();
+        self.writer.write_all(b".\r\n").await.unwrap();
+        // LMTP answers once per recipient: one here, as for SMTP.
+        self.expect("250").await;
+    }
+
+    async fn quit(mut self) {
+        self.writer.write_all(b"QUIT\r\n").await.unwrap();
+        self.expect("221").await;
+    }
+
+    /// Read one (possibly multi-line) reply and check its code.
+    async fn expect(&mut self, code: &str) {
+        loop {
+            self.line.clear();
+            let n = self.reader.read_line(&mut self.line).await.unwrap();
+            assert!(n > 0, "connection closed while waiting for {code}");
+            assert!(
+                self.line.starts_with(code),
+                "expected {code}, got {}",
+                self.line.trim_end()
+            );
+            if self.line.as_bytes().get(3) != Some(&b'-') {
+                return;
+            }
+        }
+    }
+}
+
+/// `count` messages of 4–50 KB as a mail client writes them: plain text, some HTML
+/// alternatives, some with a base64 attachment; CRLF lines, none starting with a dot, so they
+/// go on the wire as they are.
+fn generate_messages(count: usize) -> Vec<Vec<u8>> {
+    const WORDS: &[&str] = &[
+        "the",
+        "quarterly",
+        "report",
+        "meeting",
+        "agenda",
+        "please",
+        "review",
+        "attached",
+        "schedule",
+        "project",
+        "deadline",
+        "update",
+        "budget",
+        "thanks",
+        "regards",
+        "team",
+        "customer",
+        "feedback",
+        "release",
+        "notes",
+        "invoice",
+        "shipment",
+        "tomorrow",
+        "call",
+        "draft",
+        "proposal",
+        "weekly",
+        "summary",
+        "question",
+        "answer",
+        "server",
+        "backup",
+    ];
+    let mut random = Lcg(0x5ea1_5ea1);
+    (0..count)
+        .map(|i| {
+            let target = 4096 + random.below(46 * 1024);
+            let mut text = String::new();
+            while text.len() < target {
+                let mut line = String::new();
+                while line.len() < 68 {
+                    line.push_str(WORDS[random.below(WORDS.len())]);
+                    line.push(' ');
+                }
+                text.push_str(line.trim_end());
+                text.push_str("\r\n");
+            }
+            let subject: Vec<&str> = (0..5).map(|_| WORDS[random.below(WORDS.len())]).collect();
+            let mut message = format!(
+                "From: Sender {i} <sender{i}@remote.test>\r\n\
+                 To: recipient@{DOMAIN}\r\n\
+                 Subject: {} #{i}\r\n\
+                 Date: Sun, 29 Nov 2026 03:{:02}:{:02} +0000\r\n\
+                 Message-ID: <bench.{i}@remote.test>\r\n\
+                 MIME-Version: 1.0\r\n",
+                subject.join(" "),
+                i / 60 % 60,
+                i % 60,
+            );
+            match i % 3 {
+                0 => {
+                    message.push_str("Content-Type: text/plain; charset=utf-8\r\n\r\n");
+                    message.push_str(&text);
+                }
+                1 => {
+                    message.push_str(
+                        "Content-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
+                         --alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+                    );
+                    let half = text.len() / 2;
+                    let cut = text[..half].rfind("\r\n").map_or(half, |p| p + 2);
+                    message.push_str(&text[..cut]);
+                    message.push_str("--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>\r\n");
+                    message.push_str(&text[..cut]);
+                    message.push_str("</p></body></html>\r\n--alt--\r\n");
+                }
+                _ => {
+                    message.push_str(
+                        "Content-Type: multipart/mixed; boundary=\"mix\"\r\n\r\n\
+                         --mix\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+                    );
+                    let short = text.len().min(2048);
+                    let cut = text[..short].rfind("\r\n").map_or(short, |p| p + 2);
+                    message.push_str(&text[..cut]);
+                    message.push_str(
+                        "--mix\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\n\
+                         Content-Transfer-Encoding: base64\r\n\
+                         Content-Disposition: attachment; filename=\"data.bin\"\r\n\r\n",
+                    );
+                    let mut encoded = 0;
+                    const ALPHABET: &[u8] =
+                        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+                    while message.len() < target {
+                        let line: String =
+                            (0..76).map(|_| ALPHABET[random.below(64)] as char).collect();
+                        message.push_str(&line);
+                        message.push_str("\r\n");
+                        encoded += 1;
+                    }
+                    debug_assert!(encoded > 0);
+                    message.push_str("--mix--\r\n");
+                }
+            }
+            message.into_bytes()
+        })
+        .collect()
+}
+
+/// A small deterministic generator: the same messages in every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % bound as u64) as usize
+    }
+}
+
+/// A Dovecot instance serving LMTP from a temp dir, delivering into Maildirs there.
+struct Dovecot {
+    base: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Dovecot {
+    fn start(binary: &Path, base: &Path) -> Dovecot {
+        for sub in ["run", "state", "mail"] {
+            std::fs::create_dir_all(base.join(sub)).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let me = command_output("id", &["-un"]);
+        // As root, mail processes must run as some other user; else as ourselves.
+        let (mail_user, extra) = if me == "root" {
+            ("dovecot".to_string(), String::new())
+        } else {
+            let group = command_output("id", &["-gn"]);
+            (
+                me.clone(),
+                format!(
+                    "default_internal_user = {me}\ndefault_internal_group = {group}\n\
+                     default_login_user = {me}\n"
+                ),
+            )
+        };
+        let b = base.display();
+        let config = format!(
+            "protocols = lmtp
+listen = 127.0.0.1
+base_dir = {b}/run
+state_dir = {b}/state
+log_path = {b}/dovecot.log
+ssl = no
+postmaster_address = postmaster@{DOMAIN}
+mail_location = maildir:{b}/mail/%n/Maildir
+first_valid_uid = 0
+{extra}passdb {{
+  driver = static
+  args = nopassword=y
+}}
+userdb {{
+  driver = static
+  args = uid={mail_user} gid={mail_user} home={b}/mail/%n allow_all_users=yes
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+}}
+"
+        );
+        std::fs::write(base.join("dovecot.conf"), config).unwrap();
+        if me == "root" {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "dovecot:dovecot"])
+                .arg(base.join("mail"))
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the mail dir failed");
+            // The dovecot user must reach its Maildirs through the temp dirs.
+            let mut dir = Some(base);
+            while let Some(d) = dir {
+                if d == Path::new("/") || d == Path::new("/tmp") {
+                    break;
+                }
+                let _ = std::process::Command::new("chmod")
+                    .arg("755")
+                    .arg(d)
+                    .status();
+                dir = d.parent();
+            }
+        }
+        let status = std::process::Command::new(binary)
+            .arg("-c")
+            .arg(base.join("dovecot.conf"))
+            .status()
+            .expect("dovecot starts");
+        assert!(
+            status.success(),
+            "dovecot failed to start; see {b}/dovecot.log"
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "Dovecot LMTP is not listening; see {b}/dovecot.log"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Dovecot {
+            base: base.into(),
+            addr,
+        }
+    }
+
+    /// Messages in the Maildirs (LMTP delivers into `new/`).
+    fn delivered(&self) -> usize {
+        let mut count = 0;
+        for user in std::fs::read_dir(self.base.join("mail")).unwrap() {
+            let maildir = user.unwrap().path().join("Maildir");
+            for sub in ["new", "cur"] {
+                if let Ok(entries) = std::fs::read_dir(maildir.join(sub)) {
+                    count += entries.count();
+                }
+            }
+        }
+        count
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.base.join("run/master.pid")) {
+            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
