@@ -1087,21 +1087,30 @@ mod tests {
         );
         assert_eq!(session.message_states("INBOX").await.unwrap().len(), 8);
 
+        // Once the last session is gone and the file closed (on a blocking thread), MX seals
+        // again. Polling without delivering: each delivery into the still-open file would
+        // count against the small quota.
         drop(session);
+        let path = store.opener.mailbox_path(&mailbox_id).unwrap();
         let closed = async {
-            loop {
-                let result = store
-                    .deliver_if_open(&mailbox_id, raw.clone(), AppendOptions::default())
-                    .await
-                    .unwrap();
-                if result.is_none() {
-                    break;
-                }
-                tokio::task::yield_now().await;
+            while store
+                .open
+                .lock()
+                .unwrap()
+                .get(&path)
+                .and_then(Weak::upgrade)
+                .is_some()
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
         tokio::time::timeout(Duration::from_secs(10), closed)
             .await
             .expect("the mailbox closes once its last session ends");
+        let after_close = store
+            .deliver_if_open(&mailbox_id, raw, AppendOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(after_close, None, "nobody holds the mailbox any more");
     }
 }
