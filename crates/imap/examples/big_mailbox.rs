@@ -17,6 +17,12 @@
 //! Dovecot runs with its own config on a free 127.0.0.1 port from a temp dir (as root it drops to
 //! the `dovecot` user, which must exist). Not part of `cargo test`.
 
+// Each benchmark uses part of the shared launcher.
+#[allow(dead_code)]
+#[path = "../../../bench/dovecot.rs"]
+mod dovecot;
+
+use dovecot::{Dovecot, MailUser};
 use sealmail_core::account;
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::{AccountOptions, KdfParams, Registry, RegistryOptions};
@@ -108,7 +114,7 @@ async fn main() {
 
     let dovecot = options.dovecot.as_ref().map(|binary| {
         let started = Instant::now();
-        let running = Dovecot::start(binary, &dir.join("dovecot"), &messages);
+        let running = start_dovecot(binary, &dir.join("dovecot"), &messages);
         println!(
             "dovecot: Maildir written in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -120,7 +126,7 @@ async fn main() {
     let seal = measure("sealmail", seal_addr, ADDRESS, options.runs).await;
     let dove = match &dovecot {
         Some(running) => {
-            let addr: SocketAddr = ([127, 0, 0, 1], running.port).into();
+            let addr = running.addr;
             Some(measure("dovecot", addr, "bench", options.runs).await)
         }
         None => None,
@@ -147,9 +153,7 @@ async fn main() {
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), seal_server).await;
-    if let Some(dovecot) = dovecot {
-        dovecot.stop();
-    }
+    drop(dovecot);
 }
 
 /// The operations, timed against one server. Returns (name, median ms) in a fixed order.
@@ -509,107 +513,28 @@ impl Lcg {
     }
 }
 
-/// A Dovecot instance with its own config and Maildir under a temp dir.
-struct Dovecot {
-    base: PathBuf,
-    port: u16,
-}
-
-impl Dovecot {
-    fn start(binary: &Path, base: &Path, messages: &[Vec<u8>]) -> Dovecot {
-        let maildir = base.join("mail/bench/Maildir");
-        for sub in ["cur", "new", "tmp"] {
-            std::fs::create_dir_all(maildir.join(sub)).unwrap();
-        }
-        for (i, raw) in messages.iter().enumerate() {
-            let name = format!(
-                "{}.M{i:07}P1.bench,S={}:2,",
-                START + i as i64 * 60,
-                raw.len()
-            );
-            std::fs::write(maildir.join("cur").join(name), raw).unwrap();
-        }
-        for sub in ["run", "state"] {
-            std::fs::create_dir_all(base.join(sub)).unwrap();
-        }
-        std::fs::write(base.join("passwd"), format!("bench:{{PLAIN}}{PASSWORD}\n")).unwrap();
-        // A port free right now (other test servers on this machine use fixed high ports).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let b = base.display();
-        let config = format!(
-            "protocols = imap
-listen = 127.0.0.1
-base_dir = {b}/run
-state_dir = {b}/state
-log_path = {b}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-mail_location = maildir:{b}/mail/%u/Maildir
-first_valid_uid = 0
-passdb {{
-  driver = passwd-file
-  args = {b}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=dovecot gid=dovecot home={b}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = 0
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-"
+/// Dovecot serving `messages` as the Maildir of user `bench` over IMAP on a free port.
+fn start_dovecot(binary: &Path, base: &Path, messages: &[Vec<u8>]) -> Dovecot {
+    let maildir = base.join("mail/bench/Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    for (i, raw) in messages.iter().enumerate() {
+        let name = format!(
+            "{}.M{i:07}P1.bench,S={}:2,",
+            START + i as i64 * 60,
+            raw.len()
         );
-        std::fs::write(base.join("dovecot.conf"), config).unwrap();
-        let status = std::process::Command::new("chown")
-            .args(["-R", "dovecot:dovecot"])
-            .arg(base.join("mail"))
-            .status()
-            .expect("chown");
-        assert!(status.success(), "chown of the Maildir failed");
-        // The dovecot user must be able to reach its Maildir through the temp dirs.
-        let mut dir = Some(base);
-        while let Some(d) = dir {
-            if d == Path::new("/") || d == Path::new("/tmp") {
-                break;
-            }
-            let _ = std::process::Command::new("chmod")
-                .arg("755")
-                .arg(d)
-                .status();
-            dir = d.parent();
-        }
-        let status = std::process::Command::new(binary)
-            .arg("-c")
-            .arg(base.join("dovecot.conf"))
-            .status()
-            .expect("dovecot starts");
-        assert!(status.success(), "dovecot failed to start");
-        std::thread::sleep(Duration::from_millis(500));
-        Dovecot {
-            base: base.into(),
-            port,
-        }
+        std::fs::write(maildir.join("cur").join(name), raw).unwrap();
     }
-
-    fn stop(self) {
-        if let Ok(pid) = std::fs::read_to_string(self.base.join("run/master.pid")) {
-            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-        }
-    }
+    std::fs::write(base.join("passwd"), format!("bench:{{PLAIN}}{PASSWORD}\n")).unwrap();
+    let user = MailUser::for_this_process();
+    let port = Dovecot::free_port();
+    Dovecot::start(
+        binary,
+        base,
+        &user,
+        port,
+        &dovecot::imap_config(base, &user, port),
+    )
 }

@@ -17,6 +17,12 @@
 //! same number of client sockets cost without a server behind them):
 //!     cargo run --release -p sealmail-imap --example loadgen -- --idle 2000 [--idle-login]
 
+// Each benchmark uses part of the shared launcher.
+#[allow(dead_code)]
+#[path = "../../../bench/dovecot.rs"]
+mod dovecot;
+
+use dovecot::{Dovecot, MailUser};
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::{AccountOptions, Registry, RegistryOptions};
 use sealmail_imap::server::{self, ServerConfig};
@@ -371,108 +377,23 @@ impl Drop for EmbeddedServer {
     }
 }
 
-/// A Dovecot instance with its own config, passwd-file and Maildirs under a temp dir, IMAP on a
-/// free 127.0.0.1 port, the cheapest login it offers (a plain password in a passwd-file).
-struct Dovecot {
-    base: PathBuf,
-    addr: SocketAddr,
-}
-
-impl Dovecot {
-    fn start(binary: &Path, base: &Path, options: &Options) -> Dovecot {
-        for sub in ["run", "state", "mail"] {
-            std::fs::create_dir_all(base.join(sub)).unwrap();
-        }
-        let passwd: String = (0..options.clients)
-            .map(|i| format!("{}:{{PLAIN}}{}\n", options.user(i), options.password))
-            .collect();
-        std::fs::write(base.join("passwd"), passwd).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let b = base.display();
-        let config = format!(
-            "protocols = imap
-listen = 127.0.0.1
-base_dir = {b}/run
-state_dir = {b}/state
-log_path = {b}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-mail_location = maildir:{b}/mail/%u/Maildir
-first_valid_uid = 0
-passdb {{
-  driver = passwd-file
-  args = {b}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid=dovecot gid=dovecot home={b}/mail/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = 0
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-"
-        );
-        std::fs::write(base.join("dovecot.conf"), config).unwrap();
-        let status = Command::new("chown")
-            .args(["-R", "dovecot:dovecot"])
-            .arg(base.join("mail"))
-            .status()
-            .expect("chown");
-        assert!(status.success(), "chown of the mail dir failed");
-        // The dovecot user must reach its mail through the temp dirs.
-        let mut dir = Some(base);
-        while let Some(d) = dir {
-            if d == Path::new("/") || d == Path::new("/tmp") {
-                break;
-            }
-            let _ = Command::new("chmod").arg("755").arg(d).status();
-            dir = d.parent();
-        }
-        let status = Command::new(binary)
-            .arg("-c")
-            .arg(base.join("dovecot.conf"))
-            .status()
-            .expect("dovecot starts");
-        assert!(status.success(), "dovecot failed to start");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        // Bounded wait for the listener.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "dovecot did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Dovecot {
-            base: base.into(),
-            addr,
-        }
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.base.join("run/master.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-    }
+/// Dovecot with a passwd-file of the load's users, IMAP on a free 127.0.0.1 port: the cheapest
+/// login it offers (a plain password in a passwd-file).
+fn start_dovecot(binary: &Path, base: &Path, options: &Options) -> Dovecot {
+    std::fs::create_dir_all(base).unwrap();
+    let passwd: String = (0..options.clients)
+        .map(|i| format!("{}:{{PLAIN}}{}\n", options.user(i), options.password))
+        .collect();
+    std::fs::write(base.join("passwd"), passwd).unwrap();
+    let user = MailUser::for_this_process();
+    let port = Dovecot::free_port();
+    Dovecot::start(
+        binary,
+        base,
+        &user,
+        port,
+        &dovecot::imap_config(base, &user, port),
+    )
 }
 
 /// Figures of one load run.
@@ -567,7 +488,7 @@ async fn main() {
     let dovecot = options
         .dovecot
         .as_ref()
-        .map(|binary| Dovecot::start(binary, dovecot_dir.path(), &options));
+        .map(|binary| start_dovecot(binary, dovecot_dir.path(), &options));
     // One unreported cycle per client first: sealmail's first login per account pays Argon2id
     // (later ones hit the login cache), Dovecot's first session creates its Maildir.
     let warm_up = Options {

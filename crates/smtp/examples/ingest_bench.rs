@@ -15,6 +15,12 @@
 //! mail processes run as the `dovecot` user when this runs as root, else as the current user.
 //! Not part of `cargo test`.
 
+// Each benchmark uses part of the shared launcher.
+#[allow(dead_code)]
+#[path = "../../../bench/dovecot.rs"]
+mod dovecot;
+
+use dovecot::{Dovecot, MailUser};
 use sealmail_core::mailstore::{LocalMailStore, MailSession, MailStore};
 use sealmail_core::registry::{AccountOptions, KdfParams, Registry, RegistryOptions};
 use sealmail_core::seal::SealedQueue;
@@ -24,7 +30,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -88,7 +94,7 @@ fn main() {
         &messages,
     ));
     let dovecot = options.dovecot.as_ref().map(|binary| {
-        let dovecot = Dovecot::start(binary, &work.path().join("dovecot"));
+        let dovecot = start_dovecot(binary, &work.path().join("dovecot"));
         let rate = runtime.block_on(ingest(
             Protocol::Lmtp,
             dovecot.addr,
@@ -96,7 +102,7 @@ fn main() {
             &messages,
             |i| format!("bench{}@{DOMAIN}", i % options.recipients),
         ));
-        let stored = dovecot.delivered();
+        let stored = delivered_by(&dovecot);
         assert_eq!(stored, messages.len(), "Dovecot stored every message");
         rate
     });
@@ -477,47 +483,17 @@ impl Lcg {
     }
 }
 
-/// A Dovecot instance serving LMTP from a temp dir, delivering into Maildirs there.
-struct Dovecot {
-    base: PathBuf,
-    addr: SocketAddr,
-}
-
-impl Dovecot {
-    fn start(binary: &Path, base: &Path) -> Dovecot {
-        for sub in ["run", "state", "mail"] {
-            std::fs::create_dir_all(base.join(sub)).unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let me = command_output("id", &["-un"]);
-        // As root, mail processes must run as some other user; else as ourselves.
-        let (mail_user, extra) = if me == "root" {
-            ("dovecot".to_string(), String::new())
-        } else {
-            let group = command_output("id", &["-gn"]);
-            (
-                me.clone(),
-                format!(
-                    "default_internal_user = {me}\ndefault_internal_group = {group}\n\
-                     default_login_user = {me}\n"
-                ),
-            )
-        };
-        let b = base.display();
-        let config = format!(
-            "protocols = lmtp
-listen = 127.0.0.1
-base_dir = {b}/run
-state_dir = {b}/state
-log_path = {b}/dovecot.log
-ssl = no
+/// Dovecot serving LMTP on a free port, delivering into Maildirs under `base/mail`.
+fn start_dovecot(binary: &Path, base: &Path) -> Dovecot {
+    let user = MailUser::for_this_process();
+    let port = Dovecot::free_port();
+    let b = base.display();
+    let mail_user = &user.name;
+    let lmtp = format!(
+        "protocols = lmtp
 postmaster_address = postmaster@{DOMAIN}
 mail_location = maildir:{b}/mail/%n/Maildir
-first_valid_uid = 0
-{extra}passdb {{
+passdb {{
   driver = static
   args = nopassword=y
 }}
@@ -532,79 +508,20 @@ service lmtp {{
   }}
 }}
 "
-        );
-        std::fs::write(base.join("dovecot.conf"), config).unwrap();
-        if me == "root" {
-            let status = std::process::Command::new("chown")
-                .args(["-R", "dovecot:dovecot"])
-                .arg(base.join("mail"))
-                .status()
-                .expect("chown");
-            assert!(status.success(), "chown of the mail dir failed");
-            // The dovecot user must reach its Maildirs through the temp dirs.
-            let mut dir = Some(base);
-            while let Some(d) = dir {
-                if d == Path::new("/") || d == Path::new("/tmp") {
-                    break;
-                }
-                let _ = std::process::Command::new("chmod")
-                    .arg("755")
-                    .arg(d)
-                    .status();
-                dir = d.parent();
-            }
-        }
-        let status = std::process::Command::new(binary)
-            .arg("-c")
-            .arg(base.join("dovecot.conf"))
-            .status()
-            .expect("dovecot starts");
-        assert!(
-            status.success(),
-            "dovecot failed to start; see {b}/dovecot.log"
-        );
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Dovecot LMTP is not listening; see {b}/dovecot.log"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Dovecot {
-            base: base.into(),
-            addr,
-        }
-    }
-
-    /// Messages in the Maildirs (LMTP delivers into `new/`).
-    fn delivered(&self) -> usize {
-        let mut count = 0;
-        for user in std::fs::read_dir(self.base.join("mail")).unwrap() {
-            let maildir = user.unwrap().path().join("Maildir");
-            for sub in ["new", "cur"] {
-                if let Ok(entries) = std::fs::read_dir(maildir.join(sub)) {
-                    count += entries.count();
-                }
-            }
-        }
-        count
-    }
+    );
+    Dovecot::start(binary, base, &user, port, &lmtp)
 }
 
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.base.join("run/master.pid")) {
-            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+/// Messages in Dovecot's Maildirs (LMTP delivers into `new/`).
+fn delivered_by(dovecot: &Dovecot) -> usize {
+    let mut count = 0;
+    for user in std::fs::read_dir(dovecot.base.join("mail")).unwrap() {
+        let maildir = user.unwrap().path().join("Maildir");
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(maildir.join(sub)) {
+                count += entries.count();
+            }
         }
     }
-}
-
-fn command_output(program: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+    count
 }
