@@ -259,6 +259,10 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
     let mut buf = Vec::with_capacity(8 * 1024);
     // Set once shutdown began while a command was half received: it may finish until then.
     let mut stopping = false;
+    // The autologout timer counts from the client's last bytes (or from the start of shutdown):
+    // what the server sends (IDLE and NOTIFY pushes, keepalives) does not keep a silent
+    // client logged in. An IDLE client re-issues IDLE in time (RFC 9051 section 6.3.13).
+    let mut last_activity = tokio::time::Instant::now();
     loop {
         if stopping && !framer.is_mid_command() {
             let mut out = Responder::new(stream, session.encode_options());
@@ -268,14 +272,15 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
         let idling = session.is_idling();
         // IDLE, or NOTIFY between commands (never inside a half-received one).
         let listening = session.reports_between_commands() && (idling || !framer.is_mid_command());
-        let read_timeout = if stopping {
-            SHUTDOWN_GRACE
-        } else {
-            config.idle_timeout
-        };
+        let deadline = last_activity
+            + if stopping {
+                SHUTDOWN_GRACE
+            } else {
+                config.idle_timeout
+            };
         buf.clear();
         tokio::select! {
-            read = tokio::time::timeout(read_timeout, stream.read_buf(&mut buf)) => {
+            read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => {
                 let mut out = Responder::new(stream, session.encode_options());
                 let n = match read {
                     Ok(result) => result?,
@@ -293,6 +298,7 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
                     // The client went away without LOGOUT; dropping the session closes files.
                     return Ok(Ended::Closed);
                 }
+                last_activity = tokio::time::Instant::now();
                 framer.push(&buf[..n]);
                 while let Some(event) = framer.next_event() {
                     match event {
@@ -335,7 +341,10 @@ pub async fn serve<M: MailStore, S: AsyncRead + AsyncWrite + Unpin + Send>(
                 )));
                 out.flush().await?;
             }
-            _ = stop.changed(), if !stopping => stopping = true,
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                last_activity = tokio::time::Instant::now();
+            }
         }
     }
 }

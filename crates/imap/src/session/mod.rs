@@ -20,7 +20,7 @@ use crate::proto::{
 use notify::{Notify, Overflow};
 use sealmail_core::Error as StoreError;
 use sealmail_core::mailstore::{Change, MailSession, MailStore};
-use selected::Selected;
+use selected::{Report, Selected};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -622,10 +622,7 @@ impl<M: MailStore> Session<M> {
     /// [`Session::reports_between_commands`]). Cancel-safe.
     pub async fn wait_change(&mut self) {
         let limit = self.config.notify_queue_limit;
-        // Outside IDLE, the selected mailbox's changes wait for the next command unless NOTIFY
-        // named it (SELECTED or SELECTED-DELAYED).
-        let selected_now =
-            self.is_idling() || self.notify.as_ref().is_some_and(|n| n.selected.is_some());
+        let selected_now = self.pushes_selected_changes();
         let State::Authenticated(authed) = &mut self.state else {
             return std::future::pending().await;
         };
@@ -662,17 +659,27 @@ impl<M: MailStore> Session<M> {
     /// only if SELECTED or SELECTED-DELAYED asked for them, expunges only for SELECTED
     /// (SELECTED-DELAYED holds them for a command that allows them, RFC 5465 section 6.1.2).
     pub async fn send_unsolicited(&mut self, out: &mut Responder<'_>) -> io::Result<()> {
-        if self.is_idling() {
+        let idling = self.is_idling();
+        let Some(notify) = self.notify.as_ref() else {
+            // IDLE without NOTIFY: everything.
             return self.send_updates(out, true).await;
-        }
-        let delayed = self
-            .notify
-            .as_ref()
-            .and_then(|n| n.selected.as_ref())
-            .map(|s| s.delayed);
-        match delayed {
-            Some(delayed) => self.send_updates(out, !delayed).await,
+        };
+        // With NOTIFY, IDLE sends exactly the events NOTIFY asked for (RFC 5465 section 4);
+        // IDLE allows expunges even for SELECTED-DELAYED.
+        match notify.selected.as_ref().map(|s| s.delayed) {
+            Some(delayed) => self.send_updates(out, !delayed || idling).await,
             None => self.report(out, false, false).await,
+        }
+    }
+
+    /// Whether the selected mailbox's changes are pushed as they happen: with NOTIFY, when it
+    /// names the selected mailbox with events (SELECTED or SELECTED-DELAYED; leaving it out is
+    /// `SELECTED NONE`, RFC 5465 section 3.1), also during IDLE (section 4); without NOTIFY,
+    /// during IDLE. Otherwise they wait for the next command.
+    fn pushes_selected_changes(&self) -> bool {
+        match &self.notify {
+            Some(notify) => notify.selected.is_some(),
+            None => self.is_idling(),
         }
     }
 
@@ -721,16 +728,25 @@ impl<M: MailStore> Session<M> {
         if std::mem::take(&mut self.notify_overflowed) {
             out.push(&notify::overflow_response());
         }
+        // NOTIFY without FlagChange for the selected mailbox: no FETCH for other sessions'
+        // flag changes there (RFC 5465 section 5.1), not even after a command.
+        let report_flags = self
+            .notify
+            .as_ref()
+            .is_none_or(Notify::reports_selected_flags);
         let mut new_uids = Vec::new();
         if let Some(selected) = authed.selected.as_mut()
             && sync_selected
             && (authed.dirty || allow_expunge && selected.expunge_pending)
         {
             authed.dirty = false;
-            match selected
-                .synchronise(&authed.mail, out, allow_expunge, condstore, qresync)
-                .await
-            {
+            let report = Report {
+                expunges: allow_expunge,
+                flags: report_flags,
+                condstore,
+                qresync,
+            };
+            match selected.synchronise(&authed.mail, out, report).await {
                 Ok(added) => new_uids = added,
                 Err(Failure::Io(e)) => return Err(e),
                 Err(other) => {

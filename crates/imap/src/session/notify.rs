@@ -30,11 +30,13 @@ pub(crate) struct Notify {
     queue: Vec<Queued>,
 }
 
-/// The selected mailbox's events.
+/// The selected mailbox's events (MessageNew and MessageExpunge, which come together).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SelectedEvents {
     /// SELECTED-DELAYED: expunges wait for a command that may report them.
     pub delayed: bool,
+    /// FlagChange: other sessions' flag changes are reported as FETCH (UID FLAGS).
+    pub flag_change: bool,
     /// `MessageNew (fetch-att ...)`: FETCH these for every new message, after its EXISTS.
     pub new_message_fetch: Vec<FetchAttribute>,
 }
@@ -64,6 +66,7 @@ impl Notify {
     /// Validate the event groups of `NOTIFY SET` (RFC 5465 sections 3 and 5).
     pub fn new(groups: Vec<NotifyGroup>) -> Result<Notify, Failure> {
         let mut selected = None;
+        let mut selected_named = false;
         let mut others = Vec::new();
         let mut unsupported = false;
         for mut group in groups {
@@ -91,7 +94,7 @@ impl Notify {
                 )
             });
             if group.filter.is_selected() {
-                if selected.is_some() {
+                if std::mem::replace(&mut selected_named, true) {
                     return Err(Failure::bad("the selected mailbox is named twice"));
                 }
                 if group.events.iter().any(|e| !e.is_message_event()) {
@@ -99,8 +102,14 @@ impl Notify {
                         "only message events apply to the selected mailbox",
                     ));
                 }
+                // `(SELECTED NONE)` asks for no events, like leaving SELECTED out (RFC 5465
+                // section 3.1).
+                if !new {
+                    continue;
+                }
                 let mut events = SelectedEvents {
                     delayed: group.filter == NotifyFilter::SelectedDelayed,
+                    flag_change: flags,
                     new_message_fetch: Vec::new(),
                 };
                 for event in &mut group.events {
@@ -133,6 +142,13 @@ impl Notify {
             others,
             queue: Vec::new(),
         })
+    }
+
+    /// Whether other sessions' flag changes in the selected mailbox are reported (FlagChange
+    /// in the SELECTED or SELECTED-DELAYED group). Without it the client gets no FETCH for
+    /// them, neither between commands nor after one (RFC 5465 sections 3.1 and 5.1).
+    pub fn reports_selected_flags(&self) -> bool {
+        self.selected.as_ref().is_some_and(|s| s.flag_change)
     }
 
     /// Whether any change in a mailbox other than the selected one is of interest.

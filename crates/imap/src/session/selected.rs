@@ -7,6 +7,19 @@ use crate::proto::{Code, Data, FetchItem, Response, SeqNumber, SequenceSet};
 use sealmail_core::mailstore::MailSession;
 use sealmail_core::store::{MessageState, UidSet};
 
+/// What [`Selected::synchronise`] may report.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Report {
+    /// EXPUNGE / VANISHED (else they wait, `expunge_pending`).
+    pub expunges: bool,
+    /// FETCH (UID FLAGS) for flags other sessions changed.
+    pub flags: bool,
+    /// MODSEQ in those FETCHes.
+    pub condstore: bool,
+    /// VANISHED instead of EXPUNGE.
+    pub qresync: bool,
+}
+
 pub(crate) struct Selected {
     pub folder: String,
     pub read_only: bool,
@@ -93,10 +106,14 @@ impl Selected {
         &mut self,
         mail: &S,
         out: &mut Responder<'_>,
-        allow_expunge: bool,
-        condstore: bool,
-        qresync: bool,
+        report: Report,
     ) -> Result<Vec<u32>, Failure> {
+        let Report {
+            expunges: allow_expunge,
+            flags: report_flags,
+            condstore,
+            qresync,
+        } = report;
         // One round trip for the watermark, the expunges (when they may be reported) and the
         // changed messages.
         let changes = mail
@@ -139,6 +156,10 @@ impl Selected {
             if self.messages.len() != before {
                 out.push(&Response::Data(Data::Exists(self.messages.len() as u32)));
                 added.extend(self.messages[before..].iter().map(|m| m.uid));
+            }
+            // Not reported, the new flags are still recorded: a later FETCH FLAGS shows them.
+            if !report_flags {
+                changed_indexes.clear();
             }
             for i in changed_indexes {
                 let m = &self.messages[i];

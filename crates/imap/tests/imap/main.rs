@@ -6,6 +6,7 @@ mod common;
 mod conformance;
 mod extensions;
 mod imaplib;
+mod notify_idle;
 mod quirks;
 mod sort_thread;
 mod tls;
