@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::registry::{Login, MailboxId, Registry};
 use crate::store::{
     AppendOptions, Appended, Copied, FlagMode, Flags, FlagsChanged, FolderInfo, Mailbox,
-    MessageState, MessageSummary, SearchKey, SortCriterion, ThreadAlgorithm, ThreadNode, UidSet,
+    MessageState, MessageSummary, SearchKey, SortCriterion, ThreadAlgorithm, Threads, UidSet,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -227,7 +227,7 @@ pub trait MailSession: Send + Sync + 'static {
         folder: &str,
         algorithm: ThreadAlgorithm,
         key: SearchKey,
-    ) -> impl Future<Output = Result<Vec<ThreadNode>>> + Send;
+    ) -> impl Future<Output = Result<Threads>> + Send;
     fn quota(&self) -> impl Future<Output = Result<QuotaUsage>> + Send;
     /// Changes made by any session of this mailbox from now on (this one included).
     fn subscribe(&self) -> broadcast::Receiver<Change>;
@@ -903,7 +903,7 @@ impl MailSession for LocalSession {
         folder: &str,
         algorithm: ThreadAlgorithm,
         key: SearchKey,
-    ) -> Result<Vec<ThreadNode>> {
+    ) -> Result<Threads> {
         let folder = folder.to_string();
         self.with(move |m| m.thread(&folder, algorithm, &key)).await
     }

@@ -3,8 +3,8 @@
 
 use sealmail_core::MailboxKey;
 use sealmail_core::store::{
-    AppendOptions, Mailbox, SearchKey, SortCriterion, SortKey, ThreadAlgorithm, ThreadNode, UidSet,
-    thread_key,
+    AppendOptions, FlagMode, Flags, Mailbox, SearchKey, SortCriterion, SortKey, ThreadAlgorithm,
+    ThreadNode, Threads, UidSet, thread_key,
 };
 
 fn message(
@@ -148,7 +148,11 @@ fn assert_sorts(mailbox: &Mailbox) {
     );
 }
 
-fn show(threads: &[ThreadNode]) -> String {
+fn show(threads: &Threads) -> String {
+    show_nodes(&threads.to_nodes())
+}
+
+fn show_nodes(threads: &[ThreadNode]) -> String {
     fn chain(node: &ThreadNode, out: &mut String) {
         out.push_str(&node.uid.to_string());
         for child in &node.children {
@@ -377,4 +381,163 @@ fn object_ids_survive_copy_move_and_rename() {
             .len(),
         2
     );
+}
+
+/// The threads of a whole folder, computed afresh: a key that matches every message but is
+/// not "the whole folder" keeps the cache out of it.
+fn fresh(mailbox: &Mailbox, folder: &str, algorithm: ThreadAlgorithm) -> Threads {
+    let everything = SearchKey::Not(Box::new(SearchKey::Uids(UidSet::from_uids([u32::MAX]))));
+    mailbox.thread(folder, algorithm, &everything).unwrap()
+}
+
+/// The whole-folder result (cached after the first call) equals a fresh computation, for
+/// both algorithms; returns the REFERENCES result.
+fn cached_matches_fresh(mailbox: &Mailbox, folder: &str) -> String {
+    for algorithm in [ThreadAlgorithm::References, ThreadAlgorithm::OrderedSubject] {
+        // Through the session's "UIDs I know" restriction too, which covers the folder.
+        let known = SearchKey::And(vec![
+            SearchKey::All,
+            SearchKey::Uids(UidSet::from_ranges([(1, 1_000)])),
+        ]);
+        for key in [SearchKey::All, known] {
+            assert_eq!(
+                show(&mailbox.thread(folder, algorithm, &key).unwrap()),
+                show(&fresh(mailbox, folder, algorithm)),
+                "{algorithm:?} {key:?}"
+            );
+        }
+    }
+    show(
+        &mailbox
+            .thread(folder, ThreadAlgorithm::References, &SearchKey::All)
+            .unwrap(),
+    )
+}
+
+fn flag(mailbox: &mut Mailbox, folder: &str, uid: u32, flags: Flags) {
+    mailbox
+        .set_flags(
+            folder,
+            &UidSet::from_uids([uid]),
+            FlagMode::Add,
+            &flags,
+            None,
+        )
+        .unwrap();
+}
+
+/// Every change of a folder's messages shows in the next THREAD: appends (to a thread and a
+/// new one), expunges, moves out and in, copies in, a folder re-created under its name. Flag
+/// changes leave the result as it is.
+#[test]
+fn thread_results_follow_every_change_of_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, _, _) = new_mailbox(dir.path());
+    fixture(&mut mailbox);
+    mailbox.create_folder("Projects", None).unwrap();
+    let append = |mailbox: &mut Mailbox, folder: &str, subject: &str, id: &str, refs: &str| {
+        let raw = message(
+            "bob@example.org",
+            "amy@example.org",
+            subject,
+            "Fri, 5 Jan 2024 10:00:00 +0000",
+            id,
+            refs,
+            "more",
+        );
+        mailbox
+            .append(folder, &raw, &AppendOptions::default())
+            .unwrap()
+    };
+    assert_eq!(cached_matches_fresh(&mailbox, "INBOX"), "[3(5)][1(2(4))]");
+
+    let seen = Flags {
+        seen: true,
+        ..Flags::default()
+    };
+    flag(&mut mailbox, "INBOX", 2, seen.clone());
+    assert_eq!(cached_matches_fresh(&mailbox, "INBOX"), "[3(5)][1(2(4))]");
+
+    // A reply to the lunch thread (uid 6), then a new thread (uid 7).
+    append(&mut mailbox, "INBOX", "Re: [team] Lunch", "l3@x", "<l1@x>");
+    assert_eq!(
+        cached_matches_fresh(&mailbox, "INBOX"),
+        "[3(5)(6)][1(2(4))]"
+    );
+    append(&mut mailbox, "INBOX", "Budget", "b1@x", "");
+    assert_eq!(
+        cached_matches_fresh(&mailbox, "INBOX"),
+        "[3(5)(6)][1(2(4))][7]"
+    );
+
+    // Expunge 2: 4 still hangs below 1 through its References.
+    flag(
+        &mut mailbox,
+        "INBOX",
+        2,
+        Flags {
+            deleted: true,
+            ..Flags::default()
+        },
+    );
+    assert_eq!(
+        cached_matches_fresh(&mailbox, "INBOX"),
+        "[3(5)(6)][1(2(4))][7]",
+        "\\Deleted alone changes nothing"
+    );
+    assert_eq!(mailbox.expunge("INBOX", None).unwrap(), vec![2]);
+    assert_eq!(
+        cached_matches_fresh(&mailbox, "INBOX"),
+        "[3(5)(6)][1(4)][7]"
+    );
+
+    // Move the budget thread out: both folders change.
+    assert_eq!(cached_matches_fresh(&mailbox, "Projects"), "");
+    mailbox
+        .move_messages("INBOX", &UidSet::from_uids([7]), "Projects")
+        .unwrap();
+    assert_eq!(cached_matches_fresh(&mailbox, "INBOX"), "[3(5)(6)][1(4)]");
+    assert_eq!(cached_matches_fresh(&mailbox, "Projects"), "[1]");
+    // ... and back in (uid 8), and copied in again (uid 9): same subject, a duplicate id.
+    mailbox
+        .move_messages("Projects", &UidSet::from_uids([1]), "INBOX")
+        .unwrap();
+    assert_eq!(cached_matches_fresh(&mailbox, "Projects"), "");
+    assert_eq!(
+        cached_matches_fresh(&mailbox, "INBOX"),
+        "[3(5)(6)][1(4)][8]"
+    );
+    append(&mut mailbox, "Projects", "Re: Budget", "b2@x", "<b1@x>");
+    mailbox
+        .copy_messages("Projects", &UidSet::from_uids([2]), "INBOX")
+        .unwrap();
+    assert_eq!(
+        cached_matches_fresh(&mailbox, "INBOX"),
+        "[3(5)(6)][1(4)][8(9)]"
+    );
+
+    // Expunge one and append another: the count is back where it was, UIDNEXT is not.
+    flag(
+        &mut mailbox,
+        "INBOX",
+        6,
+        Flags {
+            deleted: true,
+            ..Flags::default()
+        },
+    );
+    mailbox.expunge("INBOX", None).unwrap();
+    append(&mut mailbox, "INBOX", "Re: Project plan", "p4@x", "<p1@x>");
+    assert_eq!(
+        cached_matches_fresh(&mailbox, "INBOX"),
+        "[3(5)][1(4)(10)][8(9)]"
+    );
+
+    // A folder deleted and created again under the same name starts over.
+    assert_eq!(cached_matches_fresh(&mailbox, "Projects"), "[2]");
+    mailbox.delete_folder("Projects").unwrap();
+    mailbox.create_folder("Projects", None).unwrap();
+    assert_eq!(cached_matches_fresh(&mailbox, "Projects"), "");
+    append(&mut mailbox, "Projects", "Other", "o1@x", "");
+    assert_eq!(cached_matches_fresh(&mailbox, "Projects"), "[1]");
 }

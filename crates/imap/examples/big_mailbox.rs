@@ -26,7 +26,7 @@ use dovecot::{Dovecot, MailUser};
 use sealmail_core::account;
 use sealmail_core::mailstore::LocalMailStore;
 use sealmail_core::registry::{AccountOptions, KdfParams, Registry, RegistryOptions};
-use sealmail_core::store::AppendOptions;
+use sealmail_core::store::{self, AppendOptions, SearchKey, ThreadAlgorithm};
 use sealmail_imap::server::{self, ServerConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -99,6 +99,7 @@ async fn main() {
         "sealmail: stored in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    profile_thread(&registry, options.runs);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let seal_addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -243,6 +244,46 @@ async fn measure(label: &str, addr: SocketAddr, user: &str, runs: usize) -> Vec<
     }
     reader.run("LOGOUT").await;
     results
+}
+
+/// Where a THREAD=REFERENCES of the whole folder spends its time inside the store: reading
+/// the rows, running the algorithm, and both together (the store's whole call).
+fn profile_thread(registry: &Registry, runs: usize) {
+    let mut opened = account::open_mailbox(registry, ADDRESS, PASSWORD).expect("open");
+    let mailbox = opened.mailbox_mut();
+    let mut phase = |name: &str, work: &mut dyn FnMut() -> usize| {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for run in 0..=runs {
+            let start = Instant::now();
+            size = work();
+            if run > 0 {
+                times.push(start.elapsed());
+            }
+        }
+        println!(
+            "sealmail store: {name:<28} {:>8.1} ms median ({size} items)",
+            median(times)
+        );
+    };
+    phase("THREAD rows loaded", &mut || {
+        let input = mailbox
+            .thread_input("INBOX", &SearchKey::All)
+            .expect("thread input");
+        input.messages.len()
+    });
+    let input = mailbox
+        .thread_input("INBOX", &SearchKey::All)
+        .expect("thread input");
+    phase("REFERENCES algorithm", &mut || {
+        store::thread_references(&input).len()
+    });
+    phase("THREAD whole call", &mut || {
+        mailbox
+            .thread("INBOX", ThreadAlgorithm::References, &SearchKey::All)
+            .expect("thread")
+            .len()
+    });
 }
 
 fn median(mut times: Vec<Duration>) -> f64 {

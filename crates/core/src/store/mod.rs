@@ -22,8 +22,8 @@ pub use schema::SCHEMA_VERSION;
 pub use search::SearchKey;
 pub use sort::{BaseSubject, SortCriterion, SortKey, base_subject};
 pub use thread::{
-    ThreadAlgorithm, ThreadInput, ThreadMessage, ThreadNode, thread_key, thread_ordered_subject,
-    thread_references,
+    ThreadAlgorithm, ThreadEntry, ThreadInput, ThreadMessage, ThreadNode, Threads, thread_key,
+    thread_ordered_subject, thread_references,
 };
 pub use types::*;
 
@@ -39,6 +39,8 @@ pub struct Mailbox {
     /// The account's quota in bytes, from the registry; `None` is unlimited.
     quota_limit: Option<u64>,
     max_message_size: u64,
+    /// Whole-folder THREAD results, reused until the folder's messages change.
+    thread_cache: std::sync::Mutex<thread::ThreadCache>,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -197,6 +199,7 @@ impl Mailbox {
             path: path.into(),
             quota_limit: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            thread_cache: Default::default(),
         })
     }
 

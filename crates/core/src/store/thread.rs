@@ -8,9 +8,11 @@
 //! References chain cannot exhaust the stack while threading.
 
 use super::Mailbox;
+use super::folders::normalize_folder_name;
 use super::search::{SearchKey, filter_sql};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::time::parse_iso8601_utc;
+use rusqlite::OptionalExtension;
 use rusqlite::types::ValueRef;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,7 +20,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
 /// `thread-alg` (RFC 5256 section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ThreadAlgorithm {
     OrderedSubject,
     References,
@@ -40,6 +42,149 @@ impl Drop for ThreadNode {
         while let Some(mut node) = pending.pop() {
             pending.append(&mut node.children);
         }
+    }
+}
+
+/// Threads as one flat list: every node in depth-first order (a parent, then each child with
+/// its whole subtree), the threads one after another. Flat, so that it is copied, cached, sent
+/// and dropped in one piece, without recursion or an allocation per node, however deep a
+/// reply chain is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Threads {
+    nodes: Vec<ThreadEntry>,
+}
+
+/// One node of [`Threads`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadEntry {
+    /// The message's UID; 0 for a placeholder parent (a common parent not in the result).
+    pub uid: u32,
+    /// How many children follow, each with its subtree.
+    pub children: u32,
+}
+
+impl Threads {
+    /// The nodes in depth-first order.
+    pub fn entries(&self) -> &[ThreadEntry] {
+        &self.nodes
+    }
+
+    /// Nodes in depth-first order; fails unless every child count is matched by the nodes
+    /// that follow (a list received from elsewhere is checked before use).
+    pub fn from_entries(nodes: Vec<ThreadEntry>) -> Result<Threads> {
+        let mut open: u64 = 0;
+        for node in &nodes {
+            // Each node fills one slot of its parent (or starts a thread) and opens its own.
+            open = open.saturating_sub(1) + u64::from(node.children);
+        }
+        if open != 0 {
+            return Err(Error::InvalidArgument(
+                "thread list ends inside a thread".into(),
+            ));
+        }
+        Ok(Threads { nodes })
+    }
+
+    /// Number of threads.
+    pub fn thread_count(&self) -> usize {
+        let mut threads = 0;
+        let mut open: u64 = 0;
+        for node in &self.nodes {
+            if open == 0 {
+                threads += 1;
+            } else {
+                open -= 1;
+            }
+            open += u64::from(node.children);
+        }
+        threads
+    }
+
+    /// Number of nodes (messages and placeholders).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The same threads with every UID replaced by `rename(uid)` (placeholders stay 0). A node
+    /// for which it gives `None` is left out with its whole subtree, and its parent loses
+    /// that child.
+    pub fn renumber(&self, mut rename: impl FnMut(u32) -> Option<u32>) -> Threads {
+        let mut out: Vec<ThreadEntry> = Vec::with_capacity(self.nodes.len());
+        // Per open parent: its index in `out` (`None` when it was left out) and the children
+        // still due.
+        let mut open: Vec<(Option<usize>, u32)> = Vec::new();
+        for node in &self.nodes {
+            while let Some(&(_, 0)) = open.last() {
+                open.pop();
+            }
+            // `None`: a root; `Some(None)`: below a node that was left out.
+            let parent = open.last_mut().map(|slot| {
+                slot.1 -= 1;
+                slot.0
+            });
+            let uid = match (parent, node.uid) {
+                (Some(None), _) => None,
+                (_, 0) => Some(0),
+                (_, uid) => rename(uid),
+            };
+            let index = uid.map(|uid| {
+                out.push(ThreadEntry { uid, children: 0 });
+                if let Some(Some(parent)) = parent {
+                    out[parent].children += 1;
+                }
+                out.len() - 1
+            });
+            if node.children > 0 {
+                open.push((index, node.children));
+            }
+        }
+        Threads { nodes: out }
+    }
+
+    /// The threads as trees (built without recursion).
+    pub fn to_nodes(&self) -> Vec<ThreadNode> {
+        let mut roots = Vec::new();
+        // Open nodes: the node being built and the children it still waits for.
+        let mut open: Vec<(ThreadNode, u32)> = Vec::new();
+        for entry in &self.nodes {
+            open.push((
+                ThreadNode {
+                    uid: entry.uid,
+                    children: Vec::with_capacity(entry.children as usize),
+                },
+                entry.children,
+            ));
+            // Close every node that is complete, innermost first.
+            while let Some((_, 0)) = open.last() {
+                let (node, _) = open.pop().expect("just looked");
+                match open.last_mut() {
+                    Some((parent, due)) => {
+                        parent.children.push(node);
+                        *due -= 1;
+                    }
+                    None => roots.push(node),
+                }
+            }
+        }
+        roots
+    }
+
+    /// Flatten trees (without recursion).
+    pub fn from_nodes(roots: &[ThreadNode]) -> Threads {
+        let mut nodes = Vec::new();
+        let mut stack: Vec<&ThreadNode> = roots.iter().rev().collect();
+        while let Some(node) = stack.pop() {
+            nodes.push(ThreadEntry {
+                uid: node.uid,
+                children: to_u32(node.children.len()),
+            });
+            stack.extend(node.children.iter().rev());
+        }
+        Threads { nodes }
     }
 }
 
@@ -114,7 +259,63 @@ impl Mailbox {
         folder: &str,
         algorithm: ThreadAlgorithm,
         key: &SearchKey,
-    ) -> Result<Vec<ThreadNode>> {
+    ) -> Result<Threads> {
+        let run = |input: &ThreadInput| match algorithm {
+            ThreadAlgorithm::OrderedSubject => thread_ordered_subject(input),
+            ThreadAlgorithm::References => thread_references(input),
+        };
+        // Read before the messages: should another connection write in between, the result
+        // is newer than its stamp, and the next call sees a changed folder and recomputes.
+        let path = folder;
+        let folder = self.folder_stamp(path)?;
+        if !key.covers_uids_below(folder.uidnext) {
+            return Ok(run(&self.thread_input(path, key)?));
+        }
+        let mut cache = self.thread_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(threads) =
+            cache.get(&folder, algorithm, || self.folder_message_count(folder.id))?
+        {
+            return Ok(threads);
+        }
+        drop(cache);
+        let input = self.thread_input(path, &SearchKey::All)?;
+        let threads = run(&input);
+        let messages = input.messages.len() as u64;
+        let mut cache = self.thread_cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.put(folder, messages, algorithm, threads.clone());
+        Ok(threads)
+    }
+
+    /// The folder's identity and change counters, which tell whether its messages may have
+    /// changed since a thread result was cached.
+    fn folder_stamp(&self, folder: &str) -> Result<FolderStamp> {
+        let path = normalize_folder_name(folder)?;
+        self.conn
+            .prepare_cached(
+                "SELECT id, uidvalidity, uidnext, highestmodseq FROM folders WHERE path = ?1",
+            )?
+            .query_row([&path], |r| {
+                Ok(FolderStamp {
+                    id: r.get(0)?,
+                    uidvalidity: r.get(1)?,
+                    uidnext: r.get(2)?,
+                    highest_modseq: r.get(3)?,
+                })
+            })
+            .optional()?
+            .ok_or(Error::NoSuchFolder(path))
+    }
+
+    fn folder_message_count(&self, folder_id: i64) -> Result<u64> {
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM messages WHERE folder_id = ?1")?
+            .query_row([folder_id], |r| r.get(0))?;
+        Ok(count as u64)
+    }
+
+    /// What threading reads for the messages of `folder` that match `key`, in UID order.
+    pub fn thread_input(&self, folder: &str, key: &SearchKey) -> Result<ThreadInput> {
         let (filter, params) = filter_sql(&self.conn, folder, key)?;
         let sql = format!(
             "SELECT m.uid, m.sort_date, m.subject_is_reply, m.subject_key, m.thread_key,
@@ -154,10 +355,7 @@ impl Mailbox {
                 }),
             );
         }
-        Ok(match algorithm {
-            ThreadAlgorithm::OrderedSubject => thread_ordered_subject(&input),
-            ThreadAlgorithm::References => thread_references(&input),
-        })
+        Ok(input)
     }
 }
 
@@ -172,31 +370,39 @@ const NONE: u32 = u32::MAX;
 
 /// ORDEREDSUBJECT: messages grouped by base subject; in each group the earliest message is the
 /// parent of all others, in sent-date order; groups ordered by their first message's date.
-pub fn thread_ordered_subject(input: &ThreadInput) -> Vec<ThreadNode> {
+pub fn thread_ordered_subject(input: &ThreadInput) -> Threads {
     let messages = &input.messages;
     let mut order: Vec<u32> = (0..to_u32(messages.len())).collect();
     order.sort_unstable_by_key(|&m| {
         let m = &messages[m as usize];
         (m.subject, m.sent, m.uid)
     });
-    let mut threads: Vec<(u32, ThreadNode)> = Vec::new();
-    let mut rest = order.into_iter().peekable();
-    while let Some(first) = rest.next() {
-        let subject = messages[first as usize].subject;
-        let mut root = ThreadNode {
-            uid: messages[first as usize].uid,
-            children: Vec::new(),
-        };
-        while let Some(next) = rest.next_if(|&m| messages[m as usize].subject == subject) {
-            root.children.push(ThreadNode {
-                uid: messages[next as usize].uid,
-                children: Vec::new(),
-            });
-        }
-        threads.push((first, root));
+    // Each group is a run of `order`: (its first message, where the run starts, its length).
+    let mut groups: Vec<(u32, usize, usize)> = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let subject = messages[order[start] as usize].subject;
+        let length = order[start..]
+            .iter()
+            .take_while(|&&m| messages[m as usize].subject == subject)
+            .count();
+        groups.push((order[start], start, length));
+        start += length;
     }
-    threads.sort_unstable_by_key(|&(first, _)| date_key(&messages[first as usize]));
-    threads.into_iter().map(|(_, node)| node).collect()
+    groups.sort_unstable_by_key(|&(first, _, _)| date_key(&messages[first as usize]));
+    let mut nodes = Vec::with_capacity(order.len());
+    for (_, start, length) in groups {
+        let run = &order[start..start + length];
+        nodes.push(ThreadEntry {
+            uid: messages[run[0] as usize].uid,
+            children: to_u32(length - 1),
+        });
+        nodes.extend(run[1..].iter().map(|&m| ThreadEntry {
+            uid: messages[m as usize].uid,
+            children: 0,
+        }));
+    }
+    Threads { nodes }
 }
 
 /// Sent date, then mailbox order.
@@ -336,7 +542,7 @@ impl Hasher for DigestHasher {
 type DigestMap<V> = HashMap<u64, V, DigestState>;
 
 /// REFERENCES (RFC 5256 section 3), steps 1 to 6.
-pub fn thread_references(input: &ThreadInput) -> Vec<ThreadNode> {
+pub fn thread_references(input: &ThreadInput) -> Threads {
     let count = input.messages.len();
     let mut arena = Arena {
         input,
@@ -549,8 +755,8 @@ fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<u32>) {
 }
 
 /// Step 6: sort every sibling list by sent date (a dummy takes its first child's date after
-/// that child list is sorted; ties keep mailbox order), then turn the arena into nodes.
-fn sort_and_build(arena: &mut Arena, mut roots: Vec<u32>) -> Vec<ThreadNode> {
+/// that child list is sorted; ties keep mailbox order), then list the nodes depth-first.
+fn sort_and_build(arena: &mut Arena, mut roots: Vec<u32>) -> Threads {
     let order = preorder(arena, &roots);
     // Each container's sort key, filled children first so a dummy can take its first child's.
     let mut keys: Vec<(i64, u32)> = vec![(i64::MAX, u32::MAX); arena.containers.len()];
@@ -569,26 +775,127 @@ fn sort_and_build(arena: &mut Arena, mut roots: Vec<u32>) -> Vec<ThreadNode> {
     }
     roots.sort_unstable_by_key(|&r| keys[r as usize]);
 
-    // Build nodes bottom-up, again without recursion.
-    let mut built: Vec<Option<ThreadNode>> = Vec::new();
-    built.resize_with(arena.containers.len(), || None);
-    for &node in order.iter().rev() {
+    // Depth-first, again without recursion: the stack holds what comes next in reverse.
+    let mut nodes = Vec::with_capacity(order.len());
+    let mut stack: Vec<u32> = roots.iter().rev().copied().collect();
+    while let Some(node) = stack.pop() {
         let container = arena.get(node);
-        let children = container
-            .children
-            .iter()
-            .filter_map(|&c| built[c as usize].take())
-            .collect();
         let uid = match container.message {
             NONE => 0,
             m => arena.input.messages[m as usize].uid,
         };
-        built[node as usize] = Some(ThreadNode { uid, children });
+        nodes.push(ThreadEntry {
+            uid,
+            children: to_u32(container.children.len()),
+        });
+        stack.extend(container.children.iter().rev());
     }
-    roots
-        .iter()
-        .filter_map(|&r| built[r as usize].take())
-        .collect()
+    Threads { nodes }
+}
+
+impl SearchKey {
+    /// Whether the key matches every message of a folder whose UIDs all lie below `uidnext`
+    /// (ALL, or THREAD's "UIDs this session knows" once it knows them all).
+    fn covers_uids_below(&self, uidnext: i64) -> bool {
+        match self {
+            SearchKey::All => true,
+            SearchKey::Uids(set) => set
+                .ranges()
+                .iter()
+                .any(|&(first, last)| first <= 1 && i64::from(last) >= uidnext - 1),
+            SearchKey::And(keys) => keys.iter().all(|k| k.covers_uids_below(uidnext)),
+            _ => false,
+        }
+    }
+}
+
+/// A folder's identity and change counters ([`Mailbox::thread`] keys its cache on them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FolderStamp {
+    id: i64,
+    uidvalidity: i64,
+    uidnext: i64,
+    highest_modseq: i64,
+}
+
+/// Whole-folder thread results of the folders last threaded, kept by the open mailbox.
+///
+/// A result stays valid while the folder holds the same messages. Messages never change, and
+/// UIDs only grow: every message added (APPEND, COPY, MOVE in, delivery) raises UIDNEXT, and
+/// every message removed (EXPUNGE, MOVE out) lowers the count while UIDNEXT stays. So the same
+/// UIDVALIDITY, UIDNEXT and message count mean the same messages. Most changes of a folder are
+/// flag changes, which raise only HIGHESTMODSEQ: when that is all that moved, one count
+/// confirms the result; when nothing moved, not even that is needed.
+#[derive(Debug, Default)]
+pub(crate) struct ThreadCache {
+    /// Most recently used last.
+    entries: Vec<CachedThreads>,
+    /// Results computed and stored (for tests: a hit computes nothing).
+    stored: u64,
+}
+
+#[derive(Debug)]
+struct CachedThreads {
+    algorithm: ThreadAlgorithm,
+    stamp: FolderStamp,
+    messages: u64,
+    threads: Threads,
+}
+
+/// Results kept at once: a few folders, both algorithms (100,000 messages take 800 KB each).
+const CACHED_RESULTS: usize = 6;
+
+impl ThreadCache {
+    /// The cached result for `folder`, if still valid; `count` gives the folder's current
+    /// message count, asked only when HIGHESTMODSEQ moved.
+    fn get(
+        &mut self,
+        folder: &FolderStamp,
+        algorithm: ThreadAlgorithm,
+        count: impl FnOnce() -> Result<u64>,
+    ) -> Result<Option<Threads>> {
+        let Some(position) = self
+            .entries
+            .iter()
+            .position(|e| e.stamp.id == folder.id && e.algorithm == algorithm)
+        else {
+            return Ok(None);
+        };
+        let entry = &mut self.entries[position];
+        let same_messages = entry.stamp.uidvalidity == folder.uidvalidity
+            && entry.stamp.uidnext == folder.uidnext
+            && (entry.stamp.highest_modseq == folder.highest_modseq || entry.messages == count()?);
+        if !same_messages {
+            self.entries.remove(position);
+            return Ok(None);
+        }
+        entry.stamp.highest_modseq = folder.highest_modseq;
+        let entry = self.entries.remove(position);
+        let threads = entry.threads.clone();
+        self.entries.push(entry);
+        Ok(Some(threads))
+    }
+
+    fn put(
+        &mut self,
+        stamp: FolderStamp,
+        messages: u64,
+        algorithm: ThreadAlgorithm,
+        threads: Threads,
+    ) {
+        self.entries
+            .retain(|e| !(e.stamp.id == stamp.id && e.algorithm == algorithm));
+        if self.entries.len() >= CACHED_RESULTS {
+            self.entries.remove(0);
+        }
+        self.stored += 1;
+        self.entries.push(CachedThreads {
+            algorithm,
+            stamp,
+            messages,
+            threads,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -618,7 +925,7 @@ mod tests {
     }
 
     fn references(messages: &[Msg]) -> String {
-        show(&thread_references(&input(messages)))
+        show(&thread_references(&input(messages)).to_nodes())
     }
 
     /// The tree in IMAP's THREAD notation, e.g. `(1 2 (3)(4))`, for compact assertions.
@@ -781,10 +1088,15 @@ mod tests {
             .stack_size(256 << 10)
             .spawn(move || {
                 let threads = thread_references(&messages);
-                // Flatten the chain iteratively (dropping it recursively would be the test's
-                // own stack problem, not the algorithm's).
+                assert_eq!(threads.thread_count(), 1);
+                // Renumbered, cloned, turned into a tree and back, and dropped: all without
+                // recursion.
+                let renumbered = threads.renumber(|uid| Some(uid + 1)).clone();
+                let nodes = renumbered.to_nodes();
+                assert_eq!(Threads::from_nodes(&nodes), renumbered);
+                // Walk the chain iteratively.
                 let mut depth = 0;
-                let mut node = threads.into_iter().next();
+                let mut node = nodes.into_iter().next();
                 while let Some(mut n) = node {
                     depth += 1;
                     node = n.children.pop();
@@ -808,9 +1120,96 @@ mod tests {
             Msg(6, 4, "Gamma", None, &[]),
         ];
         assert_eq!(
-            show(&thread_ordered_subject(&input(&messages))),
+            show(&thread_ordered_subject(&input(&messages)).to_nodes()),
             "(2 (3)(5))(6)(1 4)"
         );
+    }
+
+    #[test]
+    fn the_cache_is_used_until_the_messages_change() {
+        use crate::key::MailboxKey;
+        use crate::store::{AppendOptions, FlagMode, Flags, UidSet};
+        let dir = tempfile::tempdir().unwrap();
+        let mut mailbox =
+            Mailbox::create(&dir.path().join("m.sqlite"), &MailboxKey::generate()).unwrap();
+        let append = |mailbox: &mut Mailbox, id: &str, refs: &str| {
+            let raw =
+                format!("Subject: s\r\nMessage-ID: <{id}>\r\nReferences: {refs}\r\n\r\nx\r\n");
+            mailbox
+                .append("INBOX", raw.as_bytes(), &AppendOptions::default())
+                .unwrap();
+        };
+        let stored = |mailbox: &Mailbox| mailbox.thread_cache.lock().unwrap().stored;
+        let thread = |mailbox: &Mailbox, key: &SearchKey| {
+            let threads = mailbox
+                .thread("INBOX", ThreadAlgorithm::References, key)
+                .unwrap();
+            show(&threads.to_nodes())
+        };
+        append(&mut mailbox, "a@x", "");
+        append(&mut mailbox, "b@x", "<a@x>");
+        assert_eq!(thread(&mailbox, &SearchKey::All), "(1 2)");
+        assert_eq!(stored(&mailbox), 1);
+        assert_eq!(thread(&mailbox, &SearchKey::All), "(1 2)");
+        assert_eq!(stored(&mailbox), 1, "nothing changed: a hit");
+        // Criteria other than the whole folder are computed each time, not stored.
+        assert_eq!(thread(&mailbox, &SearchKey::Seen(false)), "(1 2)");
+        assert_eq!(stored(&mailbox), 1);
+        // A flag change moves HIGHESTMODSEQ only: still a hit.
+        let flagged = Flags {
+            flagged: true,
+            ..Flags::default()
+        };
+        mailbox
+            .set_flags(
+                "INBOX",
+                &UidSet::from_uids([1]),
+                FlagMode::Add,
+                &flagged,
+                None,
+            )
+            .unwrap();
+        assert_eq!(thread(&mailbox, &SearchKey::All), "(1 2)");
+        assert_eq!(stored(&mailbox), 1, "a flag change keeps the result");
+        assert_eq!(thread(&mailbox, &SearchKey::Flagged(true)), "(1)");
+        // An append: computed again.
+        append(&mut mailbox, "c@x", "<a@x> <b@x>");
+        assert_eq!(thread(&mailbox, &SearchKey::All), "(1 2 3)");
+        assert_eq!(stored(&mailbox), 2);
+        // ORDEREDSUBJECT is kept apart.
+        let ordered = mailbox
+            .thread("INBOX", ThreadAlgorithm::OrderedSubject, &SearchKey::All)
+            .unwrap();
+        assert_eq!(show(&ordered.to_nodes()), "(1 (2)(3))");
+        assert_eq!(stored(&mailbox), 3);
+        assert_eq!(thread(&mailbox, &SearchKey::All), "(1 2 3)");
+        assert_eq!(stored(&mailbox), 3);
+    }
+
+    #[test]
+    fn flat_threads_renumber_and_convert() {
+        let entry = |uid, children| ThreadEntry { uid, children };
+        // (1 (2 3)(0 (4)(5)))(6): a placeholder with two children under 1.
+        let threads = Threads::from_entries(vec![
+            entry(1, 2),
+            entry(2, 1),
+            entry(3, 0),
+            entry(0, 2),
+            entry(4, 0),
+            entry(5, 0),
+            entry(6, 0),
+        ])
+        .unwrap();
+        assert_eq!(threads.thread_count(), 2);
+        assert_eq!(show(&threads.to_nodes()), "(1 (2 3)((4)(5)))(6)");
+        assert_eq!(Threads::from_nodes(&threads.to_nodes()), threads);
+        // 2 is left out with its child 3; 5 alone; the others shift down by one.
+        let renumbered = threads.renumber(|uid| (uid != 2 && uid != 5).then(|| uid * 10));
+        assert_eq!(show(&renumbered.to_nodes()), "(10 (40))(60)");
+        assert_eq!(renumbered.entries()[0], entry(10, 1));
+        // A list whose child counts run past its end is refused.
+        assert!(Threads::from_entries(vec![entry(1, 2), entry(2, 0)]).is_err());
+        assert!(Threads::from_entries(Vec::new()).unwrap().is_empty());
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(crate) async fn run<M: MailStore>(
         ThreadAlgorithm::References => store::ThreadAlgorithm::References,
     };
     let threads = if selected.messages.is_empty() {
-        Vec::new()
+        store::Threads::default()
     } else {
         authed
             .mail
@@ -39,67 +39,44 @@ pub(crate) async fn run<M: MailStore>(
             .await
             .map_err(|e| Failure::store(e, Code::NonExistent))?
     };
-    // Every message appears once in the trees: about as many lookups as the folder has (none
-    // for UID THREAD, which keeps the UIDs).
-    let lookups = if uid { 0 } else { selected.messages.len() };
-    let positions = Positions::new(selected, lookups);
-    let threads = threads
-        .into_iter()
-        .filter_map(|t| numbered(t, &positions, uid))
-        .collect();
-    out.push(&Response::Data(Data::Thread(threads)));
+    // UID THREAD keeps the UIDs. A message expunged by another session but not yet reported
+    // to this one is not in the store's answer at all, so every UID maps; a node that does
+    // not would be left out with its subtree.
+    let threads = if uid {
+        threads
+    } else {
+        // Every message appears once in the trees: about as many lookups as the folder has.
+        let positions = Positions::new(selected, selected.messages.len());
+        threads.renumber(|uid| positions.index_of(uid).map(|index| index as u32 + 1))
+    };
+    out.push(&Response::Data(Data::Thread(trees(&threads))));
     Ok(Done::ok("THREAD completed"))
 }
 
-/// A store thread with UIDs replaced by sequence numbers (or kept, for UID THREAD). A message
-/// expunged by another session but not yet reported to this one is not in the store's answer
-/// at all, so every UID here maps; a node that does not is dropped with its subtree. Built with
-/// an explicit stack: a hostile reply chain can be deeper than a thread's stack allows.
-fn numbered(
-    mut root: store::ThreadNode,
-    positions: &Positions<'_>,
-    uid: bool,
-) -> Option<ThreadNode> {
-    /// A node being built: its id, the store children still to convert, the converted ones.
-    struct Frame {
-        id: u32,
-        pending: std::vec::IntoIter<store::ThreadNode>,
-        built: Vec<ThreadNode>,
-    }
-    let id_of = |node: &store::ThreadNode| match node.uid {
-        0 => Some(0),
-        u if uid => Some(u),
-        u => positions.index_of(u).map(|index| index as u32 + 1),
-    };
-    let mut stack = vec![Frame {
-        id: id_of(&root)?,
-        pending: std::mem::take(&mut root.children).into_iter(),
-        built: Vec::new(),
-    }];
-    loop {
-        let top = stack.last_mut()?;
-        match top.pending.next() {
-            Some(mut child) => {
-                // A child that does not map is dropped here with its subtree.
-                if let Some(id) = id_of(&child) {
-                    stack.push(Frame {
-                        id,
-                        pending: std::mem::take(&mut child.children).into_iter(),
-                        built: Vec::new(),
-                    });
+/// The flat store threads as response trees, built without recursion: a hostile reply chain
+/// can be deeper than a thread's stack allows.
+fn trees(threads: &store::Threads) -> Vec<ThreadNode> {
+    let mut roots = Vec::new();
+    // Open nodes: the node being built and the children it still waits for.
+    let mut open: Vec<(ThreadNode, u32)> = Vec::new();
+    for entry in threads.entries() {
+        open.push((
+            ThreadNode {
+                id: entry.uid,
+                children: Vec::with_capacity(entry.children as usize),
+            },
+            entry.children,
+        ));
+        while let Some((_, 0)) = open.last() {
+            let Some((node, _)) = open.pop() else { break };
+            match open.last_mut() {
+                Some((parent, due)) => {
+                    parent.children.push(node);
+                    *due -= 1;
                 }
-            }
-            None => {
-                let frame = stack.pop()?;
-                let node = ThreadNode {
-                    id: frame.id,
-                    children: frame.built,
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.built.push(node),
-                    None => return Some(node),
-                }
+                None => roots.push(node),
             }
         }
     }
+    roots
 }
