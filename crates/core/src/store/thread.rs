@@ -268,7 +268,7 @@ impl Mailbox {
         // is newer than its stamp, and the next call sees a changed folder and recomputes.
         let path = folder;
         let folder = self.folder_stamp(path)?;
-        if !key.covers_uids_below(folder.uidnext) {
+        if !key.covers_folder(|| self.largest_uid(folder.id))? {
             return Ok(run(&self.thread_input(path, key)?));
         }
         let mut cache = self.thread_cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -304,6 +304,15 @@ impl Mailbox {
             })
             .optional()?
             .ok_or(Error::NoSuchFolder(path))
+    }
+
+    /// The folder's highest UID in use (0 when empty): one step down the (folder, uid) index.
+    fn largest_uid(&self, folder_id: i64) -> Result<i64> {
+        let largest: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT max(uid) FROM messages WHERE folder_id = ?1")?
+            .query_row([folder_id], |r| r.get(0))?;
+        Ok(largest.unwrap_or(0))
     }
 
     fn folder_message_count(&self, folder_id: i64) -> Result<u64> {
@@ -794,16 +803,30 @@ fn sort_and_build(arena: &mut Arena, mut roots: Vec<u32>) -> Threads {
 }
 
 impl SearchKey {
-    /// Whether the key matches every message of a folder whose UIDs all lie below `uidnext`
-    /// (ALL, or THREAD's "UIDs this session knows" once it knows them all).
-    fn covers_uids_below(&self, uidnext: i64) -> bool {
+    /// Whether the key matches every message of a folder: ALL, or UID ranges from 1 up to the
+    /// folder's largest UID (`largest` tells it, asked only for such keys), alone or under AND
+    /// (THREAD in a session that knows every message of its folder).
+    fn covers_folder(&self, largest: impl FnOnce() -> Result<i64>) -> Result<bool> {
+        let mut lowest_uid_bound = i64::MAX;
+        if !self.covers_folder_up_to(&mut lowest_uid_bound) {
+            return Ok(false);
+        }
+        Ok(lowest_uid_bound == i64::MAX || lowest_uid_bound >= largest()?)
+    }
+
+    /// Whether the key matches every message with a UID up to `bound`, which it lowers to the
+    /// end of its UID ranges.
+    fn covers_folder_up_to(&self, bound: &mut i64) -> bool {
         match self {
             SearchKey::All => true,
-            SearchKey::Uids(set) => set
-                .ranges()
-                .iter()
-                .any(|&(first, last)| first <= 1 && i64::from(last) >= uidnext - 1),
-            SearchKey::And(keys) => keys.iter().all(|k| k.covers_uids_below(uidnext)),
+            SearchKey::Uids(set) => match set.ranges().first() {
+                Some(&(first, last)) if first <= 1 => {
+                    *bound = (*bound).min(i64::from(last));
+                    true
+                }
+                _ => false,
+            },
+            SearchKey::And(keys) => keys.iter().all(|k| k.covers_folder_up_to(bound)),
             _ => false,
         }
     }
@@ -1184,6 +1207,35 @@ mod tests {
         assert_eq!(stored(&mailbox), 3);
         assert_eq!(thread(&mailbox, &SearchKey::All), "(1 2 3)");
         assert_eq!(stored(&mailbox), 3);
+        // The newest message expunged: a session that knows UIDs 1 to 2 knows them all.
+        let deleted = Flags {
+            deleted: true,
+            ..Flags::default()
+        };
+        mailbox
+            .set_flags(
+                "INBOX",
+                &UidSet::from_uids([3]),
+                FlagMode::Add,
+                &deleted,
+                None,
+            )
+            .unwrap();
+        mailbox.expunge("INBOX", None).unwrap();
+        let known = |last| {
+            SearchKey::And(vec![
+                SearchKey::All,
+                SearchKey::Uids(UidSet::from_ranges([(1, last)])),
+            ])
+        };
+        assert_eq!(thread(&mailbox, &known(2)), "(1 2)");
+        assert_eq!(stored(&mailbox), 4);
+        assert_eq!(thread(&mailbox, &known(2)), "(1 2)");
+        assert_eq!(thread(&mailbox, &SearchKey::All), "(1 2)");
+        assert_eq!(stored(&mailbox), 4, "UIDs 1 to 2 are the whole folder");
+        // Knowing less than the folder holds is not the whole folder.
+        assert_eq!(thread(&mailbox, &known(1)), "(1)");
+        assert_eq!(stored(&mailbox), 4);
     }
 
     #[test]

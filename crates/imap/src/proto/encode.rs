@@ -424,14 +424,10 @@ impl Writer<'_> {
             }
             Data::Thread(threads) => {
                 self.raw("THREAD");
-                if !threads.is_empty() {
+                if !threads.nodes.is_empty() {
                     self.raw(" ");
                 }
-                for thread in threads {
-                    self.raw("(");
-                    self.thread_chain(thread);
-                    self.raw(")");
-                }
+                self.thread_list(threads);
             }
             Data::Flags(flags) => {
                 self.raw("FLAGS ");
@@ -548,41 +544,55 @@ impl Writer<'_> {
         }
     }
 
-    /// `thread-list = "(" (thread-members / thread-nested) ")"`: a chain of single children is
-    /// written flat, several children each in their own parentheses. Walked with an explicit
-    /// stack, not recursion: hostile reply chains can be arbitrarily deep.
-    fn thread_chain(&mut self, root: &ThreadNode) {
-        enum Step<'a> {
-            Node(&'a ThreadNode),
-            Text(&'static str),
+    /// Each thread as `thread-list = "(" (thread-members / thread-nested) ")"`: a chain of
+    /// single children is written flat, several children each in their own parentheses. One
+    /// pass over the flat list with a stack of the open parents, no recursion: hostile reply
+    /// chains can be arbitrarily deep.
+    fn thread_list(&mut self, threads: &ThreadList) {
+        /// An open parent: children still to end, and whether each child is parenthesized.
+        struct Open {
+            remaining: u32,
+            nested: bool,
         }
-        let mut steps = vec![Step::Node(root)];
-        while let Some(step) = steps.pop() {
-            let node = match step {
-                Step::Text(text) => {
-                    self.raw(text);
-                    continue;
-                }
-                Step::Node(node) => node,
-            };
-            if node.id != 0 {
-                self.num(node.id);
+        let mut open: Vec<Open> = Vec::new();
+        for &(id, children) in &threads.nodes {
+            match open.last() {
+                None => self.raw("("),
+                Some(parent) if parent.nested => self.raw("("),
+                Some(_) => {}
             }
-            match node.children.as_slice() {
-                [] => {}
-                [only] if node.id != 0 => {
+            if id != 0 {
+                self.num(id);
+            }
+            if children > 0 {
+                // A message with one child continues its chain; a placeholder, or a message
+                // with several children, nests each child.
+                let nested = id == 0 || children > 1;
+                if id != 0 {
                     self.raw(" ");
-                    steps.push(Step::Node(only));
                 }
-                children => {
-                    if node.id != 0 {
-                        self.raw(" ");
+                open.push(Open {
+                    remaining: children,
+                    nested,
+                });
+                continue;
+            }
+            // A leaf ends its subtree, and with it every ancestor whose last child it ends.
+            loop {
+                match open.last_mut() {
+                    None => {
+                        self.raw(")");
+                        break;
                     }
-                    // Reversed: the stack pops the first child's "(" first.
-                    for child in children.iter().rev() {
-                        steps.push(Step::Text(")"));
-                        steps.push(Step::Node(child));
-                        steps.push(Step::Text("("));
+                    Some(parent) => {
+                        if parent.nested {
+                            self.raw(")");
+                        }
+                        parent.remaining -= 1;
+                        if parent.remaining > 0 {
+                            break;
+                        }
+                        open.pop();
                     }
                 }
             }

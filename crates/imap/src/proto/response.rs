@@ -160,7 +160,7 @@ pub enum Data {
         highest_modseq: Option<u64>,
     },
     /// `thread-data = "THREAD" [SP 1*thread-list]`
-    Thread(Vec<ThreadNode>),
+    Thread(ThreadList),
     Flags(Vec<String>),
     Exists(u32),
     Recent(u32),
@@ -215,6 +215,29 @@ impl Drop for ThreadNode {
         while let Some(mut node) = pending.pop() {
             pending.append(&mut node.children);
         }
+    }
+}
+
+/// The threads of a THREAD response as one flat list: every node depth-first (a parent, then
+/// each child with its whole subtree), threads one after another, each node as (id, number of
+/// children); id 0 is a placeholder parent. Flat, so a result of 100,000 messages is built,
+/// encoded and dropped without an allocation per node or recursion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadList {
+    pub nodes: Vec<(u32, u32)>,
+}
+
+impl ThreadList {
+    /// Flatten trees (without recursion).
+    pub fn from_trees(roots: &[ThreadNode]) -> ThreadList {
+        let mut nodes = Vec::new();
+        let mut stack: Vec<&ThreadNode> = roots.iter().rev().collect();
+        while let Some(node) = stack.pop() {
+            let children = u32::try_from(node.children.len()).unwrap_or(u32::MAX);
+            nodes.push((node.id, children));
+            stack.extend(node.children.iter().rev());
+        }
+        ThreadList { nodes }
     }
 }
 

@@ -942,7 +942,7 @@ fn data_responses_encode_as_in_rfc_examples() {
         ),
         (
             // RFC 5256 section 6: (2)(3 6 (4 23)(44 7 96))
-            Data::Thread(vec![
+            Data::Thread(ThreadList::from_trees(&[
                 ThreadNode {
                     id: 2,
                     children: vec![],
@@ -972,11 +972,11 @@ fn data_responses_encode_as_in_rfc_examples() {
                         ],
                     }],
                 },
-            ]),
+            ])),
             "* THREAD (2)(3 6 (4 23)(44 7 96))\r\n",
         ),
         (
-            Data::Thread(vec![ThreadNode {
+            Data::Thread(ThreadList::from_trees(&[ThreadNode {
                 id: 0,
                 children: vec![
                     ThreadNode {
@@ -988,7 +988,7 @@ fn data_responses_encode_as_in_rfc_examples() {
                         children: vec![],
                     },
                 ],
-            }]),
+            }])),
             "* THREAD ((3)(5))\r\n",
         ),
         (
@@ -1264,7 +1264,9 @@ fn a_thread_deeper_than_the_stack_encodes_and_drops() {
                     children: vec![node],
                 };
             }
-            let line = encoded(Response::Data(Data::Thread(vec![node])));
+            let line = encoded(Response::Data(Data::Thread(ThreadList::from_trees(&[
+                node,
+            ]))));
             line.len()
         })
         .unwrap()

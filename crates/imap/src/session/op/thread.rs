@@ -1,7 +1,7 @@
 //! THREAD and UID THREAD (RFC 5256): ORDEREDSUBJECT and REFERENCES. The store builds the
 //! trees from data stored at append time; this maps UIDs to the numbers the client asked for.
 
-use crate::proto::{Code, Data, Response, SearchKey, ThreadAlgorithm, ThreadNode};
+use crate::proto::{Code, Data, Response, SearchKey, ThreadAlgorithm, ThreadList};
 use crate::session::op::search::Positions;
 use crate::session::op::sort::check_charset;
 use crate::session::{Done, Failure, OpResult, Responder, Session, convert};
@@ -49,34 +49,13 @@ pub(crate) async fn run<M: MailStore>(
         let positions = Positions::new(selected, selected.messages.len());
         threads.renumber(|uid| positions.index_of(uid).map(|index| index as u32 + 1))
     };
-    out.push(&Response::Data(Data::Thread(trees(&threads))));
+    let list = ThreadList {
+        nodes: threads
+            .entries()
+            .iter()
+            .map(|entry| (entry.uid, entry.children))
+            .collect(),
+    };
+    out.push(&Response::Data(Data::Thread(list)));
     Ok(Done::ok("THREAD completed"))
-}
-
-/// The flat store threads as response trees, built without recursion: a hostile reply chain
-/// can be deeper than a thread's stack allows.
-fn trees(threads: &store::Threads) -> Vec<ThreadNode> {
-    let mut roots = Vec::new();
-    // Open nodes: the node being built and the children it still waits for.
-    let mut open: Vec<(ThreadNode, u32)> = Vec::new();
-    for entry in threads.entries() {
-        open.push((
-            ThreadNode {
-                id: entry.uid,
-                children: Vec::with_capacity(entry.children as usize),
-            },
-            entry.children,
-        ));
-        while let Some((_, 0)) = open.last() {
-            let Some((node, _)) = open.pop() else { break };
-            match open.last_mut() {
-                Some((parent, due)) => {
-                    parent.children.push(node);
-                    *due -= 1;
-                }
-                None => roots.push(node),
-            }
-        }
-    }
-    roots
 }
