@@ -705,6 +705,12 @@ fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<u32>) {
     }
     // 5C: merge every other root with the same subject into the table's container.
     let mut removed = vec![false; arena.containers.len()];
+    // Where each root sits in `roots`, so a dummy takes a root's place in constant time (a
+    // search per merge would be quadratic in a mailbox of many same-subject threads).
+    let mut slot_of = vec![NONE; arena.containers.len()];
+    for (slot, &root) in roots.iter().enumerate() {
+        slot_of[root as usize] = to_u32(slot);
+    }
     let snapshot = roots.clone();
     for root in snapshot {
         if removed[root as usize] {
@@ -753,8 +759,8 @@ fn gather_by_subject(arena: &mut Arena, roots: &mut Vec<u32>) {
                 removed[that as usize] = true;
                 removed[root as usize] = true;
                 // The dummy takes the place of the table's container in the root set.
-                if let Some(slot) = roots.iter_mut().find(|r| **r == that) {
-                    *slot = dummy;
+                if let Some(&slot) = slot_of.get(that as usize).filter(|&&s| s != NONE) {
+                    roots[slot as usize] = dummy;
                 }
                 table.insert(subject, dummy);
             }
@@ -1055,6 +1061,19 @@ mod tests {
             Msg(8, 8, "", Some("h"), &[]),
         ];
         assert_eq!(references(&messages), "(1 (2)(4))((5)(6))(7)(8)");
+    }
+
+    #[test]
+    fn several_subjects_each_gather_under_their_own_dummy() {
+        let messages = vec![
+            Msg(1, 1, "Alpha", Some("a"), &[]),
+            Msg(2, 2, "Beta", Some("b"), &[]),
+            Msg(3, 3, "Gamma", Some("c"), &[]),
+            Msg(4, 4, "alpha", Some("d"), &[]),
+            Msg(5, 5, "beta", Some("e"), &[]),
+            Msg(6, 6, "Re: beta", Some("f"), &[]),
+        ];
+        assert_eq!(references(&messages), "((1)(4))((2)(5)(6))(3)");
     }
 
     #[test]
