@@ -843,92 +843,35 @@ fn a_backup_on_its_own_connection_sees_what_an_open_session_wrote() {
     assert_ne!(second.content_mac, first.content_mac);
 }
 
+#[cfg(feature = "s3")]
+#[path = "../../server/tests/support/moto.rs"]
+mod moto;
+
 /// The same backup and restore against a real S3-compatible server (moto, started here).
 #[cfg(feature = "s3")]
 mod s3 {
+    use super::moto::Moto;
     use super::*;
     use sealmail_core::backup::{S3Credentials, S3Options, S3Target};
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
 
-    /// A `moto_server` on a free 127.0.0.1 port, stopped on drop. Needs moto 5.2.5 or newer:
-    /// 5.2.1 answers CompleteMultipartUpload with a root element the SDK rejects.
-    struct Moto {
-        child: Child,
-        port: u16,
-    }
-
-    impl Moto {
-        fn start() -> Self {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("moto_server must be installed: pip install 'moto[server]>=5.2.5'");
-            let moto = Self { child, port };
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "moto_server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            moto
-        }
-
-        fn endpoint(&self) -> String {
-            format!("http://127.0.0.1:{}", self.port)
-        }
-
-        /// moto accepts unsigned requests: a bare HTTP PUT creates a bucket.
-        fn create_bucket(&self, bucket: &str) {
-            let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-            write!(
-                stream,
-                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
-                 Connection: close\r\n\r\n",
-                self.port
+    fn target(moto: &Moto, bucket: &str, prefix: &str, part_size: Option<usize>) -> BackupTarget {
+        BackupTarget::S3(
+            S3Target::from_environment(
+                bucket,
+                prefix,
+                S3Options {
+                    endpoint_url: Some(moto.endpoint()),
+                    region: Some("us-east-1".into()),
+                    force_path_style: true,
+                    credentials: Some(S3Credentials {
+                        access_key_id: "testing".into(),
+                        secret_access_key: "testing".to_string().into(),
+                    }),
+                    part_size,
+                },
             )
-            .unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        }
-
-        fn target(&self, bucket: &str, prefix: &str, part_size: Option<usize>) -> BackupTarget {
-            BackupTarget::S3(
-                S3Target::from_environment(
-                    bucket,
-                    prefix,
-                    S3Options {
-                        endpoint_url: Some(self.endpoint()),
-                        region: Some("us-east-1".into()),
-                        force_path_style: true,
-                        credentials: Some(S3Credentials {
-                            access_key_id: "testing".into(),
-                            secret_access_key: "testing".to_string().into(),
-                        }),
-                        part_size,
-                    },
-                )
-                .unwrap(),
-            )
-        }
-    }
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+            .unwrap(),
+        )
     }
 
     /// Pseudo-random bytes (xorshift), incompressible so the mailbox file really grows.
@@ -953,7 +896,7 @@ mod s3 {
         let moto = Moto::start();
         moto.create_bucket("sealmail-backups");
         let mut setup = setup();
-        setup.target = moto.target("sealmail-backups", "prod/mail", None);
+        setup.target = target(&moto, "sealmail-backups", "prod/mail", None);
         append(&setup, "INBOX", "first", Flags::default());
 
         let first = stored(backup(&setup));
@@ -970,7 +913,7 @@ mod s3 {
         assert!(!contains(&bytes, MARKER));
         assert_eq!(bytes.len() as u64, first.size);
         // A different prefix in the same bucket sees nothing.
-        let other = moto.target("sealmail-backups", "staging", None);
+        let other = target(&moto, "sealmail-backups", "staging", None);
         assert!(other.list_versions(&setup.mailbox_id).unwrap().is_empty());
 
         assert!(matches!(backup(&setup), BackupOutcome::Unchanged { .. }));
@@ -1011,7 +954,7 @@ mod s3 {
         moto.create_bucket("big");
         let mut setup = setup();
         let part_size = 5 << 20;
-        setup.target = moto.target("big", "", Some(part_size));
+        setup.target = target(&moto, "big", "", Some(part_size));
         let mut open = open_mailbox(&setup.registry, ADDRESS, PASSWORD).unwrap();
         for index in 0..3u64 {
             let raw = message(&format!("big{index}"), &noise(4 << 20, index + 1));

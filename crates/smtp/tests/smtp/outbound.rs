@@ -314,11 +314,11 @@ async fn submission_relays_to_a_second_instance_with_an_rsa_dkim_signature() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_down_is_retried_after_it_comes_up() {
     let dns = dns_for_remote().await;
-    // A port nobody listens on yet.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    // A port nobody listens on yet: bound but not listening, so connections are refused and
+    // no other test can take the port before the remote comes up on it.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let local = Instance::sender(dns.addr, port, |_, _| {}).await;
     let marker = marker("retry");
     let codes = submit(local.addr, &[CAROL], &marker).await;
@@ -337,13 +337,7 @@ async fn remote_down_is_retried_after_it_comes_up() {
         .clone()
         .unwrap_or_default();
     assert!(reason.contains("connection"), "{reason}");
-    let remote = Instance::remote(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap(),
-        true,
-    )
-    .await;
+    let remote = Instance::remote(reserved.listen(128).unwrap(), true).await;
     wait_until("the retry reached the remote", || remote.queued(CAROL) == 1).await;
     assert!(remote.messages(CAROL, "INBOX").await[0].contains(&marker));
     wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
