@@ -231,14 +231,17 @@ impl<M: MailStore> LocalDelivery<M> {
         if direct.is_some() {
             return Ok(());
         }
-        // A login that opens the mailbox meanwhile drains before this lands; the item then
-        // waits for the next login.
         let registry = Arc::clone(&self.registry);
         let message = Arc::clone(message);
-        blocking(move || {
-            account::deliver_sealed(&registry, mailbox.address.as_str(), &message).map(|_| ())
-        })
-        .await
+        let address = mailbox.address.clone();
+        blocking(move || account::deliver_sealed(&registry, address.as_str(), &message)).await?;
+        // A login may have opened (and drained) the mailbox between the check above and the
+        // write: fold the item in now rather than at the next login. The item is durable
+        // already, so a failure here only delays it.
+        if let Err(error) = self.store.drain_sealed_if_open(&mailbox.mailbox_id).await {
+            tracing::warn!(%error, "folding sealed mail into an open mailbox failed; it waits for the next login");
+        }
+        Ok(())
     }
 
     /// Check the password of a submission client; the session opened is where Sent copies go.
