@@ -49,6 +49,10 @@ pub struct OutboundConfig {
     pub timeout: Duration,
     /// Messages in delivery at once.
     pub max_concurrent_deliveries: usize,
+    /// Once a message has waited this long undelivered, its sender gets one `delayed` DSN
+    /// (RFC 3464) for the recipients still pending, unless they asked otherwise (NOTIFY
+    /// without DELAY). `None`: never.
+    pub delay_notice_after: Option<Duration>,
 }
 
 impl Default for OutboundConfig {
@@ -63,6 +67,8 @@ impl Default for OutboundConfig {
             max_retry_interval: Duration::from_secs(4 * 3600),
             timeout: Duration::from_secs(5 * 60),
             max_concurrent_deliveries: 32,
+            // Sendmail's and Exim's habit: a first warning after four hours.
+            delay_notice_after: Some(Duration::from_secs(4 * 3600)),
         }
     }
 }
@@ -189,12 +195,17 @@ impl OutboundQueue {
                         remote_host: None,
                         notify_success: params.notify.is_some_and(|n| n.success),
                         notify_failure: params.notify.is_none_or(|n| n.failure),
+                        // RFC 3461 4.1: without NOTIFY, delays MAY be reported; they are.
+                        notify_delay: params.notify.is_none_or(|n| n.delay),
+                        delay_reported: false,
+                        notify: params.notify.map(|n| n.esmtp_value()),
                         original_recipient: params.orcpt,
                     }
                 })
                 .collect(),
             envelope_id: options.envelope_id,
             return_full: options.return_full,
+            tls_failure: None,
         };
         let sender_domain = envelope_from
             .rsplit_once('@')
@@ -223,6 +234,11 @@ impl OutboundQueue {
     /// Items waiting for delivery (their envelopes).
     pub fn pending(&self) -> std::io::Result<Vec<Envelope>> {
         self.dir.envelopes()
+    }
+
+    /// Our name in EHLO and in DSNs.
+    pub fn hostname(&self) -> &str {
+        &self.config.hostname
     }
 
     /// Deliver until `shutdown` completes: due items are started (at most

@@ -2,10 +2,10 @@
 //! try them in order until one takes the session; record each recipient's outcome; bounce
 //! what failed for good, report requested successes, and reschedule or remove the item.
 
-use super::client::{self, RecipientResult, SessionError, Transaction};
+use super::client::{self, DsnParameters, RecipientResult, SessionError, Transaction};
 use super::dsn::{self, DsnAction, DsnRecipient};
 use super::resolve::ResolveError;
-use super::store::{Envelope, RecipientStatus};
+use super::store::{Envelope, RecipientState, RecipientStatus};
 use super::{OutboundQueue, blocking, now_ms};
 use sealmail_core::account;
 use std::collections::BTreeMap;
@@ -17,6 +17,10 @@ enum DomainOutcome {
     Results {
         host: String,
         results: Vec<RecipientResult>,
+        /// `host` offered DSN and took over the success reports.
+        remote_dsn: bool,
+        /// STARTTLS failed and the mail went in the clear.
+        tls_failure: Option<String>,
     },
     /// Nothing got through; every recipient shares the reason.
     Failed {
@@ -53,8 +57,24 @@ impl OutboundQueue {
                 .push(recipient.address.clone());
         }
         for (domain, recipients) in &by_domain {
+            let dsn = DsnParameters {
+                return_full: envelope.return_full,
+                envelope_id: envelope.envelope_id.clone(),
+                recipients: recipients
+                    .iter()
+                    .map(|address| {
+                        envelope
+                            .recipients
+                            .iter()
+                            .find(|r| r.address == *address)
+                            .map_or((None, None), |r| {
+                                (r.notify.clone(), r.original_recipient.clone())
+                            })
+                    })
+                    .collect(),
+            };
             let outcome = self
-                .deliver_domain(domain, &envelope.sender, recipients, &message)
+                .deliver_domain(domain, &envelope.sender, recipients, &message, &dsn)
                 .await;
             self.record(&mut envelope, recipients, outcome);
         }
@@ -72,7 +92,7 @@ impl OutboundQueue {
                 }
             }
         }
-        if let Err(error) = self.report(&envelope, &message).await {
+        if let Err(error) = self.report(&mut envelope, &message).await {
             // Keep the item: its report is tried again with the next attempt.
             tracing::error!(id = %envelope.id, %error, "sending a DSN failed");
             envelope.next_attempt_ms =
@@ -117,6 +137,7 @@ impl OutboundQueue {
         sender: &str,
         recipients: &[String],
         message: &[u8],
+        dsn: &DsnParameters,
     ) -> DomainOutcome {
         let hosts = match self.resolver.mail_hosts(domain).await {
             Ok(hosts) => hosts,
@@ -132,6 +153,7 @@ impl OutboundQueue {
             sender,
             recipients,
             message,
+            dsn,
         };
         let mut last_error = None;
         let mut all_permanent = true;
@@ -147,7 +169,14 @@ impl OutboundQueue {
             for ip in addresses {
                 let addr = SocketAddr::new(ip, self.config.port);
                 match client::deliver(addr, &host, &self.client, &transaction).await {
-                    Ok(results) => return DomainOutcome::Results { host, results },
+                    Ok(outcome) => {
+                        return DomainOutcome::Results {
+                            host,
+                            results: outcome.results,
+                            remote_dsn: outcome.remote_dsn,
+                            tls_failure: outcome.tls_failure,
+                        };
+                    }
                     Err(error) if error.is_permanent() => {
                         return DomainOutcome::Failed {
                             host: Some(host),
@@ -175,6 +204,28 @@ impl OutboundQueue {
     }
 
     fn record(&self, envelope: &mut Envelope, recipients: &[String], outcome: DomainOutcome) {
+        match &outcome {
+            DomainOutcome::Results {
+                host,
+                tls_failure: Some(reason),
+                ..
+            } => {
+                tracing::warn!(id = %envelope.id, %host, %reason, "STARTTLS failed; sent in the clear");
+                envelope.tls_failure = Some(format!("{host}: {reason}"));
+            }
+            DomainOutcome::Failed { host, reason, .. } if reason.starts_with("TLS required") => {
+                let host = host.as_deref().unwrap_or("?");
+                envelope.tls_failure = Some(format!("{host}: {reason}"));
+            }
+            _ => {}
+        }
+        let remote_took_over = matches!(
+            outcome,
+            DomainOutcome::Results {
+                remote_dsn: true,
+                ..
+            }
+        );
         for recipient in envelope
             .recipients
             .iter_mut()
@@ -182,7 +233,7 @@ impl OutboundQueue {
         {
             let index = recipients.iter().position(|a| *a == recipient.address);
             let (status, reply, host) = match &outcome {
-                DomainOutcome::Results { host, results } => {
+                DomainOutcome::Results { host, results, .. } => {
                     match index.and_then(|i| results.get(i)) {
                         Some(RecipientResult::Delivered(reply)) => {
                             (RecipientStatus::Delivered, reply.to_string(), Some(host))
@@ -221,35 +272,65 @@ impl OutboundQueue {
                 reply = %reply,
                 "outbound delivery attempt"
             );
+            if status == RecipientStatus::Delivered && remote_took_over {
+                // The remote got NOTIFY with the message: a success report is its to send.
+                recipient.notify_success = false;
+            }
             recipient.status = status;
             recipient.last_reply = Some(reply);
             recipient.remote_host = host.cloned();
         }
     }
 
-    /// Send the DSNs this attempt owes: failures (always, unless the item is itself a
-    /// bounce) and successes that were asked for.
-    async fn report(&self, envelope: &Envelope, message: &[u8]) -> Result<(), String> {
+    /// Does `recipient` get a delay report now?
+    fn owes_delay_notice(&self, envelope: &Envelope, recipient: &RecipientState) -> bool {
+        let Some(after) = self.config.delay_notice_after else {
+            return false;
+        };
+        let waited = sealmail_core::time::now_unix().saturating_sub(envelope.created);
+        recipient.status == RecipientStatus::Pending
+            && recipient.notify_delay
+            && !recipient.delay_reported
+            && waited >= after.as_secs() as i64
+    }
+
+    /// Send the DSNs this attempt owes: failures (unless NOTIFY says otherwise), one delay
+    /// report per recipient once the message has waited `delay_notice_after`, and the
+    /// success reports asked for that the remote did not take over (`relayed`). Nothing for
+    /// an item that is itself a bounce. Marks the delay reports sent.
+    async fn report(&self, envelope: &mut Envelope, message: &[u8]) -> Result<(), String> {
         if envelope.sender.is_empty() {
             return Ok(());
         }
-        for action in [DsnAction::Failed, DsnAction::Delivered] {
-            let entries: Vec<DsnRecipient<'_>> = envelope
-                .recipients
-                .iter()
-                .filter(|r| match action {
-                    // NOTIFY without FAILURE (NEVER) silences the failure report.
-                    DsnAction::Failed => r.status == RecipientStatus::Failed && r.notify_failure,
-                    DsnAction::Delivered => {
-                        r.status == RecipientStatus::Delivered && r.notify_success
+        let retry_until = envelope
+            .created
+            .saturating_add(self.config.max_lifetime.as_secs() as i64);
+        for action in [DsnAction::Failed, DsnAction::Delayed, DsnAction::Relayed] {
+            let selected: Vec<usize> = (0..envelope.recipients.len())
+                .filter(|&i| {
+                    let r = &envelope.recipients[i];
+                    match action {
+                        // NOTIFY without FAILURE (NEVER) silences the failure report.
+                        DsnAction::Failed => {
+                            r.status == RecipientStatus::Failed && r.notify_failure
+                        }
+                        DsnAction::Delayed => self.owes_delay_notice(envelope, r),
+                        DsnAction::Relayed | DsnAction::Delivered => {
+                            r.status == RecipientStatus::Delivered && r.notify_success
+                        }
                     }
                 })
+                .collect();
+            let entries: Vec<DsnRecipient<'_>> = selected
+                .iter()
+                .map(|&i| &envelope.recipients[i])
                 .map(|r| DsnRecipient {
                     address: &r.address,
                     action,
                     diagnostic: r.last_reply.as_deref().unwrap_or(""),
                     remote_host: r.remote_host.as_deref(),
                     original_recipient: r.original_recipient.as_deref(),
+                    retry_until: (action == DsnAction::Delayed).then_some(retry_until),
                 })
                 .collect();
             if entries.is_empty() {
@@ -267,6 +348,11 @@ impl OutboundQueue {
                 envelope.return_full && action == DsnAction::Failed,
             );
             self.return_to_sender(&envelope.sender, report).await?;
+            if action == DsnAction::Delayed {
+                for i in selected {
+                    envelope.recipients[i].delay_reported = true;
+                }
+            }
         }
         Ok(())
     }

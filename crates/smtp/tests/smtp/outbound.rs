@@ -390,16 +390,88 @@ async fn remote_550_bounces_a_dsn_into_the_senders_inbox() {
     remote.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dsn_notify_success_reports_delivery_and_notify_never_silences_the_bounce() {
-    let dns = dns_for_remote().await;
-    let remote = Instance::remote(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        true,
-    )
-    .await;
-    let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
-    let marker = marker("dsn");
+/// A scripted remote MX on 127.0.0.1 that records every command line it gets. It offers
+/// `extensions` after EHLO, refuses `nobody@` with 550, and accepts everything else; with a
+/// `421` greeting it turns every connection away (a host that is down for maintenance).
+struct FakeMx {
+    addr: SocketAddr,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeMx {
+    async fn start(greeting: &'static str, extensions: &'static [&'static str]) -> FakeMx {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen, count) = (Arc::clone(&lines), Arc::clone(&connections));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let (reader, mut writer) = stream.into_split();
+                    let mut reader = tokio::io::BufReader::new(reader);
+                    let _ = writer.write_all(format!("{greeting}\r\n").as_bytes()).await;
+                    if greeting.starts_with("421") {
+                        return;
+                    }
+                    let mut in_data = false;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let text = line.trim_end().to_string();
+                        if in_data {
+                            if text == "." {
+                                in_data = false;
+                                let _ = writer.write_all(b"250 2.0.0 queued\r\n").await;
+                            }
+                            continue;
+                        }
+                        seen.lock().unwrap().push(text.clone());
+                        let upper = text.to_ascii_uppercase();
+                        let reply = if upper.starts_with("EHLO") {
+                            let mut reply = String::from("250-fake.remote.test");
+                            for extension in extensions {
+                                reply.push_str(&format!("\r\n250-{extension}"));
+                            }
+                            reply + "\r\n250 PIPELINING"
+                        } else if upper.starts_with("RCPT") && upper.contains("NOBODY@") {
+                            "550 5.1.1 no such user".into()
+                        } else if upper.starts_with("DATA") {
+                            in_data = true;
+                            "354 go ahead".into()
+                        } else if upper.starts_with("QUIT") {
+                            let _ = writer.write_all(b"221 2.0.0 bye\r\n").await;
+                            return;
+                        } else {
+                            "250 2.0.0 ok".into()
+                        };
+                        let _ = writer.write_all(format!("{reply}\r\n").as_bytes()).await;
+                    }
+                });
+            }
+        });
+        FakeMx {
+            addr,
+            lines,
+            connections,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+/// Submit from alice with DSN parameters: RET=FULL ENVID=`marker`, carol with NOTIFY=SUCCESS
+/// and an ORCPT, nobody with NOTIFY=NEVER.
+async fn submit_with_dsn(local: &Instance, marker: &str) {
     let (mut client, greeting) = RawClient::connect(local.addr).await;
     assert!(greeting.starts_with("220"), "{greeting}");
     let auth = Base64::encode_string(format!("\0{ALICE}\0{PASSWORD}").as_bytes());
@@ -417,13 +489,36 @@ async fn dsn_notify_success_reports_delivery_and_notify_never_silences_the_bounc
     let body = format!("Subject: dsn test\r\n\r\n{marker} body\r\n.\r\nQUIT\r\n");
     let codes = client.codes(body.as_bytes(), 2).await;
     assert_eq!(codes[0], "250 2.0.0");
+}
+
+/// RFC 3461 5.2.2: a server without DSN cannot report the success itself, so we send a
+/// `relayed` report; NOTIFY=NEVER silences the bounce; no DSN parameter reaches a server
+/// that does not know them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_notify_success_to_a_server_without_dsn_reports_relayed() {
+    let dns = dns_for_remote().await;
+    let remote = FakeMx::start("220 fake.remote.test ESMTP", &["8BITMIME"]).await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
+    let marker = marker("dsn-relayed");
+    submit_with_dsn(&local, &marker).await;
     wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
-    assert_eq!(remote.queued(CAROL), 1);
+    let lines = remote.lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("NOTIFY=") && !l.contains("ENVID=")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l == &format!("RCPT TO:<{CAROL}>")));
     // Reports are written before the item leaves the queue: all of them are here now.
+    assert_eq!(local.queued(ALICE), 1, "one success report, no bounce");
     let inbox = local.messages(ALICE, "INBOX").await;
-    assert_eq!(inbox.len(), 1, "one success report, no bounce: {inbox:?}");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
     let report = &inbox[0];
-    assert!(report.contains("Action: delivered"), "{report}");
+    assert!(
+        report.contains("Action: relayed\r\nStatus: 2.0.0"),
+        "{report}"
+    );
     assert!(
         report.contains(&format!("Original-Envelope-Id: {marker}")),
         "{report}"
@@ -438,7 +533,140 @@ async fn dsn_notify_success_reports_delivery_and_notify_never_silences_the_bounc
         "a success report carries no content, RET=FULL or not"
     );
     local.shutdown();
-    remote.shutdown();
+}
+
+/// A server that offers DSN gets the sender's RET, ENVID, NOTIFY and ORCPT, and the success
+/// report is then its to send: none from us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_parameters_are_passed_on_to_a_server_with_dsn() {
+    let dns = dns_for_remote().await;
+    let remote = FakeMx::start("220 fake.remote.test ESMTP", &["8BITMIME", "DSN"]).await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
+    let marker = marker("dsn-passed");
+    submit_with_dsn(&local, &marker).await;
+    wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
+    let lines = remote.lines();
+    assert!(
+        lines.contains(&format!("MAIL FROM:<{ALICE}> RET=FULL ENVID={marker}")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!(
+            "RCPT TO:<{CAROL}> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol+2Balias@remote.test"
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("RCPT TO:<{NOBODY}> NOTIFY=NEVER")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        local.queued(ALICE),
+        0,
+        "no success report (the remote's job) and no bounce (NOTIFY=NEVER)"
+    );
+    local.shutdown();
+}
+
+/// A message that cannot be delivered for `delay_notice_after` gets one `delayed` report
+/// for the recipients that did not opt out (NOTIFY without DELAY), however many retries
+/// follow; the item stays queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_delivery_is_reported_once_while_retrying() {
+    let dns = dns_for_remote().await;
+    let remote = FakeMx::start("421 4.3.2 down for maintenance", &[]).await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |outbound, _| {
+        outbound.delay_notice_after = Some(Duration::ZERO);
+        outbound.first_retry = Duration::from_millis(50);
+        outbound.max_retry_interval = Duration::from_millis(100);
+    })
+    .await;
+    let marker = marker("delay");
+    let other = "other@remote.test";
+    let (mut client, _) = RawClient::connect(local.addr).await;
+    let auth = Base64::encode_string(format!("\0{ALICE}\0{PASSWORD}").as_bytes());
+    let script = format!(
+        "EHLO client.test\r\nAUTH PLAIN {auth}\r\nMAIL FROM:<{ALICE}>\r\n\
+         RCPT TO:<{CAROL}>\r\nRCPT TO:<{other}> NOTIFY=FAILURE\r\nDATA\r\n"
+    );
+    let codes = client.codes(script.as_bytes(), 6).await;
+    assert_eq!(codes[5], "354 end d");
+    let body = format!("Subject: delay test\r\n\r\n{marker}\r\n.\r\nQUIT\r\n");
+    assert_eq!(client.codes(body.as_bytes(), 2).await[0], "250 2.0.0");
+    wait_until("three attempts were made", || {
+        local
+            .outbound_pending()
+            .first()
+            .is_some_and(|e| e.attempts >= 3)
+    })
+    .await;
+    assert!(remote.connections.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    let pending = local.outbound_pending();
+    assert_eq!(pending.len(), 1, "still queued");
+    let carol = pending[0]
+        .recipients
+        .iter()
+        .find(|r| r.address == CAROL)
+        .unwrap();
+    assert!(carol.delay_reported);
+    assert_eq!(
+        local.queued(ALICE),
+        1,
+        "one delay report, not one per retry"
+    );
+    let report = &local.messages(ALICE, "INBOX").await[0];
+    assert!(report.contains("Subject: Delayed Mail"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "Final-Recipient: rfc822; {CAROL}\r\nAction: delayed\r\nStatus: 4.3.2"
+        )),
+        "{report}"
+    );
+    assert!(report.contains("Will-Retry-Until: "), "{report}");
+    assert!(
+        !report.contains(other),
+        "NOTIFY=FAILURE: no delay report: {report}"
+    );
+    local.shutdown();
+}
+
+/// NOTIFY=SUCCESS for a local recipient: the final delivery here reports `delivered` to the
+/// (local) sender before the 250; recipients that did not ask are not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_delivery_reports_success_when_asked() {
+    let dns = dns_for_remote().await;
+    let local = Instance::sender(dns.addr, 9, |_, _| {}).await;
+    let marker = marker("local-success");
+    let (mut client, _) = RawClient::connect(local.addr).await;
+    let auth = Base64::encode_string(format!("\0{ALICE}\0{PASSWORD}").as_bytes());
+    let script = format!(
+        "EHLO client.test\r\nAUTH PLAIN {auth}\r\nMAIL FROM:<{ALICE}> ENVID={marker}\r\n\
+         RCPT TO:<{BOB}> NOTIFY=SUCCESS\r\nDATA\r\n"
+    );
+    let codes = client.codes(script.as_bytes(), 5).await;
+    assert_eq!(codes[4], "354 end d");
+    let body = format!("Subject: local\r\n\r\n{marker} body\r\n.\r\nQUIT\r\n");
+    assert_eq!(client.codes(body.as_bytes(), 2).await[0], "250 2.0.0");
+    let bob = local.messages(BOB, "INBOX").await;
+    assert_eq!(bob.len(), 1);
+    assert!(bob[0].contains(&format!("{marker} body")));
+    let alice = local.messages(ALICE, "INBOX").await;
+    assert_eq!(
+        alice.len(),
+        1,
+        "the success report, there before the 250: {alice:?}"
+    );
+    let report = &alice[0];
+    assert!(
+        report.contains(&format!(
+            "Final-Recipient: rfc822; {BOB}\r\nAction: delivered\r\nStatus: 2.0.0"
+        )),
+        "{report}"
+    );
+    assert!(report.contains(&format!("Original-Envelope-Id: {marker}")));
+    assert!(report.contains("Reporting-MTA: dns; mail.example.test"));
+    assert!(!report.contains(&format!("{marker} body")), "headers only");
+    local.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
