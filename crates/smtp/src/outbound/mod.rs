@@ -27,6 +27,7 @@ use store::{Envelope, QueueDir, RecipientState, RecipientStatus};
 use tokio::sync::Notify;
 
 pub use store::Envelope as QueuedEnvelope;
+pub use worker::AdminError;
 
 /// Relay settings.
 #[derive(Debug, Clone)]
@@ -110,6 +111,8 @@ pub struct OutboundQueue {
     /// Items being delivered right now (the worker must not start them twice). A std Mutex:
     /// held only for set operations, never across an await.
     in_flight: Mutex<HashSet<String>>,
+    /// Attempts whose STARTTLS failed (sent in the clear, or refused under `require_tls`).
+    tls_failures: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for OutboundQueue {
@@ -123,12 +126,20 @@ impl std::fmt::Debug for OutboundQueue {
 
 impl OutboundQueue {
     pub fn new(registry: Arc<Registry>, config: OutboundConfig) -> std::io::Result<Self> {
-        let data_dir = registry.data_dir().to_path_buf();
-        let dir = QueueDir::new(&data_dir);
-        let removed = dir.clean_incomplete()?;
+        let queue = Self::open_existing(registry, config)?;
+        let removed = queue.dir.clean_incomplete()?;
         if removed > 0 {
             tracing::info!(removed, "removed incomplete outbound items left by a crash");
         }
+        Ok(queue)
+    }
+
+    /// The queue as an administration tool sees it (`sealmail queue`): no crash clean-up,
+    /// which would remove the message of an item a running server is writing right now.
+    /// Do not [`OutboundQueue::run`] it.
+    pub fn open_existing(registry: Arc<Registry>, config: OutboundConfig) -> std::io::Result<Self> {
+        let data_dir = registry.data_dir().to_path_buf();
+        let dir = QueueDir::new(&data_dir);
         let resolver = MxResolver::new(&config.nameservers)?;
         let client = ClientSettings {
             hostname: config.hostname.clone(),
@@ -146,6 +157,7 @@ impl OutboundQueue {
             client,
             wake: Notify::new(),
             in_flight: Mutex::default(),
+            tls_failures: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -234,6 +246,12 @@ impl OutboundQueue {
     /// Items waiting for delivery (their envelopes).
     pub fn pending(&self) -> std::io::Result<Vec<Envelope>> {
         self.dir.envelopes()
+    }
+
+    /// Delivery attempts since start whose STARTTLS failed: sent in the clear after a failed
+    /// handshake (opportunistic TLS), or not sent because TLS is required.
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Our name in EHLO and in DSNs.

@@ -118,8 +118,12 @@ impl QueueDir {
         sync_dir(&self.dir)
     }
 
-    /// Replace an item's envelope (after an attempt), durably.
+    /// Replace an item's envelope (after an attempt), durably. An item removed meanwhile (an
+    /// operator bounced it) is not brought back.
     pub fn update(&self, envelope: &Envelope) -> std::io::Result<()> {
+        if !self.envelope_path(&envelope.id).exists() {
+            return Ok(());
+        }
         write_synced(
             &self.dir,
             &self.envelope_path(&envelope.id),

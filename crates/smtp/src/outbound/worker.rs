@@ -30,7 +30,71 @@ enum DomainOutcome {
     },
 }
 
+/// Why an operator's action on an outbound item failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no outbound item {0}")]
+    NoSuchItem(String),
+    #[error("outbound queue: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("sending the bounce: {0}")]
+    Report(String),
+}
+
 impl OutboundQueue {
+    /// Make item `id` due now; a running server's worker takes it at its next look at the
+    /// queue (within a minute). Returns the updated envelope.
+    pub async fn retry_now(&self, id: &str) -> Result<Envelope, AdminError> {
+        let mut envelope = self.read_item(id).await?;
+        envelope.next_attempt_ms = now_ms();
+        let dir = self.dir.clone();
+        let copy = envelope.clone();
+        blocking(move || dir.update(&copy)).await?;
+        // In the server's own process this starts it at once.
+        self.wake.notify_one();
+        Ok(envelope)
+    }
+
+    /// Give up on item `id` now: its pending recipients fail with `5.0.0 bounced by the
+    /// postmaster`, the sender gets the failure report it asked for (as after a last
+    /// attempt), and the item is removed. Returns how many recipients were bounced.
+    pub async fn bounce_now(&self, id: &str) -> Result<usize, AdminError> {
+        let mut envelope = self.read_item(id).await?;
+        let dir = self.dir.clone();
+        let read_id = id.to_string();
+        let message = blocking(move || dir.read_message(&read_id)).await?;
+        let mut bounced = 0;
+        for recipient in &mut envelope.recipients {
+            if recipient.status == RecipientStatus::Pending {
+                recipient.status = RecipientStatus::Failed;
+                let last = recipient.last_reply.take().unwrap_or_default();
+                recipient.last_reply = Some(format!(
+                    "5.0.0 delivery cancelled by the postmaster; last error: {last}"
+                ));
+                bounced += 1;
+            }
+        }
+        self.report(&mut envelope, &message)
+            .await
+            .map_err(AdminError::Report)?;
+        let dir = self.dir.clone();
+        let remove_id = id.to_string();
+        blocking(move || dir.remove(&remove_id)).await?;
+        Ok(bounced)
+    }
+
+    async fn read_item(&self, id: &str) -> Result<Envelope, AdminError> {
+        // Ids are hex; anything else could name a path outside the queue.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AdminError::NoSuchItem(id.to_string()));
+        }
+        let dir = self.dir.clone();
+        let read_id = id.to_string();
+        blocking(move || dir.read_envelope(&read_id))
+            .await?
+            .ok_or_else(|| AdminError::NoSuchItem(id.to_string()))
+    }
+
     pub(super) async fn attempt(&self, mut envelope: Envelope) {
         let message = match self.dir.read_message(&envelope.id) {
             Ok(message) => message,
@@ -212,10 +276,14 @@ impl OutboundQueue {
             } => {
                 tracing::warn!(id = %envelope.id, %host, %reason, "STARTTLS failed; sent in the clear");
                 envelope.tls_failure = Some(format!("{host}: {reason}"));
+                self.tls_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             DomainOutcome::Failed { host, reason, .. } if reason.starts_with("TLS required") => {
                 let host = host.as_deref().unwrap_or("?");
                 envelope.tls_failure = Some(format!("{host}: {reason}"));
+                self.tls_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             _ => {}
         }

@@ -392,7 +392,8 @@ async fn remote_550_bounces_a_dsn_into_the_senders_inbox() {
 
 /// A scripted remote MX on 127.0.0.1 that records every command line it gets. It offers
 /// `extensions` after EHLO, refuses `nobody@` with 550, and accepts everything else; with a
-/// `421` greeting it turns every connection away (a host that is down for maintenance).
+/// `421` greeting it turns every connection away (a host that is down for maintenance); after
+/// STARTTLS it breaks the handshake.
 struct FakeMx {
     addr: SocketAddr,
     lines: Arc<std::sync::Mutex<Vec<String>>>,
@@ -446,6 +447,14 @@ impl FakeMx {
                         } else if upper.starts_with("DATA") {
                             in_data = true;
                             "354 go ahead".into()
+                        } else if upper.starts_with("STARTTLS") {
+                            // Agree, then answer the client's hello with text: the
+                            // handshake fails.
+                            let _ = writer.write_all(b"220 2.0.0 go ahead\r\n").await;
+                            let mut hello = [0u8; 64];
+                            let _ = tokio::io::AsyncReadExt::read(&mut reader, &mut hello).await;
+                            let _ = writer.write_all(b"this is not TLS\r\n").await;
+                            return;
                         } else if upper.starts_with("QUIT") {
                             let _ = writer.write_all(b"221 2.0.0 bye\r\n").await;
                             return;
@@ -795,4 +804,83 @@ async fn python_smtp_ssl_and_nodemailer_relay_over_implicit_tls() {
     assert_eq!(sent.len(), 2, "both submissions have a Sent copy");
     local.shutdown();
     remote.shutdown();
+}
+
+/// Opportunistic TLS (RFC 7435): a failed STARTTLS handshake does not hold the mail back; it
+/// goes in the clear on a new connection, and the failure is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_starttls_falls_back_to_clear_text_and_is_recorded() {
+    let dns = dns_for_remote().await;
+    let remote = FakeMx::start("220 fake.remote.test ESMTP", &["STARTTLS"]).await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
+    let marker = marker("tls-fallback");
+    let codes = submit(local.addr, &[CAROL], &marker).await;
+    assert_eq!(codes[codes.len() - 2], "250 2.0.0");
+    wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
+    let lines = remote.lines();
+    let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("STARTTLS"), 1, "{lines:?}");
+    assert_eq!(count("MAIL FROM:"), 1, "{lines:?}");
+    assert_eq!(count("DATA"), 1, "{lines:?}");
+    assert_eq!(
+        remote.connections.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    assert_eq!(local.queue.as_ref().unwrap().tls_failures(), 1);
+    assert_eq!(local.queued(ALICE), 0, "delivered: no bounce");
+    local.shutdown();
+}
+
+/// The operator's `retry` makes a waiting item due at once; `bounce` gives up on it, reports
+/// the failure to the sender and removes it. Ids that are not items are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_retry_and_bounce_of_an_outbound_item() {
+    let dns = dns_for_remote().await;
+    let remote = FakeMx::start("421 4.3.2 down for maintenance", &[]).await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |outbound, _| {
+        // Without the operator, the next attempt would be an hour away.
+        outbound.first_retry = Duration::from_secs(3600);
+        outbound.max_retry_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let marker = marker("operator");
+    let codes = submit(local.addr, &[CAROL], &marker).await;
+    assert_eq!(codes[codes.len() - 2], "250 2.0.0");
+    let first_attempt = || {
+        local
+            .outbound_pending()
+            .first()
+            .is_some_and(|e| e.attempts >= 1)
+    };
+    wait_until("a first attempt failed", first_attempt).await;
+    let queue = Arc::clone(local.queue.as_ref().unwrap());
+    let id = local.outbound_pending()[0].id.clone();
+    let retried = queue.retry_now(&id).await.unwrap();
+    assert_eq!(retried.attempts, 1);
+    wait_until("the retry was made", || {
+        local
+            .outbound_pending()
+            .first()
+            .is_some_and(|e| e.attempts >= 2)
+    })
+    .await;
+    assert!(matches!(
+        queue.bounce_now("../../registry").await,
+        Err(sealmail_smtp::outbound::AdminError::NoSuchItem(_))
+    ));
+    assert!(matches!(
+        queue.retry_now("0123abcd").await,
+        Err(sealmail_smtp::outbound::AdminError::NoSuchItem(_))
+    ));
+    assert_eq!(queue.bounce_now(&id).await.unwrap(), 1);
+    assert!(local.outbound_pending().is_empty());
+    assert_eq!(local.queued(ALICE), 1, "the sender is told");
+    let report = &local.messages(ALICE, "INBOX").await[0];
+    assert!(report.contains("Action: failed"), "{report}");
+    assert!(report.contains("cancelled by the postmaster"), "{report}");
+    assert!(
+        report.contains("421 4.3.2"),
+        "the last error is given: {report}"
+    );
+    local.shutdown();
 }
