@@ -78,6 +78,7 @@ impl<M: MailStore> LocalDelivery<M> {
     pub fn with_outbound(mut self, queue: Arc<OutboundQueue>) -> Self {
         self.forwarding.relay = Some(Arc::clone(&queue) as Arc<dyn Relay>);
         self.reporting_host = queue.hostname().to_string();
+        queue.fold_in_through(Arc::clone(&self.store));
         self.outbound = Some(queue);
         self
     }

@@ -17,7 +17,8 @@ use crate::proto::RcptParams;
 use crate::relay::{Relay, RelayError};
 use client::ClientSettings;
 use resolve::MxResolver;
-use sealmail_core::registry::{Address, Registry};
+use sealmail_core::mailstore::MailStore;
+use sealmail_core::registry::{Address, MailboxId, Registry};
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -113,7 +114,14 @@ pub struct OutboundQueue {
     in_flight: Mutex<HashSet<String>>,
     /// Attempts whose STARTTLS failed (sent in the clear, or refused under `require_tls`).
     tls_failures: std::sync::atomic::AtomicU64,
+    /// Folds a report sealed for a local sender into the sender's mailbox if a session holds
+    /// it open (set by [`OutboundQueue::fold_in_through`]); else it waits for the next login.
+    fold_in: std::sync::OnceLock<FoldIn>,
 }
+
+/// See [`OutboundQueue::fold_in_through`].
+type FoldIn =
+    Arc<dyn Fn(MailboxId) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl std::fmt::Debug for OutboundQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,6 +166,7 @@ impl OutboundQueue {
             wake: Notify::new(),
             in_flight: Mutex::default(),
             tls_failures: std::sync::atomic::AtomicU64::new(0),
+            fold_in: std::sync::OnceLock::new(),
         })
     }
 
@@ -246,6 +255,22 @@ impl OutboundQueue {
     /// Items waiting for delivery (their envelopes).
     pub fn pending(&self) -> std::io::Result<Vec<Envelope>> {
         self.dir.envelopes()
+    }
+
+    /// Reports (DSNs) sealed for local senders are folded into their mailboxes at once when
+    /// `store` has them open, as MX does with arriving mail, instead of waiting for the
+    /// sender's next login (an IDLE client may stay connected for days). The first store
+    /// set wins.
+    pub fn fold_in_through<M: MailStore>(&self, store: Arc<M>) {
+        let fold_in: FoldIn = Arc::new(move |mailbox_id| {
+            let store = Arc::clone(&store);
+            Box::pin(async move {
+                if let Err(error) = store.drain_sealed_if_open(&mailbox_id).await {
+                    tracing::warn!(%error, "folding a sealed report into an open mailbox failed");
+                }
+            })
+        });
+        let _ = self.fold_in.set(fold_in);
     }
 
     /// Delivery attempts since start whose STARTTLS failed: sent in the clear after a failed

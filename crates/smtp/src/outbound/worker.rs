@@ -425,28 +425,44 @@ impl OutboundQueue {
         Ok(())
     }
 
-    /// A local sender gets the report sealed into its mailbox like any arriving mail; a
-    /// remote one (forwarded mail) gets it relayed with the null reverse-path.
+    /// A local sender gets the report sealed into its mailbox like any arriving mail (folded
+    /// in at once when the mailbox is open); a remote one (forwarded mail) gets it relayed with the null reverse-path.
     async fn return_to_sender(&self, sender: &str, report: Vec<u8>) -> Result<(), String> {
         let registry = std::sync::Arc::clone(&self.registry);
         let address = sender.to_string();
-        let remote_report = blocking(move || -> Result<Option<Vec<u8>>, std::io::Error> {
+        let destination = blocking(move || -> Result<ReportDestination, std::io::Error> {
             let as_io = |e: sealmail_core::Error| std::io::Error::other(e.to_string());
-            if registry.lookup(&address).map_err(as_io)?.is_none() {
-                return Ok(Some(report));
-            }
+            let Some(account) = registry.lookup(&address).map_err(as_io)? else {
+                return Ok(ReportDestination::Remote(report));
+            };
             account::deliver_sealed(&registry, &address, &report).map_err(as_io)?;
-            Ok(None)
+            Ok(ReportDestination::Sealed(account.mailbox_id))
         })
         .await
         .map_err(|e| e.to_string())?;
-        if let Some(report) = remote_report {
-            self.enqueue("", &[sender.to_string()], &report)
-                .await
-                .map_err(|e| e.to_string())?;
+        match destination {
+            ReportDestination::Sealed(mailbox_id) => {
+                // The sender may be logged in right now: fold the report in at once.
+                if let Some(fold_in) = self.fold_in.get() {
+                    fold_in(mailbox_id).await;
+                }
+            }
+            ReportDestination::Remote(report) => {
+                self.enqueue("", &[sender.to_string()], &report)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }
+}
+
+/// Where a report went, or goes.
+enum ReportDestination {
+    /// Sealed for this local mailbox.
+    Sealed(sealmail_core::registry::MailboxId),
+    /// To a remote sender, through the queue.
+    Remote(Vec<u8>),
 }
 
 fn reply_text(error: &SessionError) -> String {

@@ -164,6 +164,23 @@ impl Instance {
             .collect()
     }
 
+    /// Wait until `address` has at least `count` messages in INBOX; returns them. Reports are
+    /// folded into an open mailbox at once, else sealed; the login that looks drains those.
+    async fn wait_for_inbox(&self, address: &str, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let inbox = self.messages(address, "INBOX").await;
+            if inbox.len() >= count {
+                return inbox;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {count} messages for {address}: {inbox:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn outbound_pending(&self) -> Vec<sealmail_smtp::outbound::QueuedEnvelope> {
         self.queue.as_ref().unwrap().pending().unwrap()
     }
@@ -347,7 +364,10 @@ async fn remote_down_is_retried_after_it_comes_up() {
     wait_until("the retry reached the remote", || remote.queued(CAROL) == 1).await;
     assert!(remote.messages(CAROL, "INBOX").await[0].contains(&marker));
     wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
-    assert_eq!(local.queued(ALICE), 0, "no bounce for a late success");
+    assert!(
+        local.messages(ALICE, "INBOX").await.is_empty(),
+        "no bounce for a late success"
+    );
     local.shutdown();
     remote.shutdown();
 }
@@ -361,12 +381,33 @@ async fn remote_550_bounces_a_dsn_into_the_senders_inbox() {
     )
     .await;
     let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
+    // Alice stays logged in (an IDLE client): the bounce must reach her open session at
+    // once, not wait sealed for her next login.
+    let session = local.store.login(ALICE, PASSWORD).await.unwrap();
+    let mut changes = session.subscribe();
     let marker = marker("bounce");
     let codes = submit(local.addr, &[CAROL, NOBODY], &marker).await;
     assert_eq!(codes[codes.len() - 2], "250 2.0.0");
-    wait_until("the bounce reached alice", || local.queued(ALICE) == 1).await;
+    let change = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let change = changes.recv().await.unwrap();
+            if change.origin == sealmail_core::mailstore::DELIVERY_ORIGIN {
+                return change;
+            }
+        }
+    })
+    .await
+    .expect("the bounce is announced to alice's session");
+    assert_eq!(change.folder, "INBOX");
+    assert_eq!(local.queued(ALICE), 0, "folded in, not left sealed");
     assert_eq!(remote.queued(CAROL), 1, "the good recipient still got it");
-    let inbox = local.messages(ALICE, "INBOX").await;
+    let inbox: Vec<String> = session
+        .fetch_raw("INBOX", UidSet::all())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| String::from_utf8(m.bytes).unwrap())
+        .collect();
     assert_eq!(inbox.len(), 1);
     let dsn = &inbox[0];
     assert!(
@@ -520,7 +561,6 @@ async fn dsn_notify_success_to_a_server_without_dsn_reports_relayed() {
     );
     assert!(lines.iter().any(|l| l == &format!("RCPT TO:<{CAROL}>")));
     // Reports are written before the item leaves the queue: all of them are here now.
-    assert_eq!(local.queued(ALICE), 1, "one success report, no bounce");
     let inbox = local.messages(ALICE, "INBOX").await;
     assert_eq!(inbox.len(), 1, "{inbox:?}");
     let report = &inbox[0];
@@ -569,9 +609,8 @@ async fn dsn_parameters_are_passed_on_to_a_server_with_dsn() {
         lines.contains(&format!("RCPT TO:<{NOBODY}> NOTIFY=NEVER")),
         "{lines:?}"
     );
-    assert_eq!(
-        local.queued(ALICE),
-        0,
+    assert!(
+        local.messages(ALICE, "INBOX").await.is_empty(),
         "no success report (the remote's job) and no bounce (NOTIFY=NEVER)"
     );
     local.shutdown();
@@ -618,12 +657,9 @@ async fn delayed_delivery_is_reported_once_while_retrying() {
         .find(|r| r.address == CAROL)
         .unwrap();
     assert!(carol.delay_reported);
-    assert_eq!(
-        local.queued(ALICE),
-        1,
-        "one delay report, not one per retry"
-    );
-    let report = &local.messages(ALICE, "INBOX").await[0];
+    let inbox = local.messages(ALICE, "INBOX").await;
+    assert_eq!(inbox.len(), 1, "one delay report, not one per retry");
+    let report = &inbox[0];
     assert!(report.contains("Subject: Delayed Mail"), "{report}");
     assert!(
         report.contains(&format!(
@@ -696,9 +732,9 @@ async fn expired_messages_bounce_and_required_tls_is_enforced() {
     let marker = marker("expire");
     let codes = submit(local.addr, &[CAROL], &marker).await;
     assert_eq!(codes[codes.len() - 2], "250 2.0.0");
-    wait_until("the bounce reached alice", || local.queued(ALICE) == 1).await;
+    let inbox = local.wait_for_inbox(ALICE, 1).await;
     assert_eq!(remote.queued(CAROL), 0, "nothing sent in the clear");
-    let dsn = &local.messages(ALICE, "INBOX").await[0];
+    let dsn = &inbox[0];
     assert!(dsn.contains("Status: 4.4.7"), "{dsn}");
     assert!(dsn.contains("STARTTLS"), "the reason is given: {dsn}");
     wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
@@ -714,8 +750,7 @@ async fn unknown_domains_are_refused_without_a_queue_and_bounced_with_one() {
     // nowhere.test has no DNS records at all: NXDOMAIN is permanent.
     let codes = submit(local.addr, &["someone@nowhere.test"], &marker).await;
     assert_eq!(codes[codes.len() - 2], "250 2.0.0");
-    wait_until("the bounce reached alice", || local.queued(ALICE) == 1).await;
-    let dsn = &local.messages(ALICE, "INBOX").await[0];
+    let dsn = &local.wait_for_inbox(ALICE, 1).await[0];
     assert!(
         dsn.contains("Final-Recipient: rfc822; someone@nowhere.test"),
         "{dsn}"
@@ -827,7 +862,10 @@ async fn failed_starttls_falls_back_to_clear_text_and_is_recorded() {
         2
     );
     assert_eq!(local.queue.as_ref().unwrap().tls_failures(), 1);
-    assert_eq!(local.queued(ALICE), 0, "delivered: no bounce");
+    assert!(
+        local.messages(ALICE, "INBOX").await.is_empty(),
+        "delivered: no bounce"
+    );
     local.shutdown();
 }
 
@@ -874,8 +912,9 @@ async fn operator_retry_and_bounce_of_an_outbound_item() {
     ));
     assert_eq!(queue.bounce_now(&id).await.unwrap(), 1);
     assert!(local.outbound_pending().is_empty());
-    assert_eq!(local.queued(ALICE), 1, "the sender is told");
-    let report = &local.messages(ALICE, "INBOX").await[0];
+    let inbox = local.messages(ALICE, "INBOX").await;
+    assert_eq!(inbox.len(), 1, "the sender is told");
+    let report = &inbox[0];
     assert!(report.contains("Action: failed"), "{report}");
     assert!(report.contains("cancelled by the postmaster"), "{report}");
     assert!(
