@@ -100,6 +100,18 @@ pub trait MailStore: Send + Sync + 'static {
         raw: Vec<u8>,
         options: AppendOptions,
     ) -> impl Future<Output = Result<Option<Appended>>> + Send;
+
+    /// Fold the sealed items waiting for `mailbox_id` into its INBOX if a session holds the
+    /// mailbox open right now, and announce them ([`DELIVERY_ORIGIN`]). MX calls it after it
+    /// sealed a message because [`MailStore::deliver_if_open`] found no session: a login may
+    /// have opened (and drained) the mailbox in between, and the item would otherwise wait
+    /// for the next login. Items already delivered are skipped by id, so a drain racing
+    /// another never delivers twice. `Ok(None)` when no session holds the mailbox; else how
+    /// many items were taken from the queue (delivered now, or found delivered already).
+    fn drain_sealed_if_open(
+        &self,
+        mailbox_id: &MailboxId,
+    ) -> impl Future<Output = Result<Option<usize>>> + Send;
 }
 
 /// The [`Change::origin`] of messages delivered by [`MailStore::deliver_if_open`]: no
@@ -258,9 +270,12 @@ pub trait MailboxOpener: Send + Sync + 'static {
     fn authenticate(&self, address: &str, password: &str) -> Result<Login>;
     /// Open the mailbox of an authenticated `login`.
     fn open(&self, login: Login) -> Result<OpenedMailbox>;
-    /// Bring a mailbox another session holds open up to date for a new login (mail sealed
-    /// while nobody was logged in).
-    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()>;
+    /// Fold the mail sealed for `mailbox_id` into `mailbox` (that mailbox's open file), as a
+    /// login does. Called for a login to a mailbox
+    /// another session holds open, after a login registered the file it opened (mail sealed
+    /// during the opening), and by [`MailStore::drain_sealed_if_open`]. Returns how many items
+    /// were taken from the queue.
+    fn drain_sealed(&self, mailbox_id: &MailboxId, mailbox: &mut Mailbox) -> Result<usize>;
 
     /// Where the file of mailbox `mailbox_id` is, as [`MailboxOpener::open`] opens it: it
     /// finds the open mailbox a new login shares and [`MailStore::deliver_if_open`] writes
@@ -283,8 +298,8 @@ impl<T: MailboxOpener> MailboxOpener for Arc<T> {
         T::open(self, login)
     }
 
-    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()> {
-        T::catch_up(self, login, mailbox)
+    fn drain_sealed(&self, mailbox_id: &MailboxId, mailbox: &mut Mailbox) -> Result<usize> {
+        T::drain_sealed(self, mailbox_id, mailbox)
     }
 
     fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
@@ -312,8 +327,8 @@ impl MailboxOpener for Registry {
         })
     }
 
-    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()> {
-        account::drain_sealed_into(self, &login.mailbox_id, mailbox).map(|_| ())
+    fn drain_sealed(&self, mailbox_id: &MailboxId, mailbox: &mut Mailbox) -> Result<usize> {
+        account::drain_sealed_into(self, mailbox_id, mailbox).map(|report| report.delivered.len())
     }
 
     fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
@@ -380,6 +395,28 @@ struct PendingDelivery {
 }
 
 impl SharedMailbox {
+    /// Fold the sealed items of `mailbox_id` in under the writer lock and announce them.
+    /// Blocking.
+    fn drain_sealed<O: MailboxOpener>(&self, opener: &O, mailbox_id: &MailboxId) -> Result<usize> {
+        let mut guard = self.mailbox.lock().unwrap_or_else(|p| p.into_inner());
+        let delivered = opener.drain_sealed(mailbox_id, guard.as_mut().as_mut())?;
+        if delivered > 0 {
+            let modseq = guard
+                .as_mut()
+                .as_mut()
+                .highest_modseq(account::DELIVERY_FOLDER)?;
+            drop(guard);
+            // No receivers is fine: the sessions may all be gone (a lingering mailbox).
+            let _ = self.changes.send(Change {
+                origin: DELIVERY_ORIGIN,
+                folder: account::DELIVERY_FOLDER.to_string(),
+                modseq,
+                event: ChangeEvent::MessagesAdded,
+            });
+        }
+        Ok(delivered)
+    }
+
     /// Commit the waiting direct deliveries (none left when another thread took them first)
     /// durably, answer each, and announce them to the sessions. Blocking.
     fn commit_deliveries(&self) {
@@ -521,6 +558,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         })
         .await?;
         let quota_limit = login.quota;
+        let mailbox_id = login.mailbox_id.clone();
         let open_already = path.and_then(|path| {
             self.open
                 .lock()
@@ -530,17 +568,8 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         });
         let shared = match open_already {
             // Another session (or a lingering one) has the file open: the password is checked,
-            // so share its connection; only mail sealed meanwhile needs folding in.
-            Some(shared) => {
-                let opener = Arc::clone(&self.opener);
-                let held = Arc::clone(&shared);
-                blocking(move || {
-                    let mut guard = held.mailbox.lock().unwrap_or_else(|p| p.into_inner());
-                    opener.catch_up(&login, guard.as_mut().as_mut())
-                })
-                .await?;
-                shared
-            }
+            // so share its connection; only mail sealed meanwhile needs folding in (below).
+            Some(shared) => shared,
             None => {
                 let opener = Arc::clone(&self.opener);
                 let mut opened = blocking(move || opener.open(login)).await?;
@@ -552,6 +581,14 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
                 shared
             }
         };
+        // Drain (again, after a fresh open) now that the mailbox is registered as open: an MX
+        // that found it closed and sealed a message while the file was being opened either
+        // finished writing before this listing, or looks for an open mailbox after it wrote
+        // and finds this one (`drain_sealed_if_open`). Either way nothing waits for the next
+        // login.
+        let opener = Arc::clone(&self.opener);
+        let held = Arc::clone(&shared);
+        blocking(move || held.drain_sealed(&*opener, &mailbox_id)).await?;
         Ok(LocalSession {
             linger: self.linger,
             id: NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -567,14 +604,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         raw: Vec<u8>,
         options: AppendOptions,
     ) -> Result<Option<Appended>> {
-        let Some(path) = self.opener.mailbox_path(mailbox_id) else {
-            return Ok(None);
-        };
-        let shared = {
-            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            open.get(&path).and_then(Weak::upgrade)
-        };
-        let Some(shared) = shared else {
+        let Some(shared) = self.open_mailbox(mailbox_id) else {
             return Ok(None);
         };
         let (done, answer) = tokio::sync::oneshot::channel();
@@ -596,6 +626,26 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
                 "direct delivery dropped before its commit",
             ))),
         }
+    }
+
+    async fn drain_sealed_if_open(&self, mailbox_id: &MailboxId) -> Result<Option<usize>> {
+        let Some(shared) = self.open_mailbox(mailbox_id) else {
+            return Ok(None);
+        };
+        let opener = Arc::clone(&self.opener);
+        let mailbox_id = mailbox_id.clone();
+        // On a blocking thread: the last strong reference may be this one, and closing the
+        // file must not happen on the reactor.
+        blocking(move || shared.drain_sealed(&*opener, &mailbox_id).map(Some)).await
+    }
+}
+
+impl<O: MailboxOpener> LocalMailStore<O> {
+    /// The shared state of mailbox `mailbox_id` if a session (or a lingering one) holds it.
+    fn open_mailbox(&self, mailbox_id: &MailboxId) -> Option<Arc<SharedMailbox>> {
+        let path = self.opener.mailbox_path(mailbox_id)?;
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.get(&path).and_then(Weak::upgrade)
     }
 }
 

@@ -38,6 +38,7 @@
 //! first_retry_secs = 300       # then doubling...
 //! max_retry_interval_secs = 14400 # ...up to 4 hours
 //! timeout_secs = 300
+//! delay_notice_secs = 14400    # one "delayed" DSN after 4 hours undelivered; 0: never
 //!
 //! [backup]                     # daily backups of the mailboxes of logged-in users
 //! target = "s3://bucket/prefix" # or "file:///var/backups/sealmail"
@@ -247,6 +248,8 @@ pub struct OutboundSettings {
     pub first_retry_secs: u64,
     pub max_retry_interval_secs: u64,
     pub timeout_secs: u64,
+    /// After this long undelivered, the sender gets one `delayed` DSN; 0: never.
+    pub delay_notice_secs: u64,
 }
 
 impl Default for OutboundSettings {
@@ -260,6 +263,7 @@ impl Default for OutboundSettings {
             first_retry_secs: 5 * 60,
             max_retry_interval_secs: 4 * 3600,
             timeout_secs: 5 * 60,
+            delay_notice_secs: 4 * 3600,
         }
     }
 }

@@ -22,6 +22,24 @@ use tokio::sync::watch;
 /// How often idle entries of the login cache are wiped from memory.
 const LOGIN_CACHE_SWEEP: Duration = Duration::from_secs(60);
 
+/// The relay's settings from the `[outbound]` section (also used by `sealmail queue`).
+pub fn outbound_config(config: &Config) -> sealmail_smtp::OutboundConfig {
+    let outbound = &config.outbound;
+    sealmail_smtp::OutboundConfig {
+        hostname: config.smtp_settings.hostname.clone(),
+        port: outbound.port,
+        require_tls: outbound.require_tls,
+        nameservers: outbound.nameservers.clone(),
+        max_lifetime: Duration::from_secs(outbound.max_lifetime_secs),
+        first_retry: Duration::from_secs(outbound.first_retry_secs),
+        max_retry_interval: Duration::from_secs(outbound.max_retry_interval_secs),
+        timeout: Duration::from_secs(outbound.timeout_secs),
+        delay_notice_after: (outbound.delay_notice_secs > 0)
+            .then(|| Duration::from_secs(outbound.delay_notice_secs)),
+        ..sealmail_smtp::OutboundConfig::default()
+    }
+}
+
 pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     let config = Config::load(config_path, |name| std::env::var(name).ok())?;
     init_logging();
@@ -32,6 +50,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     let tls_config = tls::server_config(data_dir, &config.tls)?;
     let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
     let metrics = Arc::new(ServerMetrics::default());
+    metrics.watch_queues(data_dir);
     // Built before the runtime (an S3 client brings its own), and kept here so its last
     // handle is dropped outside the runtime too.
     let backup_target = config
@@ -132,24 +151,11 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
         )?;
         tokio::spawn(Arc::clone(&webhooks).run(stopped(stop_rx.clone())));
         if config.outbound.relay {
-            let outbound = &config.outbound;
             let queue = Arc::new(
-                sealmail_smtp::OutboundQueue::new(
-                    Arc::clone(&registry),
-                    sealmail_smtp::OutboundConfig {
-                        hostname: config.smtp_settings.hostname.clone(),
-                        port: outbound.port,
-                        require_tls: outbound.require_tls,
-                        nameservers: outbound.nameservers.clone(),
-                        max_lifetime: Duration::from_secs(outbound.max_lifetime_secs),
-                        first_retry: Duration::from_secs(outbound.first_retry_secs),
-                        max_retry_interval: Duration::from_secs(outbound.max_retry_interval_secs),
-                        timeout: Duration::from_secs(outbound.timeout_secs),
-                        ..sealmail_smtp::OutboundConfig::default()
-                    },
-                )
-                .context("starting the outbound queue")?,
+                sealmail_smtp::OutboundQueue::new(Arc::clone(&registry), outbound_config(&config))
+                    .context("starting the outbound queue")?,
             );
+            metrics.watch_outbound(Arc::clone(&queue));
             tokio::spawn(Arc::clone(&queue).run(stopped(stop_rx.clone())));
             smtp_delivery = smtp_delivery.with_outbound(queue);
         }

@@ -106,16 +106,68 @@ pub struct Transaction<'a> {
     pub sender: &'a str,
     pub recipients: &'a [String],
     pub message: &'a [u8],
+    /// The sender's DSN parameters, passed on to a server that offers DSN (RFC 3461 5.2).
+    pub dsn: &'a DsnParameters,
 }
 
-/// Deliver `transaction` to the server at `addr` (named `host`, for SNI). Returns one result
-/// per recipient, in order, unless the session failed as a whole.
+/// RFC 3461 parameters to pass on: RET and ENVID for MAIL, NOTIFY and ORCPT for each RCPT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DsnParameters {
+    /// RET=FULL was asked for.
+    pub return_full: bool,
+    /// ENVID, xtext.
+    pub envelope_id: Option<String>,
+    /// Per recipient of the transaction, in the same order: the NOTIFY value (`NEVER` or a
+    /// list) and the ORCPT value (`rfc822;xtext`), each when the sender gave one.
+    pub recipients: Vec<(Option<String>, Option<String>)>,
+}
+
+/// What a session that got as far as RCPT came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOutcome {
+    /// One result per recipient, in order.
+    pub results: Vec<RecipientResult>,
+    /// The server offered DSN, so it was handed the sender's DSN parameters and takes over
+    /// the success reports (RFC 3461 5.2.2); otherwise a requested success report is ours
+    /// to send, as `relayed`.
+    pub remote_dsn: bool,
+    /// The mail went over STARTTLS.
+    pub tls: bool,
+    /// The STARTTLS handshake failed and the mail went in the clear after all
+    /// (opportunistic TLS): why, for the logs and the queue listing.
+    pub tls_failure: Option<String>,
+}
+
+/// Deliver `transaction` to the server at `addr` (named `host`, for SNI), over STARTTLS when
+/// the server offers it. Returns one result per recipient, in order, unless the session
+/// failed as a whole. Opportunistic TLS (RFC 7435): when the handshake fails and TLS is not
+/// required, the delivery is made again on a new connection in the clear, and the failure
+/// is reported in [`SessionOutcome::tls_failure`].
 pub async fn deliver(
     addr: SocketAddr,
     host: &str,
     settings: &ClientSettings,
     transaction: &Transaction<'_>,
-) -> Result<Vec<RecipientResult>, SessionError> {
+) -> Result<SessionOutcome, SessionError> {
+    match deliver_once(addr, host, settings, transaction, true).await {
+        Err(SessionError::TlsUnavailable(reason)) if !settings.require_tls => {
+            tracing::warn!(%host, %addr, %reason, "STARTTLS failed; delivering in the clear");
+            let mut outcome = deliver_once(addr, host, settings, transaction, false).await?;
+            outcome.tls_failure = Some(reason);
+            Ok(outcome)
+        }
+        other => other,
+    }
+}
+
+/// One connection: STARTTLS when offered and `try_tls`, then the transaction.
+async fn deliver_once(
+    addr: SocketAddr,
+    host: &str,
+    settings: &ClientSettings,
+    transaction: &Transaction<'_>,
+    try_tls: bool,
+) -> Result<SessionOutcome, SessionError> {
     let tcp = tokio::time::timeout(settings.timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| SessionError::Timeout)?
@@ -124,14 +176,14 @@ pub async fn deliver(
     let mut plain = BufReader::new(tcp);
     expect(read_reply(&mut plain, settings.timeout).await?, 220)?;
     let extensions = ehlo(&mut plain, settings).await?;
-    if !extensions.iter().any(|e| e == "STARTTLS") {
+    if !try_tls || !extensions.iter().any(|e| e == "STARTTLS") {
         if settings.require_tls {
             let _ = quit(&mut plain, settings).await;
             return Err(SessionError::TlsUnavailable(format!(
                 "{host} does not offer STARTTLS"
             )));
         }
-        return send(&mut plain, settings, &extensions, transaction).await;
+        return send(&mut plain, settings, &extensions, transaction, false).await;
     }
     command(&mut plain, b"STARTTLS\r\n").await?;
     let reply = read_reply(&mut plain, settings.timeout).await?;
@@ -142,7 +194,9 @@ pub async fn deliver(
             )));
         }
         // Opportunistic: carry on in the clear.
-        return send(&mut plain, settings, &extensions, transaction).await;
+        let mut outcome = send(&mut plain, settings, &extensions, transaction, false).await?;
+        outcome.tls_failure = Some(format!("STARTTLS refused: {reply}"));
+        return Ok(outcome);
     }
     // RFC 3207 4.2: nothing may be buffered past the 220.
     if !plain.buffer().is_empty() {
@@ -160,7 +214,7 @@ pub async fn deliver(
     .map_err(|e| SessionError::TlsUnavailable(format!("TLS handshake failed: {e}")))?;
     let mut tls = BufReader::new(tls);
     let extensions = ehlo(&mut tls, settings).await?;
-    send(&mut tls, settings, &extensions, transaction).await
+    send(&mut tls, settings, &extensions, transaction, true).await
 }
 
 /// EHLO, falling back to HELO (RFC 5321 3.2); returns the upper-cased extension keywords.
@@ -190,9 +244,26 @@ async fn send<S: AsyncBufRead + AsyncWrite + Unpin>(
     settings: &ClientSettings,
     extensions: &[String],
     transaction: &Transaction<'_>,
-) -> Result<Vec<RecipientResult>, SessionError> {
+    tls: bool,
+) -> Result<SessionOutcome, SessionError> {
     let has = |name: &str| extensions.iter().any(|e| e == name);
+    let remote_dsn = has("DSN");
+    let outcome = |results| SessionOutcome {
+        results,
+        remote_dsn,
+        tls,
+        tls_failure: None,
+    };
     let mut mail = format!("MAIL FROM:<{}>", transaction.sender);
+    if remote_dsn {
+        let dsn = transaction.dsn;
+        if dsn.return_full {
+            mail.push_str(" RET=FULL");
+        }
+        if let Some(envelope_id) = &dsn.envelope_id {
+            mail.push_str(&format!(" ENVID={envelope_id}"));
+        }
+    }
     if has("SIZE") {
         mail.push_str(&format!(" SIZE={}", transaction.message.len()));
     }
@@ -216,8 +287,19 @@ async fn send<S: AsyncBufRead + AsyncWrite + Unpin>(
     command(stream, mail.as_bytes()).await?;
     expect(read_reply(stream, settings.timeout).await?, 250)?;
     let mut results = Vec::with_capacity(transaction.recipients.len());
-    for recipient in transaction.recipients {
-        command(stream, format!("RCPT TO:<{recipient}>\r\n").as_bytes()).await?;
+    for (index, recipient) in transaction.recipients.iter().enumerate() {
+        let mut rcpt = format!("RCPT TO:<{recipient}>");
+        if let Some((notify, orcpt)) = transaction.dsn.recipients.get(index).filter(|_| remote_dsn)
+        {
+            if let Some(notify) = notify {
+                rcpt.push_str(&format!(" NOTIFY={notify}"));
+            }
+            if let Some(orcpt) = orcpt {
+                rcpt.push_str(&format!(" ORCPT={orcpt}"));
+            }
+        }
+        rcpt.push_str("\r\n");
+        command(stream, rcpt.as_bytes()).await?;
         let reply = read_reply(stream, settings.timeout).await?;
         results.push(match reply.code {
             250 | 251 => RecipientResult::Delivered(reply),
@@ -230,13 +312,13 @@ async fn send<S: AsyncBufRead + AsyncWrite + Unpin>(
         .any(|r| matches!(r, RecipientResult::Delivered(_)))
     {
         let _ = quit(stream, settings).await;
-        return Ok(results);
+        return Ok(outcome(results));
     }
     command(stream, b"DATA\r\n").await?;
     let reply = read_reply(stream, settings.timeout).await?;
     if reply.code != 354 {
         let _ = quit(stream, settings).await;
-        return Ok(apply_to_accepted(results, &reply));
+        return Ok(outcome(apply_to_accepted(results, &reply)));
     }
     let text = dot_stuff(transaction.message);
     stream
@@ -249,7 +331,7 @@ async fn send<S: AsyncBufRead + AsyncWrite + Unpin>(
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     let reply = read_reply(stream, settings.data_timeout).await?;
     let _ = quit(stream, settings).await;
-    Ok(apply_to_accepted(results, &reply))
+    Ok(outcome(apply_to_accepted(results, &reply)))
 }
 
 /// After DATA every accepted recipient shares the final reply.
