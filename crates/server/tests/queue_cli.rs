@@ -2,27 +2,18 @@
 //! sizes, never content), the outbound queue, retry and bounce of outbound items, and the
 //! queue gauges on the metrics endpoint of `sealmail serve`.
 
+mod support;
+
 use sealmail_smtp::outbound::store::{Envelope, QueueDir, RecipientState, RecipientStatus};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::Serve;
 
 const OWNER: &str = "owner@example.org";
 const SENDER: &str = "sender@example.org";
 const MARKER: &str = "qz7SEALEDmarker3p";
-/// Listeners `sealmail serve` has; each gets port 0 in the metrics test.
-const LISTENERS: [&str; 8] = [
-    "IMAP",
-    "IMAPS",
-    "POP3",
-    "POP3S",
-    "SMTP",
-    "SUBMISSION",
-    "SUBMISSIONS",
-    "METRICS",
-];
-
 fn sealmail(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sealmail"))
         .arg("--data-dir")
@@ -209,67 +200,8 @@ fn outbound_items_are_listed_retried_and_bounced() {
     assert_eq!(sender_row["pending"], 1);
 }
 
-/// A running `sealmail serve` whose stderr is read line by line on a thread.
-struct Server {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sealmail"));
-        command
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for name in LISTENERS {
-            command.env(format!("SEALMAIL_{name}_LISTEN"), "127.0.0.1:0");
-        }
-        let mut child = command.spawn().expect("start sealmail serve");
-        let stderr = child.stderr.take().unwrap();
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Server { child, lines }
-    }
-
-    /// The address from the server's "<name> listening on <addr>" line.
-    fn listening(&self, name: &str) -> std::net::SocketAddr {
-        let prefix = format!("{name} listening on ");
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix(&prefix) {
-                        return addr.trim().parse().expect("a socket address");
-                    }
-                    seen.push(line);
-                }
-                Err(_) => panic!("no '{prefix}' line from the server; it said: {seen:?}"),
-            }
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+fn scrape(port: u16) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -286,8 +218,11 @@ fn scrape(addr: std::net::SocketAddr) -> String {
 fn metrics_report_both_queue_sizes() {
     let dir = data_dir_with_sealed_mail();
     queue_outbound_item(dir.path(), "00006b0b00000000eeeeffff00001111");
-    let server = Server::start(dir.path());
-    let metrics = scrape(server.listening("metrics"));
+    let server = Serve::new(dir.path())
+        .only(&["metrics"])
+        .never_logs(MARKER)
+        .start();
+    let metrics = scrape(server.port("metrics"));
     for expected in [
         "sealmail_sealed_queue_items 2\n",
         "sealmail_sealed_queue_mailboxes 1\n",
