@@ -17,6 +17,7 @@ use crate::account::{self, OpenMailbox};
 use crate::backup::OpenMailboxSource;
 use crate::error::{Error, Result};
 use crate::registry::{Login, MailboxId, Registry};
+use crate::seal::SealedQueue;
 use crate::store::{
     AppendOptions, Appended, Copied, FlagMode, Flags, FlagsChanged, FolderInfo, Mailbox,
     MessageState, MessageSummary, SearchKey, SortCriterion, ThreadAlgorithm, ThreadNode, UidSet,
@@ -285,6 +286,14 @@ pub trait MailboxOpener: Send + Sync + 'static {
         let _ = mailbox_id;
         None
     }
+
+    /// How many sealed items wait for `mailbox_id`, found without opening anything (a
+    /// directory listing): the periodic drain skips mailboxes with none. Openers without a
+    /// sealed queue have none.
+    fn sealed_pending(&self, mailbox_id: &MailboxId) -> Result<usize> {
+        let _ = mailbox_id;
+        Ok(0)
+    }
 }
 
 /// A shared opener opens like the one it wraps (the server keeps a handle to the registry for
@@ -304,6 +313,10 @@ impl<T: MailboxOpener> MailboxOpener for Arc<T> {
 
     fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
         T::mailbox_path(self, mailbox_id)
+    }
+
+    fn sealed_pending(&self, mailbox_id: &MailboxId) -> Result<usize> {
+        T::sealed_pending(self, mailbox_id)
     }
 }
 
@@ -333,6 +346,10 @@ impl MailboxOpener for Registry {
 
     fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
         Some(Registry::mailbox_path(self, mailbox_id))
+    }
+
+    fn sealed_pending(&self, mailbox_id: &MailboxId) -> Result<usize> {
+        SealedQueue::new(self.data_dir()).pending_count(mailbox_id.as_str())
     }
 }
 
@@ -379,6 +396,8 @@ struct SharedMailbox {
     changes: broadcast::Sender<Change>,
     /// Held by at most one session (POP3's maildrop lock); see [`MailSession::lock_maildrop`].
     maildrop_locked: AtomicBool,
+    /// Whose mailbox this is: the periodic drain looks up its sealed queue by it.
+    mailbox_id: MailboxId,
     /// For scheduled backups; dropped (and the key wiped) with the last session.
     backup_source: Option<OpenMailboxSource>,
     /// Direct deliveries waiting for the writer: whoever takes the mailbox lock next commits
@@ -496,6 +515,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
     /// `opened` is handed back to be closed.
     fn share(
         &self,
+        mailbox_id: &MailboxId,
         path: &std::path::Path,
         opened: Box<dyn AsMut<Mailbox> + Send>,
         backup_source: Option<OpenMailboxSource>,
@@ -509,11 +529,42 @@ impl<O: MailboxOpener> LocalMailStore<O> {
             mailbox: Mutex::new(opened),
             changes: broadcast::channel(CHANGE_BUFFER).0,
             maildrop_locked: AtomicBool::new(false),
+            mailbox_id: mailbox_id.clone(),
             backup_source,
             deliveries: Mutex::new(Vec::new()),
         });
         open.insert(path.to_path_buf(), Arc::downgrade(&shared));
         (shared, None)
+    }
+
+    /// Fold in mail that other processes sealed (`sealmail deliver`, the Node binding's
+    /// `deliver()`) for every mailbox a session holds open right now, and announce it, so an
+    /// IDLE client sees it without logging in again. MX in this process drains by itself
+    /// ([`MailStore::drain_sealed_if_open`]); the server runs this every few seconds for the
+    /// rest. Mailboxes with an empty queue cost one directory listing, without their lock.
+    /// Blocking. Returns how many items were folded in; the first error, if any, after every
+    /// mailbox had its turn.
+    pub fn drain_sealed_for_open_mailboxes(&self) -> Result<usize> {
+        let alive: Vec<Arc<SharedMailbox>> = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.values().filter_map(Weak::upgrade).collect()
+        };
+        let mut delivered = 0;
+        let mut first_error = None;
+        for shared in alive {
+            let drained = match self.opener.sealed_pending(&shared.mailbox_id) {
+                Ok(0) => continue,
+                Ok(_) => shared.drain_sealed(&*self.opener, &shared.mailbox_id),
+                Err(error) => Err(error),
+            };
+            match drained {
+                Ok(count) => delivered += count,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        first_error.map_or(Ok(delivered), Err)
     }
 
     /// The mailboxes sessions hold open right now (lingering ones included), with what a
@@ -574,7 +625,8 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
                 let opener = Arc::clone(&self.opener);
                 let mut opened = blocking(move || opener.open(login)).await?;
                 let path = (*opened.mailbox).as_mut().path().to_path_buf();
-                let (shared, spare) = self.share(&path, opened.mailbox, opened.backup_source);
+                let (shared, spare) =
+                    self.share(&mailbox_id, &path, opened.mailbox, opened.backup_source);
                 if let Some(spare) = spare {
                     tokio::task::spawn_blocking(move || drop(spare));
                 }

@@ -21,6 +21,9 @@ use tokio::sync::watch;
 
 /// How often idle entries of the login cache are wiped from memory.
 const LOGIN_CACHE_SWEEP: Duration = Duration::from_secs(60);
+/// How often mail sealed by other processes (`sealmail deliver`, a Node MX calling the
+/// binding's `deliver()`) is looked for and folded into the mailboxes sessions hold open.
+const SEALED_QUEUE_SWEEP: Duration = Duration::from_secs(2);
 
 /// The relay's settings from the `[outbound]` section (also used by `sealmail queue`).
 pub fn outbound_config(config: &Config) -> sealmail_smtp::OutboundConfig {
@@ -229,6 +232,32 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 tokio::select! {
                     _ = tick.tick() => sweeper_registry.purge_expired_logins(),
                     _ = sweeper_stop.changed() => break,
+                }
+            }
+        });
+        let drain_store = Arc::clone(&store);
+        let mut drain_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SEALED_QUEUE_SWEEP);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = drain_stop.changed() => break,
+                }
+                let store = Arc::clone(&drain_store);
+                let drained =
+                    tokio::task::spawn_blocking(move || store.drain_sealed_for_open_mailboxes())
+                        .await;
+                match drained {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(items)) => {
+                        tracing::info!(items, "folded mail sealed elsewhere into open mailboxes")
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "folding sealed mail into open mailboxes failed")
+                    }
+                    Err(error) => tracing::error!(%error, "the sealed-queue sweep panicked"),
                 }
             }
         });

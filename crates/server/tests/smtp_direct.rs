@@ -182,3 +182,48 @@ fn mx_mail_for_a_logged_in_owner_reaches_its_idle_session_without_the_sealed_que
     assert!(select.iter().any(|l| l == "* 1 EXISTS\r\n"), "{select:?}");
     assert_eq!(pending(&registry, OFFLINE), 0);
 }
+
+/// Mail sealed by another process (`sealmail deliver`, as a Node MX calling `deliver()` would)
+/// for an owner who is logged in to the running server: the server folds it in on its own and
+/// the idling session sees it, without a new login.
+#[test]
+fn mail_sealed_by_another_process_reaches_a_logged_in_idle_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = add_accounts(dir.path());
+    let server = Serve::new(dir.path())
+        .only(&["IMAP"])
+        .never_logs(PASSWORD)
+        .never_logs("other-process-marker-3")
+        .start();
+    let mut imap = Client::connect(server.port("IMAP"));
+    assert!(imap.line().starts_with("* OK"));
+    imap.send(&format!("a LOGIN {ONLINE} \"{PASSWORD}\"\r\n"));
+    assert!(imap.until("a ").last().unwrap().starts_with("a OK"));
+    imap.send("b SELECT INBOX\r\n");
+    let select = imap.until("b ");
+    assert!(select.iter().any(|l| l == "* 0 EXISTS\r\n"), "{select:?}");
+    imap.send("c IDLE\r\n");
+    assert!(imap.line().starts_with("+ "));
+
+    let mut deliver = support::sealmail(dir.path())
+        .args(["deliver", ONLINE])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    deliver
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: other-process-marker-3\r\n\r\nsealed elsewhere\r\n")
+        .unwrap();
+    assert!(deliver.wait().unwrap().success());
+
+    let pushed = imap.until("* 1 EXISTS");
+    assert!(!pushed.iter().any(|l| l.starts_with("c ")), "{pushed:?}");
+    assert_eq!(pending(&registry, ONLINE), 0, "the queue was drained");
+    imap.send("DONE\r\n");
+    assert!(imap.until("c ").last().unwrap().starts_with("c OK"));
+    imap.send("d FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
+    let fetch = imap.until("d ").concat();
+    assert!(fetch.contains("Subject: other-process-marker-3"), "{fetch}");
+}
