@@ -221,7 +221,9 @@ pub(crate) fn copy_pages_if(
 }
 
 /// Open the snapshot at `path` with `key`, check it and count its rows; `written` is what
-/// [`write_snapshot`] measured while writing it.
+/// [`write_snapshot`] measured while writing it. The copy is flushed to disk (fsync) on a
+/// second thread meanwhile: the check reads the copy from the page cache and costs CPU, the
+/// flush waits on the disk, so together they take about as long as the slower of the two.
 ///
 /// The snapshot is opened read-only and `immutable`: SQLite then takes no locks and creates no
 /// `-wal`/`-shm` files beside it (its header still says WAL, like the live file it was copied
@@ -229,18 +231,46 @@ pub(crate) fn copy_pages_if(
 ///
 /// The check is `PRAGMA quick_check`, not `integrity_check`. The copy is the live file's pages
 /// taken at one point in time, so whether its indexes agree with their tables (the part
-/// `integrity_check` adds, and its costly part: about half again the time of the whole backup
-/// in `benches/backup.rs`) is a property of the live file the copy cannot change. What copying
-/// can get wrong is what `quick_check` sees: it reads every page of every b-tree and overflow
-/// chain, so each page must decrypt and pass its HMAC under the key (a wrong key, wrong cipher
-/// settings or a damaged page fails), and it checks the b-tree structure and that no page is
-/// missing or used twice. A restore still runs the full `integrity_check` before a backup
-/// replaces a mailbox.
+/// `integrity_check` adds) is a property of the live file the copy cannot change; that part
+/// grows with the number of rows and index entries (in `benches/backup.rs`, 1 GiB of large
+/// messages, both checks take about the same time; mailboxes of many small messages have many
+/// more index entries per byte). What copying can get wrong is what `quick_check` sees: it
+/// reads every page of every b-tree and overflow chain, so each page must decrypt and pass its
+/// HMAC under the key (a wrong key, wrong cipher settings or a damaged page fails), and it
+/// checks the b-tree structure and that no page is missing or used twice. A restore still
+/// runs the full `integrity_check` before a backup replaces a mailbox.
 pub(crate) fn verify_snapshot(
     path: &Path,
     key: &MailboxKey,
     written: &WrittenSnapshot,
 ) -> Result<Snapshot> {
+    let (checked, synced) = std::thread::scope(|scope| {
+        let syncing = scope.spawn(|| sync_file(path));
+        let checked = check_snapshot(path, key);
+        let synced = syncing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (checked, synced)
+    });
+    let (schema_version, rows) = checked?;
+    synced?;
+    let on_disk = std::fs::metadata(path)?.len();
+    if on_disk != written.size {
+        return Err(Error::Corrupt {
+            path: path.into(),
+            reason: format!("{on_disk} bytes on disk, {} written", written.size),
+        });
+    }
+    Ok(Snapshot {
+        size: written.size,
+        sha256: written.sha256.clone(),
+        schema_version,
+        rows,
+    })
+}
+
+/// `PRAGMA quick_check`, schema version and row counts of the snapshot at `path`.
+fn check_snapshot(path: &Path, key: &MailboxKey) -> Result<(i64, RowCounts)> {
     let corrupt = |reason: String| Error::Corrupt {
         path: path.into(),
         reason,
@@ -262,19 +292,7 @@ pub(crate) fn verify_snapshot(
     }
     let rows = row_counts(&conn).map_err(|e| corrupt(e.to_string()))?;
     let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let on_disk = std::fs::metadata(path)?.len();
-    if on_disk != written.size {
-        return Err(corrupt(format!(
-            "{on_disk} bytes on disk, {} written",
-            written.size
-        )));
-    }
-    Ok(Snapshot {
-        size: written.size,
-        sha256: written.sha256.clone(),
-        schema_version,
-        rows,
-    })
+    Ok((schema_version, rows))
 }
 
 /// A `file:` URI opening `path` read-only as an immutable file (no locks, no side files).
