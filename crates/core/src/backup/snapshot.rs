@@ -180,7 +180,7 @@ fn open_keyed(path: &Path, key: &MailboxKey, flags: OpenFlags) -> Result<Connect
 /// decrypts each page read from the source and encrypts it again (fresh IVs) on its way into
 /// the copy: the copy is never plaintext, and it has the source's page size, HMAC settings,
 /// schema version and page layout. It is the fallback of [`write_snapshot`], and costs about
-/// 3x its byte copy (`benches/backup.rs`).
+/// 2.5 times the CPU of its byte copy (`benches/backup.rs`).
 pub(crate) fn copy_pages_if(
     source: &Connection,
     destination: &Path,
