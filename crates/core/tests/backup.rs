@@ -231,7 +231,7 @@ fn unchanged_mailbox_is_skipped_and_a_change_stores_a_new_version() {
     drop(open);
     let second = stored(backup(&setup));
     assert!(second.version > first.version);
-    assert_ne!(second.content_mac, first.content_mac);
+    assert_ne!(second.sha256, first.sha256);
     append(&setup, "INBOX", "second", Flags::default());
     let third = stored(backup(&setup));
     assert_eq!(third.rows.messages, 2);
@@ -342,6 +342,31 @@ fn restore_brings_back_the_backed_up_state_and_refuses_an_open_session() {
     .unwrap();
     assert!(!outcome.account_created);
     assert!(outcome.new_recovery_code.is_none());
+    assert_eq!(account_contents(&setup.registry), expected);
+}
+
+/// A connection that has the mailbox open (a server's session, idle between commands) and
+/// that the caller did not declare: the restore must notice it and refuse, leaving the live
+/// file as it was; once that connection is gone the same restore succeeds.
+#[test]
+fn restore_refuses_a_mailbox_another_connection_has_open_even_when_idle() {
+    let setup = setup();
+    append(&setup, "INBOX", "kept", Flags::default());
+    let expected = account_contents(&setup.registry);
+    let first = stored(backup(&setup));
+    append(&setup, "INBOX", "later", Flags::default());
+    let later = account_contents(&setup.registry);
+
+    let session = open_mailbox(&setup.registry, ADDRESS, PASSWORD).unwrap();
+    let named = request(VersionSelector::Named(first.version.clone()));
+    let result = restore(&setup.registry, &setup.target, &named, |_| Ok(()));
+    assert!(matches!(result, Err(Error::MailboxInUse(_))), "{result:?}");
+    // The session still works on the untouched file, and so does a fresh open.
+    assert_eq!(contents(session.mailbox()), later);
+    assert_eq!(account_contents(&setup.registry), later);
+    drop(session);
+
+    restore(&setup.registry, &setup.target, &named, |_| Ok(())).unwrap();
     assert_eq!(account_contents(&setup.registry), expected);
 }
 
@@ -840,7 +865,7 @@ fn a_backup_on_its_own_connection_sees_what_an_open_session_wrote() {
     write(&mut session, "two");
     let second = stored(run());
     assert_eq!(second.rows.messages, 2);
-    assert_ne!(second.content_mac, first.content_mac);
+    assert_ne!(second.sha256, first.sha256);
 }
 
 #[cfg(feature = "s3")]
