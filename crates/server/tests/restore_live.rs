@@ -2,31 +2,16 @@
 //! logged in, idle): the restore must refuse with a clear error and leave the mailbox working;
 //! once the server is gone the same restore succeeds. Also: `sealmail backup` while the server
 //! has the mailbox open.
-//!
-//! (Written standalone; the server start-up helpers mirror `serve.rs` and belong in the shared
-//! test support module.)
+
+mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use support::{Serve, Server, sealmail};
 
 const ADDRESS: &str = "user@example.org";
 const PASSWORD: &str = "correct horse battery staple 42";
-
-fn sealmail(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sealmail"));
-    command.arg("--data-dir").arg(data_dir);
-    command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Run `sealmail <args>` with the password on stdin.
 fn with_password(data_dir: &Path, args: &[&str]) -> Output {
@@ -46,74 +31,12 @@ fn with_password(data_dir: &Path, args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// A running server; killed if the test fails before stopping it.
-struct Server {
-    child: Child,
-    imap: u16,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let imap = free_port();
-        let mut command = sealmail(data_dir);
-        command.arg("serve");
-        for variable in [
-            "SEALMAIL_IMAPS_LISTEN",
-            "SEALMAIL_POP3_LISTEN",
-            "SEALMAIL_POP3S_LISTEN",
-            "SEALMAIL_SMTP_LISTEN",
-            "SEALMAIL_SUBMISSION_LISTEN",
-            "SEALMAIL_SUBMISSIONS_LISTEN",
-            "SEALMAIL_METRICS_LISTEN",
-        ] {
-            command.env(variable, format!("127.0.0.1:{}", free_port()));
-        }
-        let mut child = command
-            .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sealmail serve");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = String::new();
-        while Instant::now() < deadline && !seen.contains("sealmail is running") {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("server exited early: {seen}");
-            }
-            seen.push_str(&line);
-        }
-        assert!(
-            seen.contains("sealmail is running"),
-            "server did not start: {seen}"
-        );
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        Server { child, imap }
-    }
-
-    /// SIGTERM, then wait (bounded) for the exit.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+/// A server with only plain IMAP, on a port of the kernel's choosing.
+fn start(data_dir: &Path) -> Server {
+    Serve::new(data_dir)
+        .only(&["IMAP"])
+        .never_logs(PASSWORD)
+        .start()
 }
 
 /// Logs in, appends `sys.argv[1]`, selects INBOX and says "ready"; then holds the session
@@ -145,7 +68,7 @@ impl Session {
     fn open(server: &Server, subject: &str) -> Session {
         let mut child = Command::new("python3")
             .args(["-c", HOLD_SESSION, subject])
-            .env("IMAP_PORT", server.imap.to_string())
+            .env("IMAP_PORT", server.port("IMAP").to_string())
             .env("ADDRESS", ADDRESS)
             .env("PASSWORD", PASSWORD)
             .stdin(Stdio::piped())
@@ -180,7 +103,7 @@ fn restore_refuses_while_a_running_server_has_the_mailbox_open() {
     let target = format!("file://{}", dir.path().join("backups").display());
     let added = with_password(&data, &["account", "add", ADDRESS, "--password-stdin"]);
     assert!(added.status.success(), "{added:?}");
-    let server = Server::start(&data);
+    let server = start(&data);
 
     // A backup while the server has the mailbox open (a session is logged in).
     let first = Session::open(&server, "first");
@@ -212,7 +135,7 @@ fn restore_refuses_while_a_running_server_has_the_mailbox_open() {
     );
     assert!(stderr.contains("in use"), "unclear refusal: {stderr}");
     assert_eq!(held.finish(), 4, "the open mailbox lost messages");
-    server.stop();
+    assert!(server.stop().success());
 
     // With the server gone, the same restore brings back the backed-up state.
     let restored = with_password(&data, &restore_args);
@@ -221,7 +144,7 @@ fn restore_refuses_while_a_running_server_has_the_mailbox_open() {
         "restore failed: {}",
         String::from_utf8_lossy(&restored.stderr)
     );
-    let server = Server::start(&data);
+    let server = start(&data);
     assert_eq!(Session::open(&server, "third").finish(), 3);
-    server.stop();
+    assert!(server.stop().success());
 }
