@@ -236,7 +236,9 @@ fn upgrading_a_version_2_file_back_fills_the_sort_keys() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(indexes.len(), 10);
+    // Version 6 merged most per-key indexes into one projection: arrival, date, projection,
+    // thread.
+    assert_eq!(indexes.len(), 4);
     for index in indexes {
         conn.execute_batch(&format!("DROP INDEX {index}")).unwrap();
     }
@@ -385,4 +387,86 @@ fn object_ids_survive_copy_move_and_rename() {
             .len(),
         2
     );
+}
+
+/// The per-key SORT indexes of version 5, as that version created them.
+const VERSION_5_SORT_INDEXES: &str = "
+    CREATE INDEX messages_sort_size ON messages(folder_id, size, uid);
+    CREATE INDEX messages_sort_subject ON messages(folder_id, sort_subject, uid);
+    CREATE INDEX messages_sort_from ON messages(folder_id, sort_from, uid);
+    CREATE INDEX messages_sort_to ON messages(folder_id, sort_to, uid);
+    CREATE INDEX messages_sort_cc ON messages(folder_id, sort_cc, uid);
+    CREATE INDEX messages_sort_display_from ON messages(folder_id, display_from, uid);
+    CREATE INDEX messages_sort_display_to ON messages(folder_id, display_to, uid);";
+
+fn sort_index_names(conn: &rusqlite::Connection) -> Vec<String> {
+    conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'
+         AND name LIKE 'messages_sort_%' ORDER BY name",
+    )
+    .unwrap()
+    .query_map([], |r| r.get(0))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[test]
+fn upgrading_a_version_5_file_merges_the_sort_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, key, path) = new_mailbox(dir.path());
+    fixture(&mut mailbox);
+    drop(mailbox);
+    // Turn the file back into schema version 5: one index per sort key.
+    let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    conn.execute_batch(&format!(
+        "DROP INDEX messages_sort_projection; {DROP_VERSION_6} {VERSION_5_SORT_INDEXES}
+         PRAGMA user_version = 5;"
+    ))
+    .unwrap();
+    assert_eq!(sort_index_names(&conn).len(), 9);
+    drop(conn);
+
+    let mailbox = Mailbox::open(&path, &key).unwrap();
+    let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, sealmail_core::store::SCHEMA_VERSION);
+    assert_eq!(
+        sort_index_names(&conn),
+        [
+            "messages_sort_arrival",
+            "messages_sort_date",
+            "messages_sort_projection"
+        ]
+    );
+    assert_sorts(&mailbox);
+    // Every sort reads a compact covering index (its own ordered one for DATE and ARRIVAL, the
+    // projection, or the state index that holds the size), never the wide message rows.
+    for order in [
+        "sort_subject",
+        "sort_from DESC",
+        "size",
+        "internal_date",
+        "sort_date DESC",
+        "display_to",
+        "sort_cc, sort_date DESC",
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT m.uid FROM messages m WHERE m.folder_id = ?1 AND 1
+                 ORDER BY {order}, m.uid"
+            ))
+            .unwrap()
+            .query_map([1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING COVERING INDEX messages_")),
+            "{order}: {plan:?}"
+        );
+    }
 }
