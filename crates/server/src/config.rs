@@ -32,7 +32,10 @@
 //! [outbound]                   # relaying authenticated submissions to other domains
 //! relay = true                 # false: submission only to local addresses
 //! port = 25                    # remote MX port
-//! require_tls = false          # true: never send without STARTTLS (retry, then bounce)
+//! require_tls = false          # true: never send without STARTTLS and a certificate valid
+//!                              # for the MX host (retry, then bounce); false: opportunistic
+//!                              # TLS, any certificate accepted (RFC 7435)
+//! extra_ca_file = "ca.pem"     # roots trusted besides the system's when require_tls is set
 //! nameservers = []             # "ip:port" list; empty: /etc/resolv.conf
 //! max_lifetime_secs = 432000   # bounce after 5 days without success
 //! first_retry_secs = 300       # then doubling...
@@ -243,6 +246,8 @@ pub struct OutboundSettings {
     pub relay: bool,
     pub port: u16,
     pub require_tls: bool,
+    /// PEM roots trusted besides the system's for `require_tls` (a private CA).
+    pub extra_ca_file: Option<PathBuf>,
     pub nameservers: Vec<SocketAddr>,
     pub max_lifetime_secs: u64,
     pub first_retry_secs: u64,
@@ -258,6 +263,7 @@ impl Default for OutboundSettings {
             relay: true,
             port: 25,
             require_tls: false,
+            extra_ca_file: None,
             nameservers: Vec::new(),
             max_lifetime_secs: 5 * 24 * 3600,
             first_retry_secs: 5 * 60,
@@ -440,6 +446,7 @@ mod tests {
             Some(DEFAULT_SUBMISSIONS.parse().unwrap())
         );
         assert!(config.outbound.relay && !config.outbound.require_tls);
+        assert_eq!(config.outbound.extra_ca_file, None);
         assert_eq!(config.outbound.port, 25);
         assert_eq!(config.outbound.max_lifetime_secs, 5 * 24 * 3600);
     }
@@ -451,13 +458,18 @@ mod tests {
         std::fs::write(
             &path,
             "[listen]\nsubmissions = \"0.0.0.0:465\"\n[outbound]\nport = 2626\nrequire_tls = true\n\
-             nameservers = [\"127.0.0.1:5353\"]\nfirst_retry_secs = 1\n",
+             nameservers = [\"127.0.0.1:5353\"]\nfirst_retry_secs = 1\n\
+             extra_ca_file = \"/etc/sealmail/private-ca.pem\"\n",
         )
         .unwrap();
         let config = Config::load(Some(&path), no_env).unwrap();
         assert_eq!(config.submissions, Some("0.0.0.0:465".parse().unwrap()));
         assert_eq!(config.outbound.port, 2626);
         assert!(config.outbound.require_tls);
+        assert_eq!(
+            config.outbound.extra_ca_file.as_deref(),
+            Some(Path::new("/etc/sealmail/private-ca.pem"))
+        );
         assert_eq!(
             config.outbound.nameservers,
             vec!["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]

@@ -32,6 +32,7 @@ pub fn outbound_config(config: &Config) -> sealmail_smtp::OutboundConfig {
         hostname: config.smtp_settings.hostname.clone(),
         port: outbound.port,
         require_tls: outbound.require_tls,
+        extra_ca_file: outbound.extra_ca_file.clone(),
         nameservers: outbound.nameservers.clone(),
         max_lifetime: Duration::from_secs(outbound.max_lifetime_secs),
         first_retry: Duration::from_secs(outbound.first_retry_secs),

@@ -25,7 +25,8 @@ const MAX_REPLY_LINES: usize = 128;
 pub struct ClientSettings {
     /// Our name in EHLO.
     pub hostname: String,
-    /// Refuse to send without STARTTLS (the attempt fails temporarily and is retried).
+    /// Refuse to send without STARTTLS (the attempt fails temporarily and is retried). Must
+    /// go with a `tls` configuration that verifies certificates ([`super::tls`]).
     pub require_tls: bool,
     /// For each command and for connecting.
     pub timeout: Duration,
@@ -88,6 +89,10 @@ pub enum SessionError {
     Protocol(String),
     #[error("TLS required but {0}")]
     TlsUnavailable(String),
+    /// TLS is required and the server's certificate failed verification (wrong name, unknown
+    /// issuer, expired): never retried in the clear.
+    #[error("TLS required but {0}")]
+    CertificateRejected(String),
     /// The server refused the session or the sender (greeting, EHLO/HELO, MAIL FROM).
     #[error("{0}")]
     Refused(Reply),
@@ -97,6 +102,15 @@ impl SessionError {
     /// A 5xx to the session or the sender: retrying will not help.
     pub fn is_permanent(&self) -> bool {
         matches!(self, SessionError::Refused(reply) if reply.is_permanent())
+    }
+
+    /// TLS could not be had: not offered, refused, a failed handshake, or a rejected
+    /// certificate (counted by the relay's TLS-failure metric).
+    pub fn is_tls_failure(&self) -> bool {
+        matches!(
+            self,
+            SessionError::TlsUnavailable(_) | SessionError::CertificateRejected(_)
+        )
     }
 }
 
@@ -142,7 +156,9 @@ pub struct SessionOutcome {
 /// the server offers it. Returns one result per recipient, in order, unless the session
 /// failed as a whole. Opportunistic TLS (RFC 7435): when the handshake fails and TLS is not
 /// required, the delivery is made again on a new connection in the clear, and the failure
-/// is reported in [`SessionOutcome::tls_failure`].
+/// is reported in [`SessionOutcome::tls_failure`]. When TLS is required nothing is ever sent
+/// in the clear, and a certificate that fails verification ends the attempt with
+/// [`SessionError::CertificateRejected`].
 pub async fn deliver(
     addr: SocketAddr,
     host: &str,
@@ -211,7 +227,12 @@ async fn deliver_once(
     )
     .await
     .map_err(|_| SessionError::Timeout)?
-    .map_err(|e| SessionError::TlsUnavailable(format!("TLS handshake failed: {e}")))?;
+    .map_err(|e| match super::tls::certificate_rejection(host, &e) {
+        // Only the verified configuration (required TLS) rejects certificates; the caller
+        // never falls back to clear text for this variant.
+        Some(reason) => SessionError::CertificateRejected(reason),
+        None => SessionError::TlsUnavailable(format!("TLS handshake failed: {e}")),
+    })?;
     let mut tls = BufReader::new(tls);
     let extensions = ehlo(&mut tls, settings).await?;
     send(&mut tls, settings, &extensions, transaction, true).await
@@ -445,68 +466,6 @@ async fn read_reply_lines<S: AsyncBufRead + Unpin>(
             Some(b'-') => return Err(SessionError::Protocol("reply has too many lines".into())),
             _ => return Ok((code, lines)),
         }
-    }
-}
-
-/// rustls client configuration for opportunistic STARTTLS between MTAs: the certificate is
-/// not checked (RFC 7435: without DANE or MTA-STS there is no name to check it against, and
-/// refusing would send the mail in the clear instead), but the handshake signatures are.
-pub fn opportunistic_tls_config() -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .expect("the provider supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

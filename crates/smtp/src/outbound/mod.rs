@@ -10,6 +10,7 @@ pub mod client;
 pub mod dsn;
 pub mod resolve;
 pub mod store;
+pub mod tls;
 mod worker;
 
 use crate::dkim::{DkimError, DkimKeys};
@@ -37,8 +38,13 @@ pub struct OutboundConfig {
     pub hostname: String,
     /// Port of remote MX hosts: 25, or a high port in tests.
     pub port: u16,
-    /// Send only over STARTTLS; hosts without it are retried and finally bounced.
+    /// Send only over STARTTLS with a certificate that chains to a trusted root and names
+    /// the MX host; hosts without it are retried and finally bounced. When false, TLS is
+    /// opportunistic (RFC 7435): used when offered, any certificate accepted.
     pub require_tls: bool,
+    /// PEM file of root certificates trusted in addition to the system's, for `require_tls`
+    /// (a private CA, or a test CA).
+    pub extra_ca_file: Option<std::path::PathBuf>,
     /// DNS servers (host:port); empty means the system's /etc/resolv.conf.
     pub nameservers: Vec<SocketAddr>,
     /// After this long without success a message is bounced (RFC 5321 4.5.4.1: 4-5 days).
@@ -63,6 +69,7 @@ impl Default for OutboundConfig {
             hostname: "localhost".into(),
             port: 25,
             require_tls: false,
+            extra_ca_file: None,
             nameservers: Vec::new(),
             max_lifetime: Duration::from_secs(5 * 24 * 3600),
             first_retry: Duration::from_secs(5 * 60),
@@ -112,7 +119,8 @@ pub struct OutboundQueue {
     /// Items being delivered right now (the worker must not start them twice). A std Mutex:
     /// held only for set operations, never across an await.
     in_flight: Mutex<HashSet<String>>,
-    /// Attempts whose STARTTLS failed (sent in the clear, or refused under `require_tls`).
+    /// Attempts whose STARTTLS failed (sent in the clear, or refused under `require_tls`,
+    /// including certificates that failed verification).
     tls_failures: std::sync::atomic::AtomicU64,
     /// Folds a report sealed for a local sender into the sender's mailbox if a session holds
     /// it open (set by [`OutboundQueue::fold_in_through`]); else it waits for the next login.
@@ -154,7 +162,12 @@ impl OutboundQueue {
             require_tls: config.require_tls,
             timeout: config.timeout,
             data_timeout: config.timeout.max(Duration::from_secs(10 * 60)),
-            tls: client::opportunistic_tls_config(),
+            tls: if config.require_tls {
+                tls::verified_config(config.extra_ca_file.as_deref())
+                    .map_err(std::io::Error::other)?
+            } else {
+                tls::opportunistic_config()
+            },
         };
         Ok(OutboundQueue {
             dir,
@@ -274,7 +287,8 @@ impl OutboundQueue {
     }
 
     /// Delivery attempts since start whose STARTTLS failed: sent in the clear after a failed
-    /// handshake (opportunistic TLS), or not sent because TLS is required.
+    /// handshake (opportunistic TLS), or not sent because TLS is required (not offered, or
+    /// the certificate failed verification).
     pub fn tls_failures(&self) -> u64 {
         self.tls_failures.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -27,6 +27,9 @@ enum DomainOutcome {
         host: Option<String>,
         reason: String,
         permanent: bool,
+        /// The last attempt failed for want of TLS under `require_tls` (counted as a TLS
+        /// failure).
+        tls_failure: bool,
     },
 }
 
@@ -210,6 +213,7 @@ impl OutboundQueue {
                     host: None,
                     permanent: matches!(error, ResolveError::Permanent(_)),
                     reason: error.to_string(),
+                    tls_failure: false,
                 };
             }
         };
@@ -226,7 +230,7 @@ impl OutboundQueue {
                 Ok(addresses) => addresses,
                 Err(error) => {
                     all_permanent &= matches!(error, ResolveError::Permanent(_));
-                    last_error = Some((host.clone(), error.to_string()));
+                    last_error = Some((host.clone(), error.to_string(), false));
                     continue;
                 }
             };
@@ -246,24 +250,27 @@ impl OutboundQueue {
                             host: Some(host),
                             reason: reply_text(&error),
                             permanent: true,
+                            tls_failure: false,
                         };
                     }
                     Err(error) => {
                         tracing::info!(%host, %addr, %error, "outbound attempt failed");
                         all_permanent = false;
-                        last_error = Some((host.clone(), reply_text(&error)));
+                        last_error =
+                            Some((host.clone(), reply_text(&error), error.is_tls_failure()));
                     }
                 }
             }
         }
-        let (host, reason) = match last_error {
-            Some((host, reason)) => (Some(host), reason),
-            None => (None, format!("no usable mail host for {domain}")),
+        let (host, reason, tls_failure) = match last_error {
+            Some((host, reason, tls_failure)) => (Some(host), reason, tls_failure),
+            None => (None, format!("no usable mail host for {domain}"), false),
         };
         DomainOutcome::Failed {
             host,
             reason,
             permanent: all_permanent,
+            tls_failure,
         }
     }
 
@@ -279,7 +286,12 @@ impl OutboundQueue {
                 self.tls_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            DomainOutcome::Failed { host, reason, .. } if reason.starts_with("TLS required") => {
+            DomainOutcome::Failed {
+                host,
+                reason,
+                tls_failure: true,
+                ..
+            } => {
                 let host = host.as_deref().unwrap_or("?");
                 envelope.tls_failure = Some(format!("{host}: {reason}"));
                 self.tls_failures
@@ -323,6 +335,7 @@ impl OutboundQueue {
                     host,
                     reason,
                     permanent,
+                    ..
                 } => (
                     if *permanent {
                         RecipientStatus::Failed

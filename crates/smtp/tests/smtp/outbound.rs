@@ -1,7 +1,8 @@
 //! The outbound relay end to end: a submission server with an outbound queue relays to a
 //! second sealmail instance acting as the remote domain's MX, found through a DNS stub on
 //! 127.0.0.1. Covers DKIM signatures verified by mail-auth, retries after the remote comes
-//! up, DSN bounces into the sender's INBOX, required TLS, and real clients on implicit TLS.
+//! up, DSN bounces into the sender's INBOX, required TLS with certificate verification against a
+//! test CA, opportunistic TLS, and real clients on implicit TLS.
 
 use crate::common::{ALICE, BOB, PASSWORD, RawClient, Store, cheap_kdf, marker, tls_config};
 use crate::dns_stub::DnsStub;
@@ -59,16 +60,25 @@ impl Instance {
         registry
     }
 
-    /// The remote domain's MX: `carol@remote.test` exists, STARTTLS when `tls`.
+    /// The remote domain's MX: `carol@remote.test` exists, STARTTLS when `tls` (with a
+    /// self-signed certificate for `localhost`).
     async fn remote(listener: tokio::net::TcpListener, tls: bool) -> Instance {
+        Instance::remote_with_tls(listener, tls.then(tls_config)).await
+    }
+
+    /// The remote domain's MX, with STARTTLS over `tls` when given.
+    async fn remote_with_tls(
+        listener: tokio::net::TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let registry = Instance::registry(dir.path(), &[CAROL]);
         let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
         let delivery = LocalDelivery::new(Arc::clone(&registry), Arc::clone(&store));
         let mut config = ServerConfig::default();
         config.session.hostname = "mx.remote.test".into();
-        config.tls = tls.then(|| TlsSettings {
-            config: tls_config(),
+        config.tls = tls.map(|config| TlsSettings {
+            config,
             implicit: false,
         });
         Instance::serve(listener, dir, registry, store, delivery, None, config)
@@ -718,8 +728,12 @@ async fn expired_messages_bounce_and_required_tls_is_enforced() {
         false,
     )
     .await;
+    // Trust anchors of our own, so the test does not depend on the machine's CA store.
+    let ca = TestCa::new();
+    let ca_file = ca.pem_file();
     let local = Instance::sender(dns.addr, remote.addr.port(), |outbound, _| {
         outbound.require_tls = true;
+        outbound.extra_ca_file = Some(ca_file);
         outbound.max_lifetime = Duration::ZERO;
     })
     .await;
@@ -916,4 +930,216 @@ async fn operator_retry_and_bounce_of_an_outbound_item() {
         "the last error is given: {report}"
     );
     local.shutdown();
+}
+
+/// A certificate authority made for one test, its root written to `ca.pem` in a tempdir (the
+/// sender's `extra_ca_file`).
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "sealmail test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), issuer.pem()).unwrap();
+        TestCa { issuer, dir }
+    }
+
+    fn pem_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A server configuration whose certificate this CA issued for `name`.
+    fn server_config(&self, name: &str) -> Arc<rustls::ServerConfig> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        server_config(cert.der().clone(), &key)
+    }
+}
+
+fn server_config(
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: &rcgen::KeyPair,
+) -> Arc<rustls::ServerConfig> {
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap(),
+    )
+}
+
+/// A self-signed certificate for the right name: no trusted CA issued it.
+fn self_signed_for_the_mx() -> Arc<rustls::ServerConfig> {
+    let certified = rcgen::generate_simple_self_signed(vec!["mx.remote.test".into()]).unwrap();
+    server_config(certified.cert.der().clone(), &certified.signing_key)
+}
+
+/// Relay one message to a remote MX serving `remote_tls`, with `require_tls` and the test
+/// CA's file as `extra_ca_file`. Returns the DNS stub (it must outlive the attempts), the
+/// sender, the remote and the message's marker.
+async fn relay_requiring_tls(
+    ca: &TestCa,
+    remote_tls: Arc<rustls::ServerConfig>,
+) -> (DnsStub, Instance, Instance, String) {
+    let dns = dns_for_remote().await;
+    let remote = Instance::remote_with_tls(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Some(remote_tls),
+    )
+    .await;
+    let ca_file = ca.pem_file();
+    let local = Instance::sender(dns.addr, remote.addr.port(), |outbound, _| {
+        outbound.require_tls = true;
+        outbound.extra_ca_file = Some(ca_file);
+    })
+    .await;
+    let marker = marker("verified-tls");
+    let codes = submit(local.addr, &[CAROL], &marker).await;
+    assert_eq!(codes[codes.len() - 2], "250 2.0.0", "{codes:?}");
+    (dns, local, remote, marker)
+}
+
+/// Wait until CAROL's queued item records an attempt whose reason contains `expected`, then
+/// check that nothing reached the remote and that the failure was counted as a TLS failure.
+async fn assert_held_back_with(local: &Instance, remote: &Instance, expected: &str) {
+    wait_until(&format!("an attempt failed with {expected:?}"), || {
+        local.outbound_pending().iter().any(|envelope| {
+            envelope.recipients.iter().any(|r| {
+                r.address == CAROL
+                    && r.last_reply
+                        .as_deref()
+                        .is_some_and(|reply| reply.contains(expected))
+            })
+        })
+    })
+    .await;
+    let pending = local.outbound_pending();
+    assert_eq!(pending.len(), 1, "still queued: {pending:?}");
+    let reply = pending[0].recipients[0].last_reply.clone().unwrap();
+    assert!(
+        reply.starts_with("TLS required but certificate for mx.remote.test"),
+        "{reply}"
+    );
+    assert!(
+        pending[0]
+            .tls_failure
+            .as_deref()
+            .is_some_and(|failure| failure.contains(expected)),
+        "{pending:?}"
+    );
+    assert!(local.queue.as_ref().unwrap().tls_failures() >= 1);
+    assert_eq!(remote.queued(CAROL), 0, "nothing reached the remote");
+    assert!(
+        remote.messages(CAROL, "INBOX").await.is_empty(),
+        "nothing sent in the clear"
+    );
+    assert!(
+        local.messages(ALICE, "INBOX").await.is_empty(),
+        "a temporary failure: no bounce"
+    );
+}
+
+/// Required TLS: the MX's certificate is issued for `mx.remote.test` by a CA the sender
+/// trusts through `extra_ca_file`, so the message goes through, over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_tls_delivers_when_the_certificate_verifies() {
+    let ca = TestCa::new();
+    let (_dns, local, remote, marker) =
+        relay_requiring_tls(&ca, ca.server_config("mx.remote.test")).await;
+    wait_until("the remote MX has the message", || {
+        remote.queued(CAROL) == 1
+    })
+    .await;
+    wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
+    let received = remote.messages(CAROL, "INBOX").await;
+    assert!(
+        received.len() == 1 && received[0].contains(&marker),
+        "{received:?}"
+    );
+    assert!(received[0].contains("with ESMTPS id"), "{}", received[0]);
+    assert_eq!(local.queue.as_ref().unwrap().tls_failures(), 0);
+    local.shutdown();
+    remote.shutdown();
+}
+
+/// Required TLS with a certificate no trusted CA issued: held back, never sent in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_tls_refuses_a_certificate_of_an_unknown_issuer() {
+    let ca = TestCa::new();
+    let (_dns, local, remote, _) = relay_requiring_tls(&ca, self_signed_for_the_mx()).await;
+    assert_held_back_with(&local, &remote, "unknown issuer").await;
+    local.shutdown();
+    remote.shutdown();
+}
+
+/// Required TLS with a certificate from the trusted CA, but for another host: held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_tls_refuses_a_certificate_for_another_name() {
+    let ca = TestCa::new();
+    let (_dns, local, remote, _) =
+        relay_requiring_tls(&ca, ca.server_config("other.remote.test")).await;
+    assert_held_back_with(&local, &remote, "does not match the host name").await;
+    let pending = local.outbound_pending();
+    let reply = pending[0].recipients[0].last_reply.clone().unwrap();
+    assert!(
+        reply.contains("other.remote.test"),
+        "names what it found: {reply}"
+    );
+    local.shutdown();
+    remote.shutdown();
+}
+
+/// Opportunistic TLS (RFC 7435) accepts a certificate of an unknown issuer: the message goes
+/// over TLS, and nothing counts as a TLS failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opportunistic_tls_accepts_a_certificate_of_an_unknown_issuer() {
+    let dns = dns_for_remote().await;
+    let remote = Instance::remote_with_tls(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Some(self_signed_for_the_mx()),
+    )
+    .await;
+    let local = Instance::sender(dns.addr, remote.addr.port(), |_, _| {}).await;
+    let marker = marker("opportunistic");
+    let codes = submit(local.addr, &[CAROL], &marker).await;
+    assert_eq!(codes[codes.len() - 2], "250 2.0.0", "{codes:?}");
+    wait_until("the remote MX has the message", || {
+        remote.queued(CAROL) == 1
+    })
+    .await;
+    wait_until("the queue is empty", || local.outbound_pending().is_empty()).await;
+    let received = remote.messages(CAROL, "INBOX").await;
+    assert!(
+        received.len() == 1 && received[0].contains(&marker),
+        "{received:?}"
+    );
+    assert!(
+        received[0].contains("with ESMTPS id"),
+        "over TLS: {}",
+        received[0]
+    );
+    assert_eq!(local.queue.as_ref().unwrap().tls_failures(), 0);
+    local.shutdown();
+    remote.shutdown();
 }
