@@ -119,6 +119,16 @@ first_valid_uid = 0
     }
 }
 
+impl Dovecot {
+    /// The process id of Dovecot's master process, which forks every other.
+    pub fn master_pid(&self) -> u32 {
+        std::fs::read_to_string(self.base.join("run/master.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+            .expect("dovecot's master.pid")
+    }
+}
+
 impl Drop for Dovecot {
     fn drop(&mut self) {
         if let Ok(pid) = std::fs::read_to_string(self.base.join("run/master.pid")) {

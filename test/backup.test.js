@@ -6,7 +6,6 @@ const assert = require('node:assert/strict')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
 const http = require('node:http')
-const net = require('node:net')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { sealmail, PASSWORD, openMailbox, tempDir, message, rejectsWithCode } = require('./helpers')
@@ -89,18 +88,6 @@ test('removeAccount with purgeBackups deletes the backups and every mailbox file
   await rejectsWithCode(Mailbox.open(dataDir, address, PASSWORD), 'WRONG_PASSWORD')
 })
 
-/** A free TCP port on 127.0.0.1 (bound, then released for the server to take). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-}
-
 /**
  * One HTTP request to moto; resolves `{ status, body }`. moto checks no signatures but answers
  * 403 to an anonymous GET of an object: the header names the test's key with a dummy signature.
@@ -121,31 +108,37 @@ function httpRequest(port, method, urlPath) {
 }
 
 /**
- * `moto_server` on a free port, with a bucket, stopped after the test; the AWS environment
- * variables point at it for the test's duration (the addon reads them at each call).
+ * `moto_server` on a port of the kernel's choosing (read from its startup line, so nothing can
+ * take the port between choosing and binding it), with a bucket, stopped after the test; the
+ * AWS environment variables point at it for the test's duration (the addon reads them at each
+ * call).
  */
 async function startMoto(t, bucket) {
-  const port = await freePort()
-  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', '0'], { stdio: ['ignore', 'ignore', 'pipe'] })
   const exited = new Promise((resolve) => child.once('exit', resolve))
-  let spawnError = null
-  child.once('error', (error) => (spawnError = error))
   t.after(async () => {
     child.kill()
     await exited
   })
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    assert.equal(spawnError, null, `moto_server must be installed (pip install 'moto[server]>=5.2.5'): ${spawnError}`)
-    const listening = await new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1')
-      socket.once('connect', () => socket.end(() => resolve(true)))
-      socket.once('error', () => resolve(false))
+  const port = await new Promise((resolve, reject) => {
+    let seen = ''
+    const timer = setTimeout(() => reject(new Error(`moto_server did not announce its port within 60 s: ${seen}`)), 60_000)
+    child.once('error', (error) => {
+      clearTimeout(timer)
+      reject(new Error(`moto_server must be installed (pip install 'moto[server]>=5.2.5'): ${error}`))
     })
-    if (listening) break
-    assert.ok(Date.now() < deadline, 'moto_server did not listen within 30 s')
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
+    // Werkzeug logs its address, then a line per request: keep reading so it never blocks.
+    child.stderr.on('data', (chunk) => {
+      if (seen === null) return
+      seen += chunk.toString()
+      const announced = /Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(seen)
+      if (announced) {
+        clearTimeout(timer)
+        seen = null
+        resolve(Number(announced[1]))
+      }
+    })
+  })
   const created = await httpRequest(port, 'PUT', `/${bucket}`)
   assert.equal(created.status, 200, created.body.toString())
   const saved = {}

@@ -357,7 +357,7 @@ test('a handle dropped without close() is released by the garbage collector', as
       await mailbox.append('INBOX', Buffer.from('Subject: gc\\r\\n\\r\\nbody\\r\\n'))
       const before = fs.existsSync(${JSON.stringify(wal)})
       mailbox = null
-      for (let i = 0; i < 20 && fs.existsSync(${JSON.stringify(wal)}); i++) {
+      for (let i = 0; i < 400 && fs.existsSync(${JSON.stringify(wal)}); i++) {
         global.gc()
         await new Promise((resolve) => setTimeout(resolve, 50))
       }

@@ -66,8 +66,11 @@ pub enum Error {
     /// Another backup or restore of the same mailbox is running.
     #[error("a backup or restore of mailbox {0} is already running")]
     BackupInProgress(String),
-    /// Restoring over a mailbox that a session still has open would lose its writes.
-    #[error("mailbox {0} is in use by an open session; close it before restoring")]
+    /// Restoring over (or re-keying) a mailbox that a session or a running server still has
+    /// open would lose its writes.
+    #[error(
+        "mailbox {0} is in use (an open session or a running server has it open); close it first"
+    )]
     MailboxInUse(String),
     /// The backup storage (an S3-compatible service) refused or failed a request.
     #[error("backup storage: {0}")]

@@ -17,6 +17,7 @@ use crate::account::{self, OpenMailbox};
 use crate::backup::OpenMailboxSource;
 use crate::error::{Error, Result};
 use crate::registry::{Login, MailboxId, Registry};
+use crate::seal::SealedQueue;
 use crate::store::{
     AppendOptions, Appended, Copied, FlagMode, Flags, FlagsChanged, FolderInfo, Mailbox,
     MessageState, MessageSummary, SearchKey, SortCriterion, ThreadAlgorithm, Threads, UidSet,
@@ -100,6 +101,18 @@ pub trait MailStore: Send + Sync + 'static {
         raw: Vec<u8>,
         options: AppendOptions,
     ) -> impl Future<Output = Result<Option<Appended>>> + Send;
+
+    /// Fold the sealed items waiting for `mailbox_id` into its INBOX if a session holds the
+    /// mailbox open right now, and announce them ([`DELIVERY_ORIGIN`]). MX calls it after it
+    /// sealed a message because [`MailStore::deliver_if_open`] found no session: a login may
+    /// have opened (and drained) the mailbox in between, and the item would otherwise wait
+    /// for the next login. Items already delivered are skipped by id, so a drain racing
+    /// another never delivers twice. `Ok(None)` when no session holds the mailbox; else how
+    /// many items were taken from the queue (delivered now, or found delivered already).
+    fn drain_sealed_if_open(
+        &self,
+        mailbox_id: &MailboxId,
+    ) -> impl Future<Output = Result<Option<usize>>> + Send;
 }
 
 /// The [`Change::origin`] of messages delivered by [`MailStore::deliver_if_open`]: no
@@ -258,9 +271,12 @@ pub trait MailboxOpener: Send + Sync + 'static {
     fn authenticate(&self, address: &str, password: &str) -> Result<Login>;
     /// Open the mailbox of an authenticated `login`.
     fn open(&self, login: Login) -> Result<OpenedMailbox>;
-    /// Bring a mailbox another session holds open up to date for a new login (mail sealed
-    /// while nobody was logged in).
-    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()>;
+    /// Fold the mail sealed for `mailbox_id` into `mailbox` (that mailbox's open file), as a
+    /// login does. Called for a login to a mailbox
+    /// another session holds open, after a login registered the file it opened (mail sealed
+    /// during the opening), and by [`MailStore::drain_sealed_if_open`]. Returns how many items
+    /// were taken from the queue.
+    fn drain_sealed(&self, mailbox_id: &MailboxId, mailbox: &mut Mailbox) -> Result<usize>;
 
     /// Where the file of mailbox `mailbox_id` is, as [`MailboxOpener::open`] opens it: it
     /// finds the open mailbox a new login shares and [`MailStore::deliver_if_open`] writes
@@ -269,6 +285,14 @@ pub trait MailboxOpener: Send + Sync + 'static {
     fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
         let _ = mailbox_id;
         None
+    }
+
+    /// How many sealed items wait for `mailbox_id`, found without opening anything (a
+    /// directory listing): the periodic drain skips mailboxes with none. Openers without a
+    /// sealed queue have none.
+    fn sealed_pending(&self, mailbox_id: &MailboxId) -> Result<usize> {
+        let _ = mailbox_id;
+        Ok(0)
     }
 }
 
@@ -283,12 +307,16 @@ impl<T: MailboxOpener> MailboxOpener for Arc<T> {
         T::open(self, login)
     }
 
-    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()> {
-        T::catch_up(self, login, mailbox)
+    fn drain_sealed(&self, mailbox_id: &MailboxId, mailbox: &mut Mailbox) -> Result<usize> {
+        T::drain_sealed(self, mailbox_id, mailbox)
     }
 
     fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
         T::mailbox_path(self, mailbox_id)
+    }
+
+    fn sealed_pending(&self, mailbox_id: &MailboxId) -> Result<usize> {
+        T::sealed_pending(self, mailbox_id)
     }
 }
 
@@ -312,12 +340,16 @@ impl MailboxOpener for Registry {
         })
     }
 
-    fn catch_up(&self, login: &Login, mailbox: &mut Mailbox) -> Result<()> {
-        account::drain_sealed_into(self, &login.mailbox_id, mailbox).map(|_| ())
+    fn drain_sealed(&self, mailbox_id: &MailboxId, mailbox: &mut Mailbox) -> Result<usize> {
+        account::drain_sealed_into(self, mailbox_id, mailbox).map(|report| report.delivered.len())
     }
 
     fn mailbox_path(&self, mailbox_id: &MailboxId) -> Option<PathBuf> {
         Some(Registry::mailbox_path(self, mailbox_id))
+    }
+
+    fn sealed_pending(&self, mailbox_id: &MailboxId) -> Result<usize> {
+        SealedQueue::new(self.data_dir()).pending_count(mailbox_id.as_str())
     }
 }
 
@@ -364,6 +396,8 @@ struct SharedMailbox {
     changes: broadcast::Sender<Change>,
     /// Held by at most one session (POP3's maildrop lock); see [`MailSession::lock_maildrop`].
     maildrop_locked: AtomicBool,
+    /// Whose mailbox this is: the periodic drain looks up its sealed queue by it.
+    mailbox_id: MailboxId,
     /// For scheduled backups; dropped (and the key wiped) with the last session.
     backup_source: Option<OpenMailboxSource>,
     /// Direct deliveries waiting for the writer: whoever takes the mailbox lock next commits
@@ -380,6 +414,28 @@ struct PendingDelivery {
 }
 
 impl SharedMailbox {
+    /// Fold the sealed items of `mailbox_id` in under the writer lock and announce them.
+    /// Blocking.
+    fn drain_sealed<O: MailboxOpener>(&self, opener: &O, mailbox_id: &MailboxId) -> Result<usize> {
+        let mut guard = self.mailbox.lock().unwrap_or_else(|p| p.into_inner());
+        let delivered = opener.drain_sealed(mailbox_id, guard.as_mut().as_mut())?;
+        if delivered > 0 {
+            let modseq = guard
+                .as_mut()
+                .as_mut()
+                .highest_modseq(account::DELIVERY_FOLDER)?;
+            drop(guard);
+            // No receivers is fine: the sessions may all be gone (a lingering mailbox).
+            let _ = self.changes.send(Change {
+                origin: DELIVERY_ORIGIN,
+                folder: account::DELIVERY_FOLDER.to_string(),
+                modseq,
+                event: ChangeEvent::MessagesAdded,
+            });
+        }
+        Ok(delivered)
+    }
+
     /// Commit the waiting direct deliveries (none left when another thread took them first)
     /// durably, answer each, and announce them to the sessions. Blocking.
     fn commit_deliveries(&self) {
@@ -459,6 +515,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
     /// `opened` is handed back to be closed.
     fn share(
         &self,
+        mailbox_id: &MailboxId,
         path: &std::path::Path,
         opened: Box<dyn AsMut<Mailbox> + Send>,
         backup_source: Option<OpenMailboxSource>,
@@ -472,11 +529,42 @@ impl<O: MailboxOpener> LocalMailStore<O> {
             mailbox: Mutex::new(opened),
             changes: broadcast::channel(CHANGE_BUFFER).0,
             maildrop_locked: AtomicBool::new(false),
+            mailbox_id: mailbox_id.clone(),
             backup_source,
             deliveries: Mutex::new(Vec::new()),
         });
         open.insert(path.to_path_buf(), Arc::downgrade(&shared));
         (shared, None)
+    }
+
+    /// Fold in mail that other processes sealed (`sealmail deliver`, the Node binding's
+    /// `deliver()`) for every mailbox a session holds open right now, and announce it, so an
+    /// IDLE client sees it without logging in again. MX in this process drains by itself
+    /// ([`MailStore::drain_sealed_if_open`]); the server runs this every few seconds for the
+    /// rest. Mailboxes with an empty queue cost one directory listing, without their lock.
+    /// Blocking. Returns how many items were folded in; the first error, if any, after every
+    /// mailbox had its turn.
+    pub fn drain_sealed_for_open_mailboxes(&self) -> Result<usize> {
+        let alive: Vec<Arc<SharedMailbox>> = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.values().filter_map(Weak::upgrade).collect()
+        };
+        let mut delivered = 0;
+        let mut first_error = None;
+        for shared in alive {
+            let drained = match self.opener.sealed_pending(&shared.mailbox_id) {
+                Ok(0) => continue,
+                Ok(_) => shared.drain_sealed(&*self.opener, &shared.mailbox_id),
+                Err(error) => Err(error),
+            };
+            match drained {
+                Ok(count) => delivered += count,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        first_error.map_or(Ok(delivered), Err)
     }
 
     /// The mailboxes sessions hold open right now (lingering ones included), with what a
@@ -521,6 +609,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         })
         .await?;
         let quota_limit = login.quota;
+        let mailbox_id = login.mailbox_id.clone();
         let open_already = path.and_then(|path| {
             self.open
                 .lock()
@@ -530,28 +619,28 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         });
         let shared = match open_already {
             // Another session (or a lingering one) has the file open: the password is checked,
-            // so share its connection; only mail sealed meanwhile needs folding in.
-            Some(shared) => {
-                let opener = Arc::clone(&self.opener);
-                let held = Arc::clone(&shared);
-                blocking(move || {
-                    let mut guard = held.mailbox.lock().unwrap_or_else(|p| p.into_inner());
-                    opener.catch_up(&login, guard.as_mut().as_mut())
-                })
-                .await?;
-                shared
-            }
+            // so share its connection; only mail sealed meanwhile needs folding in (below).
+            Some(shared) => shared,
             None => {
                 let opener = Arc::clone(&self.opener);
                 let mut opened = blocking(move || opener.open(login)).await?;
                 let path = (*opened.mailbox).as_mut().path().to_path_buf();
-                let (shared, spare) = self.share(&path, opened.mailbox, opened.backup_source);
+                let (shared, spare) =
+                    self.share(&mailbox_id, &path, opened.mailbox, opened.backup_source);
                 if let Some(spare) = spare {
                     tokio::task::spawn_blocking(move || drop(spare));
                 }
                 shared
             }
         };
+        // Drain (again, after a fresh open) now that the mailbox is registered as open: an MX
+        // that found it closed and sealed a message while the file was being opened either
+        // finished writing before this listing, or looks for an open mailbox after it wrote
+        // and finds this one (`drain_sealed_if_open`). Either way nothing waits for the next
+        // login.
+        let opener = Arc::clone(&self.opener);
+        let held = Arc::clone(&shared);
+        blocking(move || held.drain_sealed(&*opener, &mailbox_id)).await?;
         Ok(LocalSession {
             linger: self.linger,
             id: NEXT_SESSION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -567,14 +656,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         raw: Vec<u8>,
         options: AppendOptions,
     ) -> Result<Option<Appended>> {
-        let Some(path) = self.opener.mailbox_path(mailbox_id) else {
-            return Ok(None);
-        };
-        let shared = {
-            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            open.get(&path).and_then(Weak::upgrade)
-        };
-        let Some(shared) = shared else {
+        let Some(shared) = self.open_mailbox(mailbox_id) else {
             return Ok(None);
         };
         let (done, answer) = tokio::sync::oneshot::channel();
@@ -596,6 +678,26 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
                 "direct delivery dropped before its commit",
             ))),
         }
+    }
+
+    async fn drain_sealed_if_open(&self, mailbox_id: &MailboxId) -> Result<Option<usize>> {
+        let Some(shared) = self.open_mailbox(mailbox_id) else {
+            return Ok(None);
+        };
+        let opener = Arc::clone(&self.opener);
+        let mailbox_id = mailbox_id.clone();
+        // On a blocking thread: the last strong reference may be this one, and closing the
+        // file must not happen on the reactor.
+        blocking(move || shared.drain_sealed(&*opener, &mailbox_id).map(Some)).await
+    }
+}
+
+impl<O: MailboxOpener> LocalMailStore<O> {
+    /// The shared state of mailbox `mailbox_id` if a session (or a lingering one) holds it.
+    fn open_mailbox(&self, mailbox_id: &MailboxId) -> Option<Arc<SharedMailbox>> {
+        let path = self.opener.mailbox_path(mailbox_id)?;
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.get(&path).and_then(Weak::upgrade)
     }
 }
 

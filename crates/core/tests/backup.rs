@@ -231,7 +231,7 @@ fn unchanged_mailbox_is_skipped_and_a_change_stores_a_new_version() {
     drop(open);
     let second = stored(backup(&setup));
     assert!(second.version > first.version);
-    assert_ne!(second.content_mac, first.content_mac);
+    assert_ne!(second.sha256, first.sha256);
     append(&setup, "INBOX", "second", Flags::default());
     let third = stored(backup(&setup));
     assert_eq!(third.rows.messages, 2);
@@ -342,6 +342,31 @@ fn restore_brings_back_the_backed_up_state_and_refuses_an_open_session() {
     .unwrap();
     assert!(!outcome.account_created);
     assert!(outcome.new_recovery_code.is_none());
+    assert_eq!(account_contents(&setup.registry), expected);
+}
+
+/// A connection that has the mailbox open (a server's session, idle between commands) and
+/// that the caller did not declare: the restore must notice it and refuse, leaving the live
+/// file as it was; once that connection is gone the same restore succeeds.
+#[test]
+fn restore_refuses_a_mailbox_another_connection_has_open_even_when_idle() {
+    let setup = setup();
+    append(&setup, "INBOX", "kept", Flags::default());
+    let expected = account_contents(&setup.registry);
+    let first = stored(backup(&setup));
+    append(&setup, "INBOX", "later", Flags::default());
+    let later = account_contents(&setup.registry);
+
+    let session = open_mailbox(&setup.registry, ADDRESS, PASSWORD).unwrap();
+    let named = request(VersionSelector::Named(first.version.clone()));
+    let result = restore(&setup.registry, &setup.target, &named, |_| Ok(()));
+    assert!(matches!(result, Err(Error::MailboxInUse(_))), "{result:?}");
+    // The session still works on the untouched file, and so does a fresh open.
+    assert_eq!(contents(session.mailbox()), later);
+    assert_eq!(account_contents(&setup.registry), later);
+    drop(session);
+
+    restore(&setup.registry, &setup.target, &named, |_| Ok(())).unwrap();
     assert_eq!(account_contents(&setup.registry), expected);
 }
 
@@ -840,95 +865,38 @@ fn a_backup_on_its_own_connection_sees_what_an_open_session_wrote() {
     write(&mut session, "two");
     let second = stored(run());
     assert_eq!(second.rows.messages, 2);
-    assert_ne!(second.content_mac, first.content_mac);
+    assert_ne!(second.sha256, first.sha256);
 }
+
+#[cfg(feature = "s3")]
+#[path = "../../server/tests/support/moto.rs"]
+mod moto;
 
 /// The same backup and restore against a real S3-compatible server (moto, started here).
 #[cfg(feature = "s3")]
 mod s3 {
+    use super::moto::Moto;
     use super::*;
     use sealmail_core::backup::{S3Credentials, S3Options, S3Target};
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
 
-    /// A `moto_server` on a free 127.0.0.1 port, stopped on drop. Needs moto 5.2.5 or newer:
-    /// 5.2.1 answers CompleteMultipartUpload with a root element the SDK rejects.
-    struct Moto {
-        child: Child,
-        port: u16,
-    }
-
-    impl Moto {
-        fn start() -> Self {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new("moto_server")
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("moto_server must be installed: pip install 'moto[server]>=5.2.5'");
-            let moto = Self { child, port };
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "moto_server did not start"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            moto
-        }
-
-        fn endpoint(&self) -> String {
-            format!("http://127.0.0.1:{}", self.port)
-        }
-
-        /// moto accepts unsigned requests: a bare HTTP PUT creates a bucket.
-        fn create_bucket(&self, bucket: &str) {
-            let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-            write!(
-                stream,
-                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
-                 Connection: close\r\n\r\n",
-                self.port
+    fn target(moto: &Moto, bucket: &str, prefix: &str, part_size: Option<usize>) -> BackupTarget {
+        BackupTarget::S3(
+            S3Target::from_environment(
+                bucket,
+                prefix,
+                S3Options {
+                    endpoint_url: Some(moto.endpoint()),
+                    region: Some("us-east-1".into()),
+                    force_path_style: true,
+                    credentials: Some(S3Credentials {
+                        access_key_id: "testing".into(),
+                        secret_access_key: "testing".to_string().into(),
+                    }),
+                    part_size,
+                },
             )
-            .unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        }
-
-        fn target(&self, bucket: &str, prefix: &str, part_size: Option<usize>) -> BackupTarget {
-            BackupTarget::S3(
-                S3Target::from_environment(
-                    bucket,
-                    prefix,
-                    S3Options {
-                        endpoint_url: Some(self.endpoint()),
-                        region: Some("us-east-1".into()),
-                        force_path_style: true,
-                        credentials: Some(S3Credentials {
-                            access_key_id: "testing".into(),
-                            secret_access_key: "testing".to_string().into(),
-                        }),
-                        part_size,
-                    },
-                )
-                .unwrap(),
-            )
-        }
-    }
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+            .unwrap(),
+        )
     }
 
     /// Pseudo-random bytes (xorshift), incompressible so the mailbox file really grows.
@@ -953,7 +921,7 @@ mod s3 {
         let moto = Moto::start();
         moto.create_bucket("sealmail-backups");
         let mut setup = setup();
-        setup.target = moto.target("sealmail-backups", "prod/mail", None);
+        setup.target = target(&moto, "sealmail-backups", "prod/mail", None);
         append(&setup, "INBOX", "first", Flags::default());
 
         let first = stored(backup(&setup));
@@ -970,7 +938,7 @@ mod s3 {
         assert!(!contains(&bytes, MARKER));
         assert_eq!(bytes.len() as u64, first.size);
         // A different prefix in the same bucket sees nothing.
-        let other = moto.target("sealmail-backups", "staging", None);
+        let other = target(&moto, "sealmail-backups", "staging", None);
         assert!(other.list_versions(&setup.mailbox_id).unwrap().is_empty());
 
         assert!(matches!(backup(&setup), BackupOutcome::Unchanged { .. }));
@@ -1011,7 +979,7 @@ mod s3 {
         moto.create_bucket("big");
         let mut setup = setup();
         let part_size = 5 << 20;
-        setup.target = moto.target("big", "", Some(part_size));
+        setup.target = target(&moto, "big", "", Some(part_size));
         let mut open = open_mailbox(&setup.registry, ADDRESS, PASSWORD).unwrap();
         for index in 0..3u64 {
             let raw = message(&format!("big{index}"), &noise(4 << 20, index + 1));

@@ -753,3 +753,138 @@ fn writes_join_a_transaction_the_caller_holds() {
             .is_empty()
     );
 }
+
+/// `from.address` / `to.address` compared with strings go through the `message_addresses`
+/// index; they must find exactly what the JSON path finds (an anchored `$regex`, which still
+/// reads the JSON), negations, long lists, several addresses per field and copies included.
+#[test]
+fn address_equality_uses_the_address_table_and_matches_the_json_path() {
+    let t = mailbox_with_messages();
+    let inbox = 1;
+    t.add_message(
+        inbox,
+        4,
+        json!({"from": r#"[{"name":"Dan","address":"Dan@Example.com"},{"name":null,"address":"alice@example.com"}]"#,
+        "to": r#"[{"name":"Group","address":null},{"name":"Eve","address":"eve@example.org"}]"#}),
+    );
+    // A copy of uid 4 (what COPY does): the trigger indexes the new row too.
+    t.raw
+        .execute_batch(
+            "INSERT INTO messages (folder_id, uid, modseq, body_id, internal_date, saved_at,
+                size, from_addr, to_addr, envelope, body_structure)
+             SELECT 2, 9, 9, body_id, internal_date, saved_at, size, from_addr, to_addr,
+                envelope, body_structure FROM messages WHERE uid = 4",
+        )
+        .unwrap();
+    let uids = |filter: Value| -> Vec<i64> {
+        let mut uids: Vec<i64> = t
+            .find("messages", filter)
+            .iter()
+            .map(|doc| doc["uid"].as_i64().unwrap())
+            .collect();
+        uids.sort();
+        uids
+    };
+    let messages = sealmail_core::query::builtin_collection("messages").unwrap();
+    let sql = |filter: Value| {
+        sealmail_core::query::compile_filter(
+            &messages,
+            &sealmail_core::query::Filter::from_json(&filter).unwrap(),
+        )
+        .unwrap()
+        .sql
+    };
+    let many: Vec<String> = (0..20)
+        .map(|i| format!("nobody{i}@example.net"))
+        .chain(["carol@other.net".to_owned()])
+        .collect();
+    let cases = [
+        (
+            json!({"from.address": "alice@example.com"}),
+            "^alice@example\\.com$",
+            false,
+            vec![1, 1, 2, 4, 9],
+        ),
+        (
+            json!({"from.address": "dan@example.com"}),
+            "^dan@example\\.com$",
+            false,
+            vec![],
+        ),
+        (
+            json!({"from.address": {"$ne": "alice@example.com"}}),
+            "^alice@example\\.com$",
+            true,
+            vec![3],
+        ),
+        (
+            json!({"from.address": {"$in": ["carol@other.net", "Dan@Example.com"]}}),
+            "^(carol@other\\.net|Dan@Example\\.com)$",
+            false,
+            vec![3, 4, 9],
+        ),
+        (
+            json!({"from.address": {"$in": many}}),
+            "^carol@other\\.net$",
+            false,
+            vec![3],
+        ),
+        (
+            json!({"from.address": {"$nin": ["alice@example.com", "carol@other.net"]}}),
+            "^(alice@example\\.com|carol@other\\.net)$",
+            true,
+            vec![],
+        ),
+        (
+            json!({"to.address": "eve@example.org"}),
+            "^eve@example\\.org$",
+            false,
+            vec![4, 9],
+        ),
+    ];
+    for (filter, pattern, negated, expected) in cases {
+        assert!(
+            sql(filter.clone()).contains("message_addresses"),
+            "{filter}"
+        );
+        assert_eq!(uids(filter.clone()), expected, "{filter}");
+        let field = filter.as_object().unwrap().keys().next().unwrap().clone();
+        let by_json = if negated {
+            json!({ field: {"$not": {"$regex": pattern}} })
+        } else {
+            json!({ field: {"$regex": pattern} })
+        };
+        assert!(!sql(by_json.clone()).contains("message_addresses"));
+        assert_eq!(uids(by_json), expected, "{filter} against the JSON path");
+    }
+    // Conditions the table cannot answer keep the JSON path.
+    for filter in [
+        json!({"from.address": null}),
+        json!({"from.address": {"$in": ["alice@example.com", null]}}),
+        json!({"from.address": 5}),
+        json!({"from.name": "Alice"}),
+    ] {
+        assert!(
+            !sql(filter.clone()).contains("message_addresses"),
+            "{filter}"
+        );
+    }
+    assert_eq!(
+        uids(json!({"to.address": null})),
+        vec![4, 9],
+        "a group has no address"
+    );
+
+    // Deleting a message takes its addresses along.
+    let indexed = |t: &TestMailbox| -> i64 {
+        t.raw
+            .query_row("SELECT count(*) FROM message_addresses", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = indexed(&t);
+    t.raw
+        .execute("DELETE FROM messages WHERE uid = 9", [])
+        .unwrap();
+    assert_eq!(indexed(&t), before - 3);
+    assert_eq!(uids(json!({"to.address": "eve@example.org"})), vec![4]);
+}

@@ -547,3 +547,40 @@ fn concurrent_enqueues_get_distinct_ordered_ids() {
     let report = queue.drain(MAILBOX, &pair.secret, |_, _| Ok(())).unwrap();
     assert_eq!(report.delivered.len(), 40);
 }
+
+#[test]
+fn summaries_count_sizes_and_ages_without_opening_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue_in(&dir);
+    assert!(queue.mailbox_ids().unwrap().is_empty(), "no queue root yet");
+    let pair = SealingKeyPair::generate();
+    let first = queue.enqueue(MAILBOX, &pair.public, b"first").unwrap();
+    queue
+        .enqueue(MAILBOX, &pair.public, b"second message")
+        .unwrap();
+    queue
+        .enqueue(OTHER_MAILBOX, &pair.public, b"other")
+        .unwrap();
+    // Not a mailbox directory: ignored.
+    fs::create_dir_all(dir.path().join("queue").join("not-a-mailbox")).unwrap();
+    assert_eq!(
+        queue.mailbox_ids().unwrap(),
+        vec![MAILBOX.to_string(), OTHER_MAILBOX.to_string()]
+    );
+    let summary = queue.summary(MAILBOX).unwrap();
+    assert_eq!(summary.pending, 2);
+    assert_eq!(summary.oldest, Some(first));
+    assert_eq!(summary.quarantined, 0);
+    let on_disk: u64 = queue
+        .list(MAILBOX)
+        .unwrap()
+        .iter()
+        .map(|id| queue.read(MAILBOX, id).unwrap().len() as u64)
+        .sum();
+    assert_eq!(summary.bytes, on_disk);
+    assert!(summary.bytes > b"firstsecond message".len() as u64);
+    let drained = queue.drain(MAILBOX, &pair.secret, |_, _| Ok(())).unwrap();
+    assert_eq!(drained.delivered.len(), 2);
+    let empty = queue.summary(MAILBOX).unwrap();
+    assert_eq!((empty.pending, empty.bytes, empty.oldest), (0, 0, None));
+}

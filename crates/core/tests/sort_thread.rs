@@ -215,6 +215,12 @@ fn thread_references_and_ordered_subject() {
     assert_eq!(show(&only_plan), "[3(5)][1(4)]");
 }
 
+/// Version 6's address table and its triggers, so a file can be turned back into an older
+/// version (the triggers name `messages`, whose columns those versions lack).
+const DROP_VERSION_6: &str = "DROP TRIGGER message_addresses_insert;
+     DROP TRIGGER message_addresses_delete;
+     DROP TABLE message_addresses;";
+
 #[test]
 fn upgrading_a_version_2_file_back_fills_the_sort_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -223,6 +229,7 @@ fn upgrading_a_version_2_file_back_fills_the_sort_keys() {
     drop(mailbox);
     // Turn the file back into schema version 2: no sort columns, no sort indexes.
     let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    conn.execute_batch(DROP_VERSION_6).unwrap();
     let indexes: Vec<String> = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'index'
@@ -233,7 +240,9 @@ fn upgrading_a_version_2_file_back_fills_the_sort_keys() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(indexes.len(), 10);
+    // Version 6 merged most per-key indexes into one projection: arrival, date, projection,
+    // thread.
+    assert_eq!(indexes.len(), 4);
     for index in indexes {
         conn.execute_batch(&format!("DROP INDEX {index}")).unwrap();
     }
@@ -285,6 +294,7 @@ fn upgrading_a_version_4_file_back_fills_the_thread_digests() {
     drop(mailbox);
     // Turn the file back into schema version 4: the thread index over strings, no digests.
     let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    conn.execute_batch(DROP_VERSION_6).unwrap();
     conn.execute_batch(
         "DROP INDEX messages_thread_projection;
          ALTER TABLE messages DROP COLUMN thread_key;
@@ -540,4 +550,86 @@ fn thread_results_follow_every_change_of_the_folder() {
     assert_eq!(cached_matches_fresh(&mailbox, "Projects"), "");
     append(&mut mailbox, "Projects", "Other", "o1@x", "");
     assert_eq!(cached_matches_fresh(&mailbox, "Projects"), "[1]");
+}
+
+/// The per-key SORT indexes of version 5, as that version created them.
+const VERSION_5_SORT_INDEXES: &str = "
+    CREATE INDEX messages_sort_size ON messages(folder_id, size, uid);
+    CREATE INDEX messages_sort_subject ON messages(folder_id, sort_subject, uid);
+    CREATE INDEX messages_sort_from ON messages(folder_id, sort_from, uid);
+    CREATE INDEX messages_sort_to ON messages(folder_id, sort_to, uid);
+    CREATE INDEX messages_sort_cc ON messages(folder_id, sort_cc, uid);
+    CREATE INDEX messages_sort_display_from ON messages(folder_id, display_from, uid);
+    CREATE INDEX messages_sort_display_to ON messages(folder_id, display_to, uid);";
+
+fn sort_index_names(conn: &rusqlite::Connection) -> Vec<String> {
+    conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'
+         AND name LIKE 'messages_sort_%' ORDER BY name",
+    )
+    .unwrap()
+    .query_map([], |r| r.get(0))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[test]
+fn upgrading_a_version_5_file_merges_the_sort_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut mailbox, key, path) = new_mailbox(dir.path());
+    fixture(&mut mailbox);
+    drop(mailbox);
+    // Turn the file back into schema version 5: one index per sort key.
+    let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    conn.execute_batch(&format!(
+        "DROP INDEX messages_sort_projection; {DROP_VERSION_6} {VERSION_5_SORT_INDEXES}
+         PRAGMA user_version = 5;"
+    ))
+    .unwrap();
+    assert_eq!(sort_index_names(&conn).len(), 9);
+    drop(conn);
+
+    let mailbox = Mailbox::open(&path, &key).unwrap();
+    let conn = Mailbox::raw_connection(&path, &key).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, sealmail_core::store::SCHEMA_VERSION);
+    assert_eq!(
+        sort_index_names(&conn),
+        [
+            "messages_sort_arrival",
+            "messages_sort_date",
+            "messages_sort_projection"
+        ]
+    );
+    assert_sorts(&mailbox);
+    // Every sort reads a compact covering index (its own ordered one for DATE and ARRIVAL, the
+    // projection, or the state index that holds the size), never the wide message rows.
+    for order in [
+        "sort_subject",
+        "sort_from DESC",
+        "size",
+        "internal_date",
+        "sort_date DESC",
+        "display_to",
+        "sort_cc, sort_date DESC",
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT m.uid FROM messages m WHERE m.folder_id = ?1 AND 1
+                 ORDER BY {order}, m.uid"
+            ))
+            .unwrap()
+            .query_map([1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING COVERING INDEX messages_")),
+            "{order}: {plan:?}"
+        );
+    }
 }

@@ -9,7 +9,9 @@
 //!         --dovecot /usr/sbin/dovecot --rounds 3
 //! Rounds alternate between the two servers; the ratio of each round is taken against the
 //! Dovecot run of that same round and the median is reported, so a busy machine's noise hits
-//! both alike.
+//! both alike. Each run also reports the CPU time the server spent (its process tree, from
+//! `/proc`): commands per CPU second compares the servers' own work even while other processes
+//! load the machine.
 //! Against any running server with users `user0..userN` sharing one password:
 //!     cargo run --release -p sealmail-imap --example loadgen -- --addr 127.0.0.1:10143 \
 //!         --user-format 'user{}' --password pw
@@ -231,6 +233,56 @@ async fn client_loop(
     Ok(samples)
 }
 
+/// Clock ticks per second of the CPU times in `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) in seconds of process `root` and every process below it, children
+/// it has already reaped included (Linux `/proc`): Dovecot forks a process per connection.
+fn tree_cpu_seconds(root: u32) -> f64 {
+    // (pid, parent pid, user + system ticks of itself and of its reaped children)
+    let mut processes: Vec<(u32, u32, u64)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command name (field 2) may hold spaces; the fields after it are plain numbers:
+        // state, ppid, ... utime (14), stime, cutime, cstime (17).
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() < 15 {
+            continue;
+        }
+        let ppid = fields[1].parse().unwrap_or(0);
+        let ticks = fields[11..15]
+            .iter()
+            .map(|f| f.parse::<u64>().unwrap_or(0))
+            .sum();
+        processes.push((pid, ppid, ticks));
+    }
+    let mut tree = vec![root];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for &(pid, ppid, _) in &processes {
+            if tree.contains(&ppid) && !tree.contains(&pid) {
+                tree.push(pid);
+                grew = true;
+            }
+        }
+    }
+    let ticks: u64 = processes
+        .iter()
+        .filter(|(pid, _, _)| tree.contains(pid))
+        .map(|&(_, _, ticks)| ticks)
+        .sum();
+    ticks as f64 / USER_HZ
+}
+
 /// Resident set size of process `pid` in KiB (Linux).
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -399,10 +451,15 @@ fn start_dovecot(binary: &Path, base: &Path, options: &Options) -> Dovecot {
 /// Figures of one load run.
 struct Run {
     commands_per_second: f64,
+    /// Commands per second of CPU time the server's processes used during the run.
+    commands_per_cpu_second: Option<f64>,
     samples: Samples,
 }
 
-async fn load(addr: SocketAddr, options: &Options) -> Run {
+/// Run the load against `addr`; `server` is the server's root process, whose CPU time is
+/// measured when known.
+async fn load(addr: SocketAddr, server: Option<u32>, options: &Options) -> Run {
+    let cpu_before = server.map(tree_cpu_seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..options.clients {
@@ -422,16 +479,24 @@ async fn load(addr: SocketAddr, options: &Options) -> Run {
     }
     let elapsed = started.elapsed();
     let total: usize = samples.values().map(Vec::len).sum();
+    let cpu = server
+        .zip(cpu_before)
+        .map(|(pid, before)| tree_cpu_seconds(pid) - before);
     Run {
         commands_per_second: total as f64 / elapsed.as_secs_f64(),
+        commands_per_cpu_second: cpu.filter(|&c| c > 0.0).map(|c| total as f64 / c),
         samples,
     }
 }
 
 fn report(label: &str, run: &mut Run) {
     let total: usize = run.samples.values().map(Vec::len).sum();
+    let per_cpu = run
+        .commands_per_cpu_second
+        .map(|c| format!(", {c:.0} commands per server CPU second"))
+        .unwrap_or_default();
     println!(
-        "{label}: {total} commands, {:.0} commands/s",
+        "{label}: {total} commands, {:.0} commands/s{per_cpu}",
         run.commands_per_second
     );
     let mut everything: Vec<Duration> = run.samples.values().flatten().copied().collect();
@@ -474,7 +539,7 @@ async fn main() {
         for round in 1..=options.rounds {
             report(
                 &format!("round {round}, {addr}"),
-                &mut load(addr, &options).await,
+                &mut load(addr, None, &options).await,
             );
         }
         return;
@@ -499,11 +564,14 @@ async fn main() {
         dovecot: None,
         ..options
     };
-    load(embedded.addr, &warm_up).await;
+    let sealmail_pid = Some(embedded.child.id());
+    load(embedded.addr, sealmail_pid, &warm_up).await;
+    let dovecot_pid = dovecot.as_ref().map(Dovecot::master_pid);
     if let Some(dovecot) = &dovecot {
-        load(dovecot.addr, &warm_up).await;
+        load(dovecot.addr, dovecot_pid, &warm_up).await;
     }
     let mut ratios = Vec::new();
+    let mut cpu_ratios = Vec::new();
     let mut sealmail_rates = Vec::new();
     for round in 1..=options.rounds {
         // Alternate which server goes first, so a trend in the machine's load hits both.
@@ -511,23 +579,26 @@ async fn main() {
         let mut pair = (None, None);
         for _ in 0..2 {
             if sealmail_first {
-                let mut run = load(embedded.addr, &options).await;
+                let mut run = load(embedded.addr, sealmail_pid, &options).await;
                 report(&format!("round {round}, sealmail"), &mut run);
-                pair.0 = Some(run.commands_per_second);
+                pair.0 = Some((run.commands_per_second, run.commands_per_cpu_second));
             } else if let Some(dovecot) = &dovecot {
-                let mut run = load(dovecot.addr, &options).await;
+                let mut run = load(dovecot.addr, dovecot_pid, &options).await;
                 report(&format!("round {round}, dovecot"), &mut run);
-                pair.1 = Some(run.commands_per_second);
+                pair.1 = Some((run.commands_per_second, run.commands_per_cpu_second));
             }
             sealmail_first = !sealmail_first;
         }
-        let sealmail = pair.0.expect("sealmail ran");
+        let (sealmail, sealmail_cpu) = pair.0.expect("sealmail ran");
         sealmail_rates.push(sealmail);
-        if let Some(dovecot) = pair.1 {
+        if let Some((dovecot, dovecot_cpu)) = pair.1 {
             ratios.push(sealmail / dovecot);
+            let cpu_ratio = sealmail_cpu.zip(dovecot_cpu).map(|(s, d)| s / d);
+            cpu_ratios.extend(cpu_ratio);
             println!(
-                "round {round}: sealmail/dovecot = {:.2}",
-                sealmail / dovecot
+                "round {round}: sealmail/dovecot = {:.2} commands/s, {} commands per CPU second",
+                sealmail / dovecot,
+                cpu_ratio.map_or("-".into(), |r| format!("{r:.2}"))
             );
         }
     }
@@ -541,6 +612,14 @@ async fn main() {
         println!(
             "sealmail/dovecot commands/s: median {:.2} ({})",
             median(ratios),
+            listed.join(" ")
+        );
+    }
+    if !cpu_ratios.is_empty() {
+        let listed: Vec<String> = cpu_ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "sealmail/dovecot commands per server CPU second: median {:.2} ({})",
+            median(cpu_ratios),
             listed.join(" ")
         );
     }

@@ -58,6 +58,9 @@ pub enum Command {
     /// Deliver one message read from stdin (a local delivery agent for another MTA): it is
     /// sealed to the mailbox's public key and folded in at the owner's next login.
     Deliver { address: String },
+    /// Inspect the sealed and outbound queues; retry or bounce outbound items.
+    #[command(subcommand)]
+    Queue(crate::queue_cmd::QueueCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config } => crate::serve::serve(&cli.data_dir, config.as_deref()),
+        Command::Queue(command) => crate::queue_cmd::run(&cli.data_dir, command),
         Command::Account(command) => account(&cli.data_dir, command),
         Command::Import(args) => import_command(&cli.data_dir, args),
         Command::Query {

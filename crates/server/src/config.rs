@@ -32,12 +32,16 @@
 //! [outbound]                   # relaying authenticated submissions to other domains
 //! relay = true                 # false: submission only to local addresses
 //! port = 25                    # remote MX port
-//! require_tls = false          # true: never send without STARTTLS (retry, then bounce)
+//! require_tls = false          # true: never send without STARTTLS and a certificate valid
+//!                              # for the MX host (retry, then bounce); false: opportunistic
+//!                              # TLS, any certificate accepted (RFC 7435)
+//! extra_ca_file = "ca.pem"     # roots trusted besides the system's when require_tls is set
 //! nameservers = []             # "ip:port" list; empty: /etc/resolv.conf
 //! max_lifetime_secs = 432000   # bounce after 5 days without success
 //! first_retry_secs = 300       # then doubling...
 //! max_retry_interval_secs = 14400 # ...up to 4 hours
 //! timeout_secs = 300
+//! delay_notice_secs = 14400    # one "delayed" DSN after 4 hours undelivered; 0: never
 //!
 //! [backup]                     # daily backups of the mailboxes of logged-in users
 //! target = "s3://bucket/prefix" # or "file:///var/backups/sealmail"
@@ -242,11 +246,15 @@ pub struct OutboundSettings {
     pub relay: bool,
     pub port: u16,
     pub require_tls: bool,
+    /// PEM roots trusted besides the system's for `require_tls` (a private CA).
+    pub extra_ca_file: Option<PathBuf>,
     pub nameservers: Vec<SocketAddr>,
     pub max_lifetime_secs: u64,
     pub first_retry_secs: u64,
     pub max_retry_interval_secs: u64,
     pub timeout_secs: u64,
+    /// After this long undelivered, the sender gets one `delayed` DSN; 0: never.
+    pub delay_notice_secs: u64,
 }
 
 impl Default for OutboundSettings {
@@ -255,11 +263,13 @@ impl Default for OutboundSettings {
             relay: true,
             port: 25,
             require_tls: false,
+            extra_ca_file: None,
             nameservers: Vec::new(),
             max_lifetime_secs: 5 * 24 * 3600,
             first_retry_secs: 5 * 60,
             max_retry_interval_secs: 4 * 3600,
             timeout_secs: 5 * 60,
+            delay_notice_secs: 4 * 3600,
         }
     }
 }
@@ -436,6 +446,7 @@ mod tests {
             Some(DEFAULT_SUBMISSIONS.parse().unwrap())
         );
         assert!(config.outbound.relay && !config.outbound.require_tls);
+        assert_eq!(config.outbound.extra_ca_file, None);
         assert_eq!(config.outbound.port, 25);
         assert_eq!(config.outbound.max_lifetime_secs, 5 * 24 * 3600);
     }
@@ -447,13 +458,18 @@ mod tests {
         std::fs::write(
             &path,
             "[listen]\nsubmissions = \"0.0.0.0:465\"\n[outbound]\nport = 2626\nrequire_tls = true\n\
-             nameservers = [\"127.0.0.1:5353\"]\nfirst_retry_secs = 1\n",
+             nameservers = [\"127.0.0.1:5353\"]\nfirst_retry_secs = 1\n\
+             extra_ca_file = \"/etc/sealmail/private-ca.pem\"\n",
         )
         .unwrap();
         let config = Config::load(Some(&path), no_env).unwrap();
         assert_eq!(config.submissions, Some("0.0.0.0:465".parse().unwrap()));
         assert_eq!(config.outbound.port, 2626);
         assert!(config.outbound.require_tls);
+        assert_eq!(
+            config.outbound.extra_ca_file.as_deref(),
+            Some(Path::new("/etc/sealmail/private-ca.pem"))
+        );
         assert_eq!(
             config.outbound.nameservers,
             vec!["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod metrics;
 mod progress;
+mod queue_cmd;
 mod scheduled_backup;
 mod serve;
 mod tls;

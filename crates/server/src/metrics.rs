@@ -5,8 +5,9 @@
 use sealmail_imap::metrics::{Metrics, Outcome};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -33,6 +34,10 @@ pub struct ServerMetrics {
     pop3_connections_open: AtomicI64,
     /// POP3 commands per (command, outcome), as `commands` is for IMAP.
     pop3_commands: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// The data directory whose queues are measured at each scrape.
+    queues: OnceLock<PathBuf>,
+    /// The running relay, for its STARTTLS failure count.
+    outbound: OnceLock<Arc<sealmail_smtp::OutboundQueue>>,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +113,16 @@ impl sealmail_pop3::metrics::Metrics for ServerMetrics {
 }
 
 impl ServerMetrics {
+    /// Report the sizes of the sealed and outbound queues of `data_dir` at each scrape.
+    pub fn watch_queues(&self, data_dir: &Path) {
+        let _ = self.queues.set(data_dir.to_path_buf());
+    }
+
+    /// Report the relay's STARTTLS failures.
+    pub fn watch_outbound(&self, queue: Arc<sealmail_smtp::OutboundQueue>) {
+        let _ = self.outbound.set(queue);
+    }
+
     /// Count one scheduled backup run.
     pub fn backup(&self, succeeded: bool) {
         let counter = if succeeded {
@@ -228,7 +243,53 @@ impl ServerMetrics {
                 "sealmail_pop3_commands_total{{command=\"{name}\",outcome=\"{outcome}\"}} {count}"
             );
         }
+        if let Some(data_dir) = self.queues.get() {
+            match crate::queue_cmd::QueueSizes::measure(data_dir) {
+                Ok(sizes) => render_queue_sizes(&mut out, &sizes),
+                Err(error) => tracing::warn!(%error, "measuring the queues for metrics failed"),
+            }
+        }
+        if let Some(queue) = self.outbound.get() {
+            gauge(
+                &mut out,
+                "sealmail_outbound_tls_failures_total",
+                "Relay attempts whose STARTTLS failed (sent in the clear, or held under require_tls).",
+                "counter",
+                queue.tls_failures().to_string(),
+            );
+        }
         out
+    }
+}
+
+/// The queue gauges: counts and bytes only, no label that could name a mailbox.
+fn render_queue_sizes(out: &mut String, sizes: &crate::queue_cmd::QueueSizes) {
+    for (name, help, value) in [
+        (
+            "sealmail_sealed_queue_items",
+            "Sealed messages waiting for their owners' next login.",
+            sizes.sealed_items,
+        ),
+        (
+            "sealmail_sealed_queue_bytes",
+            "Bytes of the sealed messages waiting.",
+            sizes.sealed_bytes,
+        ),
+        (
+            "sealmail_sealed_queue_mailboxes",
+            "Mailboxes with sealed messages waiting.",
+            sizes.sealed_mailboxes,
+        ),
+        (
+            "sealmail_outbound_queue_items",
+            "Outbound messages not yet delivered, bounced or expired.",
+            sizes.outbound_items,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
 }
 
@@ -274,7 +335,14 @@ pub async fn serve_metrics(
             }
             let request_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
             let (status, body) = match request_line.strip_suffix(b"\r").unwrap_or(request_line) {
-                line if line.starts_with(b"GET /metrics ") => ("200 OK", metrics.render()),
+                line if line.starts_with(b"GET /metrics ") => {
+                    // Blocking: measuring the queues lists directories.
+                    let metrics = std::sync::Arc::clone(&metrics);
+                    match tokio::task::spawn_blocking(move || metrics.render()).await {
+                        Ok(body) => ("200 OK", body),
+                        Err(_) => ("500 Internal Server Error", "rendering failed\n".into()),
+                    }
+                }
                 line if line.starts_with(b"GET ") => ("404 Not Found", "not found\n".into()),
                 _ => ("405 Method Not Allowed", "only GET /metrics\n".into()),
             };

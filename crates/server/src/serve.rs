@@ -21,6 +21,28 @@ use tokio::sync::watch;
 
 /// How often idle entries of the login cache are wiped from memory.
 const LOGIN_CACHE_SWEEP: Duration = Duration::from_secs(60);
+/// How often mail sealed by other processes (`sealmail deliver`, a Node MX calling the
+/// binding's `deliver()`) is looked for and folded into the mailboxes sessions hold open.
+const SEALED_QUEUE_SWEEP: Duration = Duration::from_secs(2);
+
+/// The relay's settings from the `[outbound]` section (also used by `sealmail queue`).
+pub fn outbound_config(config: &Config) -> sealmail_smtp::OutboundConfig {
+    let outbound = &config.outbound;
+    sealmail_smtp::OutboundConfig {
+        hostname: config.smtp_settings.hostname.clone(),
+        port: outbound.port,
+        require_tls: outbound.require_tls,
+        extra_ca_file: outbound.extra_ca_file.clone(),
+        nameservers: outbound.nameservers.clone(),
+        max_lifetime: Duration::from_secs(outbound.max_lifetime_secs),
+        first_retry: Duration::from_secs(outbound.first_retry_secs),
+        max_retry_interval: Duration::from_secs(outbound.max_retry_interval_secs),
+        timeout: Duration::from_secs(outbound.timeout_secs),
+        delay_notice_after: (outbound.delay_notice_secs > 0)
+            .then(|| Duration::from_secs(outbound.delay_notice_secs)),
+        ..sealmail_smtp::OutboundConfig::default()
+    }
+}
 
 pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     let config = Config::load(config_path, |name| std::env::var(name).ok())?;
@@ -32,6 +54,7 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
     let tls_config = tls::server_config(data_dir, &config.tls)?;
     let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
     let metrics = Arc::new(ServerMetrics::default());
+    metrics.watch_queues(data_dir);
     // Built before the runtime (an S3 client brings its own), and kept here so its last
     // handle is dropped outside the runtime too.
     let backup_target = config
@@ -132,24 +155,11 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
         )?;
         tokio::spawn(Arc::clone(&webhooks).run(stopped(stop_rx.clone())));
         if config.outbound.relay {
-            let outbound = &config.outbound;
             let queue = Arc::new(
-                sealmail_smtp::OutboundQueue::new(
-                    Arc::clone(&registry),
-                    sealmail_smtp::OutboundConfig {
-                        hostname: config.smtp_settings.hostname.clone(),
-                        port: outbound.port,
-                        require_tls: outbound.require_tls,
-                        nameservers: outbound.nameservers.clone(),
-                        max_lifetime: Duration::from_secs(outbound.max_lifetime_secs),
-                        first_retry: Duration::from_secs(outbound.first_retry_secs),
-                        max_retry_interval: Duration::from_secs(outbound.max_retry_interval_secs),
-                        timeout: Duration::from_secs(outbound.timeout_secs),
-                        ..sealmail_smtp::OutboundConfig::default()
-                    },
-                )
-                .context("starting the outbound queue")?,
+                sealmail_smtp::OutboundQueue::new(Arc::clone(&registry), outbound_config(&config))
+                    .context("starting the outbound queue")?,
             );
+            metrics.watch_outbound(Arc::clone(&queue));
             tokio::spawn(Arc::clone(&queue).run(stopped(stop_rx.clone())));
             smtp_delivery = smtp_delivery.with_outbound(queue);
         }
@@ -223,6 +233,32 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 tokio::select! {
                     _ = tick.tick() => sweeper_registry.purge_expired_logins(),
                     _ = sweeper_stop.changed() => break,
+                }
+            }
+        });
+        let drain_store = Arc::clone(&store);
+        let mut drain_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SEALED_QUEUE_SWEEP);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = drain_stop.changed() => break,
+                }
+                let store = Arc::clone(&drain_store);
+                let drained =
+                    tokio::task::spawn_blocking(move || store.drain_sealed_for_open_mailboxes())
+                        .await;
+                match drained {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(items)) => {
+                        tracing::info!(items, "folded mail sealed elsewhere into open mailboxes")
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "folding sealed mail into open mailboxes failed")
+                    }
+                    Err(error) => tracing::error!(%error, "the sealed-queue sweep panicked"),
                 }
             }
         });

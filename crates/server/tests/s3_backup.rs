@@ -4,152 +4,30 @@
 //! `[backup]` section of its config file. The stored objects are read back over plain HTTP
 //! (moto checks no signatures), independently of the SDK that wrote them.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::moto::{Moto, find};
+use support::{Serve, Server};
 
 const PASSWORD: &str = "s3 backup test password";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `moto_server` on a free 127.0.0.1 port, stopped on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server must be installed: pip install 'moto[server]>=5.2.5'");
-        let moto = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// One HTTP/1.1 request; returns the status code and the body. moto does not check
-    /// signatures, but answers 403 to an anonymous GET of an object: the `Authorization`
-    /// header names the test's access key with a dummy signature.
-    fn request(&self, method: &str, path: &str) -> (u16, Vec<u8>) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/\
-             aws4_request, SignedHeaders=host, Signature=00\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let split = find(&response, b"\r\n\r\n").expect("an HTTP response head");
-        let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .expect("an HTTP status line");
-        let body = response[split + 4..].to_vec();
-        if head.contains("transfer-encoding: chunked") {
-            (status, dechunk(&body))
-        } else {
-            (status, body)
-        }
-    }
-
-    fn create_bucket(&self, bucket: &str) {
-        let (status, body) = self.request("PUT", &format!("/{bucket}"));
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    }
-
-    /// Every object key in `bucket`.
-    fn keys(&self, bucket: &str) -> Vec<String> {
-        let (status, body) = self.request("GET", &format!("/{bucket}?list-type=2"));
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        let listing = String::from_utf8(body).unwrap();
-        listing
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
-            .collect()
-    }
-
-    fn object(&self, bucket: &str, key: &str) -> Vec<u8> {
-        let (status, body) = self.request("GET", &format!("/{bucket}/{key}"));
-        assert_eq!(status, 200, "GET {key}");
-        body
-    }
-
-    /// The snapshot objects (`<prefix>/<mailbox id>/<version>.sqlite`) in `bucket`.
-    fn snapshots(&self, bucket: &str) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .keys(bucket)
-            .into_iter()
-            .filter(|key| key.ends_with(".sqlite"))
-            .collect();
-        keys.sort();
-        keys
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+/// The snapshot objects (`<prefix>/<mailbox id>/<version>.sqlite`) in `bucket`.
+fn snapshot_keys(moto: &Moto, bucket: &str) -> Vec<String> {
+    let mut keys: Vec<String> = moto
+        .keys(bucket)
+        .into_iter()
+        .filter(|key| key.ends_with(".sqlite"))
+        .collect();
+    keys.sort();
+    keys
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     find(haystack, needle.as_bytes()).is_some()
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = find(body, b"\r\n").expect("a chunk size line");
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .expect("a hexadecimal chunk size");
-        if size == 0 {
-            return out;
-        }
-        let start = line_end + 2;
-        out.extend_from_slice(&body[start..start + size]);
-        body = &body[start + size + 2..];
-    }
 }
 
 /// The binary with the S3 client's settings in the standard AWS environment variables.
@@ -248,7 +126,7 @@ fn cli_backup_to_s3_stores_an_encrypted_object_lists_it_and_restores_from_it() {
 
     let stored = ok(run(sealmail(&data, &moto), &backup, &password));
     assert!(stored.starts_with("stored "), "{stored}");
-    let snapshots = moto.snapshots("cli-backups");
+    let snapshots = snapshot_keys(&moto, "cli-backups");
     assert_eq!(snapshots.len(), 1, "{:?}", moto.keys("cli-backups"));
     assert!(snapshots[0].starts_with("nightly/mail/"), "{snapshots:?}");
     let bytes = moto.object("cli-backups", &snapshots[0]);
@@ -266,7 +144,7 @@ fn cli_backup_to_s3_stores_an_encrypted_object_lists_it_and_restores_from_it() {
 
     let again = ok(run(sealmail(&data, &moto), &backup, &password));
     assert!(again.starts_with("unchanged since "), "{again}");
-    assert_eq!(moto.snapshots("cli-backups").len(), 1);
+    assert_eq!(snapshot_keys(&moto, "cli-backups").len(), 1);
     let listed = ok(run(
         sealmail(&data, &moto),
         &["backup", "c@example.org", "--target", target, "--list"],
@@ -317,107 +195,29 @@ fn sha256_hex(bytes: &[u8]) -> String {
     String::from_utf8(output.stdout).unwrap()[..64].to_owned()
 }
 
-/// `sealmail serve` with a `[backup]` section; killed if the test fails before stopping it.
-struct Server {
-    child: Child,
-    imap: u16,
-}
-
-impl Server {
-    fn start(data_dir: &Path, config: &Path, moto: &Moto) -> Self {
-        let imap = free_port();
-        let mut command = sealmail(data_dir, moto);
-        // The scheduled backups must take their S3 settings from the config file alone.
-        for name in [
-            "AWS_ENDPOINT_URL",
-            "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        ] {
-            command.env_remove(name);
-        }
-        command.arg("serve").arg("--config").arg(config);
-        for listener in [
-            "IMAPS",
-            "POP3",
-            "POP3S",
-            "SMTP",
-            "SUBMISSION",
-            "SUBMISSIONS",
-            "METRICS",
-        ] {
-            command.env(
-                format!("SEALMAIL_{listener}_LISTEN"),
-                format!("127.0.0.1:{}", free_port()),
-            );
-        }
-        let mut child = command
-            .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sealmail serve");
-        // A thread drains stderr for the server's whole life (so it never blocks on a full
-        // pipe), checks that no line carries the password, and hands the lines over.
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let line = line.unwrap_or_default();
-                assert!(!line.contains(PASSWORD), "password in logs: {line}");
-                let _ = lines_tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = String::new();
-        while !seen.contains("sealmail is running") {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    seen.push_str(&line);
-                    seen.push('\n');
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("server did not start within 30 s: {seen}");
-                }
-            }
-        }
-        assert!(
-            seen.contains("scheduled backups to s3://"),
-            "no scheduled backups announced: {seen}"
-        );
-        Self { child, imap }
+/// `sealmail serve` with a `[backup]` section in its config file.
+fn start_server(data_dir: &Path, config: &Path, moto: &Moto) -> Server {
+    let mut command = sealmail(data_dir, moto);
+    // The scheduled backups must take their S3 settings from the config file alone.
+    for name in [
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        command.env_remove(name);
     }
-
-    /// SIGTERM, then a clean exit within 20 s.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let server = Serve::with_command(command, data_dir)
+        .only(&["IMAP"])
+        .config(config)
+        .never_logs(PASSWORD)
+        .start();
+    assert!(
+        server.startup_log().contains("scheduled backups to s3://"),
+        "no scheduled backups announced: {}",
+        server.startup_log()
+    );
+    server
 }
 
 const LOGIN_OVER_IMAP: &str = r#"
@@ -451,11 +251,11 @@ fn scheduled_backup_of_a_logged_in_mailbox_lands_encrypted_in_s3() {
         ),
     )
     .unwrap();
-    let server = Server::start(&data, &config, &moto);
+    let server = start_server(&data, &config, &moto);
     let output = Command::new("python3")
         .arg("-c")
         .arg(LOGIN_OVER_IMAP)
-        .env("IMAP_PORT", server.imap.to_string())
+        .env("IMAP_PORT", server.port("IMAP").to_string())
         .env("PASSWORD", PASSWORD)
         .output()
         .expect("python3 runs");
@@ -469,7 +269,7 @@ fn scheduled_backup_of_a_logged_in_mailbox_lands_encrypted_in_s3() {
     // interval) backs the mailbox up. Later ticks find it unchanged and store nothing.
     let deadline = Instant::now() + Duration::from_secs(60);
     let snapshots = loop {
-        let snapshots = moto.snapshots("scheduled");
+        let snapshots = snapshot_keys(&moto, "scheduled");
         // The manifest goes up after the snapshot: wait for both.
         let complete = snapshots.len() == 1
             && moto

@@ -1,138 +1,23 @@
 //! `sealmail serve` as a user runs it: the real binary on 127.0.0.1, driven by Python's imaplib
 //! and poplib over STARTTLS/STLS and implicit TLS, then stopped with SIGTERM.
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{Serve, Server, sealmail};
 
-fn sealmail(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sealmail"));
-    command.arg("--data-dir").arg(data_dir);
-    command
+fn start(data_dir: &Path) -> Server {
+    Serve::new(data_dir).never_logs(PASSWORD).start()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running server; killed if the test fails before stopping it.
-struct Server {
-    child: Child,
-    imap: u16,
-    imaps: u16,
-    pop3: u16,
-    pop3s: u16,
-    metrics: u16,
-    /// The certificate the server generated, which clients verify against.
-    cert: std::path::PathBuf,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        Self::start_with_config(data_dir, None)
-    }
-
-    fn start_with_config(data_dir: &Path, config: Option<&Path>) -> Server {
-        let (imap, imaps, metrics) = (free_port(), free_port(), free_port());
-        let (pop3, pop3s) = (free_port(), free_port());
-        let mut command = sealmail(data_dir);
-        command.arg("serve");
-        if let Some(config) = config {
-            command.arg("--config").arg(config);
-        }
-        let mut child = command
-            .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
-            .env("SEALMAIL_IMAPS_LISTEN", format!("127.0.0.1:{imaps}"))
-            .env("SEALMAIL_POP3_LISTEN", format!("127.0.0.1:{pop3}"))
-            .env("SEALMAIL_POP3S_LISTEN", format!("127.0.0.1:{pop3s}"))
-            // Never the fixed default SMTP ports: parallel tests would collide on them.
-            .env("SEALMAIL_SMTP_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .env(
-                "SEALMAIL_SUBMISSION_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env(
-                "SEALMAIL_SUBMISSIONS_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env("SEALMAIL_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sealmail serve");
-        // Wait until it says it is running (both listeners bound).
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = String::new();
-        while Instant::now() < deadline {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("server exited early: {seen}");
-            }
-            seen.push_str(&line);
-            if line.contains("sealmail is running") {
-                break;
-            }
-        }
-        assert!(
-            seen.contains("sealmail is running"),
-            "server did not start: {seen}"
-        );
-        // Keep draining stderr so the server never blocks on a full pipe; also check that no
-        // log line ever carries the password.
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let line = line.unwrap_or_default();
-                assert!(!line.contains(PASSWORD), "password in logs: {line}");
-            }
-        });
-        let cert = data_dir.join("tls/cert.pem");
-        Server {
-            child,
-            imap,
-            imaps,
-            pop3,
-            pop3s,
-            metrics,
-            cert,
-        }
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+fn start_with_config(data_dir: &Path, config: &Path) -> Server {
+    Serve::new(data_dir)
+        .config(config)
+        .never_logs(PASSWORD)
+        .start()
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -150,12 +35,12 @@ fn python(script: &str, server: &Server) -> String {
     let output = Command::new("python3")
         .arg("-c")
         .arg(script)
-        .env("IMAP_PORT", server.imap.to_string())
-        .env("IMAPS_PORT", server.imaps.to_string())
-        .env("POP3_PORT", server.pop3.to_string())
-        .env("POP3S_PORT", server.pop3s.to_string())
+        .env("IMAP_PORT", server.port("IMAP").to_string())
+        .env("IMAPS_PORT", server.port("IMAPS").to_string())
+        .env("POP3_PORT", server.port("POP3").to_string())
+        .env("POP3S_PORT", server.port("POP3S").to_string())
         .env("PASSWORD", PASSWORD)
-        .env("CAFILE", &server.cert)
+        .env("CAFILE", server.cert())
         .output()
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -219,14 +104,14 @@ secure.logout()
 fn serve_answers_imap_clients_over_starttls_and_implicit_tls_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     add_account(dir.path(), "user@example.org");
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     let out = python(CLIENT, &server);
     assert!(out.contains("exists 1"), "{out}");
     assert!(out.contains("search 1"), "{out}");
     assert!(out.contains("wrong password refused"), "{out}");
     assert!(out.contains("\\Flagged"), "{out}");
     assert!(out.contains("Subject: over starttls"), "{out}");
-    let scraped = http_get(server.metrics, "/metrics");
+    let scraped = http_get(server.port("metrics"), "/metrics");
     assert!(scraped.starts_with("HTTP/1.1 200 OK"), "{scraped}");
     assert!(
         scraped.contains("sealmail_logins_total{result=\"failed\"} 1"),
@@ -244,12 +129,12 @@ fn serve_answers_imap_clients_over_starttls_and_implicit_tls_and_stops_on_sigter
         !scraped.contains("user@example.org"),
         "no addresses in metrics"
     );
-    assert!(http_get(server.metrics, "/other").starts_with("HTTP/1.1 404"));
+    assert!(http_get(server.port("metrics"), "/other").starts_with("HTTP/1.1 404"));
     let status = server.stop();
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     // The generated certificate is reused on the next start, and the mail is still there.
     let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     assert_eq!(
         std::fs::read(dir.path().join("tls/cert.pem")).unwrap(),
         cert
@@ -272,7 +157,7 @@ s.logout()
 fn mail_delivered_while_offline_appears_at_the_next_imap_login() {
     let dir = tempfile::tempdir().unwrap();
     add_account(dir.path(), "user@example.org");
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     let mut deliver = sealmail(dir.path())
         .args(["deliver", "user@example.org"])
         .stdin(Stdio::piped())
@@ -336,7 +221,7 @@ plain.quit()
 fn serve_answers_pop3_clients_and_pop3_login_drains_sealed_mail() {
     let dir = tempfile::tempdir().unwrap();
     add_account(dir.path(), "user@example.org");
-    let server = Server::start(dir.path());
+    let server = start(dir.path());
     let mut deliver = sealmail(dir.path())
         .args(["deliver", "user@example.org"])
         .stdin(Stdio::piped())
@@ -374,38 +259,11 @@ fn serve_takes_submissions_over_implicit_tls_into_the_outbound_queue() {
         "[outbound]\nnameservers = [\"127.0.0.1:9\"]\nfirst_retry_secs = 600\n",
     )
     .unwrap();
-    let submissions = free_port();
-    let mut child = sealmail(&data_dir)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(
-            "SEALMAIL_SUBMISSIONS_LISTEN",
-            format!("127.0.0.1:{submissions}"),
-        )
-        .env("SEALMAIL_SUBMISSION_LISTEN", "off")
-        .env("SEALMAIL_SMTP_LISTEN", "off")
-        .env("SEALMAIL_IMAP_LISTEN", "off")
-        .env("SEALMAIL_IMAPS_LISTEN", "off")
-        .env("SEALMAIL_POP3_LISTEN", "off")
-        .env("SEALMAIL_POP3S_LISTEN", "off")
-        .env("SEALMAIL_METRICS_LISTEN", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sealmail serve");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("sealmail is running") {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            let _ = child.kill();
-            panic!("server exited early: {seen}");
-        }
-        seen.push_str(&line);
-    }
-    assert!(seen.contains("SUBMISSIONS listening"), "{seen}");
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let server = Serve::new(&data_dir)
+        .only(&["SUBMISSIONS"])
+        .config(&config)
+        .never_logs(PASSWORD)
+        .start();
     let script = r#"
 import os, smtplib, ssl
 ctx = ssl.create_default_context(cafile=os.environ["CAFILE"])
@@ -423,14 +281,13 @@ with smtplib.SMTP_SSL("127.0.0.1", int(os.environ["PORT"]), context=ctx, timeout
     let output = Command::new("python3")
         .arg("-c")
         .arg(script)
-        .env("PORT", submissions.to_string())
+        .env("PORT", server.port("SUBMISSIONS").to_string())
         .env("PASSWORD", PASSWORD)
         .env("CAFILE", data_dir.join("tls/cert.pem"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill();
     assert!(
         output.status.success(),
         "{stdout}\n{}",
@@ -465,6 +322,23 @@ fn stored_versions(target: &Path) -> Vec<String> {
         .collect();
     versions.sort();
     versions
+}
+
+/// Milliseconds since the epoch of a backup version name such as `20261128T203656.123Z`.
+fn version_millis(version: &str) -> i64 {
+    let iso = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &version[0..4],
+        &version[4..6],
+        &version[6..8],
+        &version[9..11],
+        &version[11..13],
+        &version[13..15]
+    );
+    let seconds = sealmail_core::time::parse_iso8601_utc(&iso)
+        .unwrap_or_else(|| panic!("not a version name: {version}"));
+    let millis: i64 = version[16..19].parse().expect("milliseconds");
+    seconds * 1000 + millis
 }
 
 /// Wait up to `limit` for `condition`; false if it never held.
@@ -512,7 +386,7 @@ fn serve_backs_up_logged_in_mailboxes_at_most_once_per_interval() {
         ),
     )
     .unwrap();
-    let server = Server::start_with_config(&data, Some(&config));
+    let server = start_with_config(&data, &config);
     // Nobody is logged in: the server has no key, so there is nothing it can back up.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(stored_versions(&target), Vec::<String>::new());
@@ -525,30 +399,35 @@ fn serve_backs_up_logged_in_mailboxes_at_most_once_per_interval() {
         "no scheduled backup appeared: {:?}",
         stored_versions(&target)
     );
-    let first_seen = Instant::now();
     let first = stored_versions(&target);
-    // A change right away: the next backup is due only once the interval has passed.
+    // A change right away: the next backup is due only once the interval has passed since the
+    // first one finished. The version names are the backups' start times, so their distance
+    // shows it whatever the machine's load (no wall-clock watching here).
     append_over_imap(&server, "two");
-    while first_seen.elapsed() < INTERVAL - Duration::from_millis(700) {
-        assert_eq!(
-            stored_versions(&target),
-            first,
-            "a second backup within the interval"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // Then the change is backed up; retention (newest per day) replaces the first version.
+    let mut versions = Vec::new();
     assert!(
-        wait_for(Duration::from_secs(20), || {
-            let now = stored_versions(&target);
-            now.len() == 1 && now != first
+        wait_for(Duration::from_secs(30), || {
+            versions = stored_versions(&target);
+            versions.last() != first.last()
         }),
         "the change was never backed up: {:?}\n{}",
         stored_versions(&target),
-        http_get(server.metrics, "/metrics")
+        http_get(server.port("metrics"), "/metrics")
     );
-    assert!(first_seen.elapsed() >= INTERVAL - Duration::from_millis(700));
-    let scraped = http_get(server.metrics, "/metrics");
+    let (first, second) = (&first[0], versions.last().unwrap());
+    let apart = version_millis(second) - version_millis(first);
+    assert!(
+        apart >= INTERVAL.as_millis() as i64,
+        "{first} and {second} are only {apart} ms apart"
+    );
+    // Retention keeps the newest version of each day: the first is gone unless midnight (UTC)
+    // fell between the two.
+    assert_eq!(
+        versions.contains(first),
+        second[..8] != first[..8],
+        "{versions:?}"
+    );
+    let scraped = http_get(server.port("metrics"), "/metrics");
     assert!(
         scraped.contains("sealmail_backups_total{result=\"failed\"} 0"),
         "{scraped}"

@@ -2,14 +2,17 @@
 //! random moments during a stream of deliveries and restarted. Every message that got a 250
 //! must be in the mailbox after the owner's login, exactly once.
 
+mod support;
+
 use sealmail_core::account;
 use sealmail_core::registry::{AccountOptions, KdfParams, Registry};
 use sealmail_core::seal::SealedQueue;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+use support::{Serve, Server};
 
 const ADDRESS: &str = "crash@example.test";
 const PASSWORD: &str = "crash test password";
@@ -17,46 +20,14 @@ const PASSWORD: &str = "crash test password";
 const ATTEMPTS: usize = 100;
 const MAX_RESTARTS: usize = 25;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A server with only the MX listener, on a port of the kernel's choosing.
+fn start(data_dir: &Path) -> Server {
+    Serve::new(data_dir)
+        .only(&["SMTP"])
+        .never_logs(PASSWORD)
+        .start()
 }
 
-fn start(data_dir: &Path, smtp: u16) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealmail"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("serve")
-        .env("SEALMAIL_SMTP_LISTEN", format!("127.0.0.1:{smtp}"))
-        .env("SEALMAIL_SUBMISSION_LISTEN", "off")
-        .env("SEALMAIL_SUBMISSIONS_LISTEN", "off")
-        .env("SEALMAIL_IMAP_LISTEN", "off")
-        .env("SEALMAIL_IMAPS_LISTEN", "off")
-        .env("SEALMAIL_METRICS_LISTEN", "off")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sealmail serve");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = String::new();
-    while Instant::now() < deadline && !seen.contains("sealmail is running") {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("server exited early: {seen}");
-        }
-        seen.push_str(&line);
-    }
-    assert!(seen.contains("sealmail is running"), "{seen}");
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    child
-}
-
-/// A small deterministic generator, seeded from the clock (the seed is printed on failure).
 struct Lcg(u64);
 
 impl Lcg {
@@ -135,14 +106,14 @@ fn every_acknowledged_message_survives_sigkill_exactly_once() {
         .unwrap()
         .as_nanos() as u64;
     let mut random = Lcg(seed);
-    let port = free_port();
     let mut acknowledged = Vec::new();
     let mut attempt = 0;
     let mut restarts = 0;
     while attempt < ATTEMPTS && restarts < MAX_RESTARTS {
-        let mut child = start(dir.path(), port);
+        let server = start(dir.path());
+        let port = server.port("SMTP");
         restarts += 1;
-        let pid = child.id().to_string();
+        let pid = server.pid().to_string();
         let delay = Duration::from_millis(5 + random.next(120));
         let killer = std::thread::spawn(move || {
             std::thread::sleep(delay);
@@ -158,8 +129,7 @@ fn every_acknowledged_message_survives_sigkill_exactly_once() {
             }
         }
         killer.join().unwrap();
-        let _ = child.kill();
-        child.wait().unwrap();
+        server.kill();
     }
 
     let registry = Registry::open(dir.path()).unwrap();

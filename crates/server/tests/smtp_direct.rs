@@ -2,76 +2,21 @@
 //! holds a mailbox open, mail arriving over SMTP is written straight into it and its IDLE sees
 //! the new message at once; with nobody logged in, the message is sealed into the queue.
 
+mod support;
+
 use sealmail_core::registry::{AccountOptions, KdfParams, Registry};
 use sealmail_core::seal::SealedQueue;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::Serve;
 
 const ONLINE: &str = "online@example.test";
 const OFFLINE: &str = "offline@example.test";
 const PASSWORD: &str = "direct path password";
 /// The longest any single reply may take before the test fails with a clear message.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The server under test; killed if the test fails before it ends.
-struct Server {
-    child: Child,
-    imap: u16,
-    smtp: u16,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let (imap, smtp) = (free_port(), free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealmail"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("serve")
-            .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
-            .env("SEALMAIL_SMTP_LISTEN", format!("127.0.0.1:{smtp}"))
-            .env("SEALMAIL_IMAPS_LISTEN", "off")
-            .env("SEALMAIL_POP3_LISTEN", "off")
-            .env("SEALMAIL_POP3S_LISTEN", "off")
-            .env("SEALMAIL_SUBMISSION_LISTEN", "off")
-            .env("SEALMAIL_SUBMISSIONS_LISTEN", "off")
-            .env("SEALMAIL_METRICS_LISTEN", "off")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sealmail serve");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut seen = String::new();
-        while !seen.contains("sealmail is running") {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("server exited early: {seen}");
-            }
-            seen.push_str(&line);
-        }
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        Server { child, imap, smtp }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A line-oriented client connection with a bounded wait for every read.
 struct Client {
@@ -178,9 +123,13 @@ fn pending(registry: &Registry, address: &str) -> usize {
 fn mx_mail_for_a_logged_in_owner_reaches_its_idle_session_without_the_sealed_queue() {
     let dir = tempfile::tempdir().unwrap();
     let registry = add_accounts(dir.path());
-    let server = Server::start(dir.path());
+    let server = Serve::new(dir.path())
+        .only(&["IMAP", "SMTP"])
+        .never_logs(PASSWORD)
+        .start();
+    let (imap_port, smtp_port) = (server.port("IMAP"), server.port("SMTP"));
 
-    let mut imap = Client::connect(server.imap);
+    let mut imap = Client::connect(imap_port);
     assert!(imap.line().starts_with("* OK"));
     imap.send(&format!("a LOGIN {ONLINE} \"{PASSWORD}\"\r\n"));
     let login = imap.until("a ");
@@ -191,7 +140,7 @@ fn mx_mail_for_a_logged_in_owner_reaches_its_idle_session_without_the_sealed_que
     imap.send("c IDLE\r\n");
     assert!(imap.line().starts_with("+ "));
 
-    let reply = deliver(server.smtp, ONLINE, "direct-marker-1");
+    let reply = deliver(smtp_port, ONLINE, "direct-marker-1");
     assert!(reply.starts_with("250 "), "{reply}");
     // Pushed to the idling session, which never logged in again.
     let pushed = imap.until("* 1 EXISTS");
@@ -212,7 +161,7 @@ fn mx_mail_for_a_logged_in_owner_reaches_its_idle_session_without_the_sealed_que
     assert!(fetch.contains("d OK"), "{fetch}");
 
     // Nobody holds the other mailbox: its mail is sealed, as before.
-    let reply = deliver(server.smtp, OFFLINE, "sealed-marker-2");
+    let reply = deliver(smtp_port, OFFLINE, "sealed-marker-2");
     assert!(reply.starts_with("250 "), "{reply}");
     assert_eq!(pending(&registry, OFFLINE), 1);
     let queue_dir = dir.path().join("queue");
@@ -224,7 +173,7 @@ fn mx_mail_for_a_logged_in_owner_reaches_its_idle_session_without_the_sealed_que
     assert_eq!(queued_for_online, 0, "{}", online_queue.display());
 
     // The sealed one arrives at the owner's next login.
-    let mut other = Client::connect(server.imap);
+    let mut other = Client::connect(imap_port);
     assert!(other.line().starts_with("* OK"));
     other.send(&format!("a LOGIN {OFFLINE} \"{PASSWORD}\"\r\n"));
     assert!(other.until("a ").last().unwrap().starts_with("a OK"));
@@ -232,4 +181,49 @@ fn mx_mail_for_a_logged_in_owner_reaches_its_idle_session_without_the_sealed_que
     let select = other.until("b ");
     assert!(select.iter().any(|l| l == "* 1 EXISTS\r\n"), "{select:?}");
     assert_eq!(pending(&registry, OFFLINE), 0);
+}
+
+/// Mail sealed by another process (`sealmail deliver`, as a Node MX calling `deliver()` would)
+/// for an owner who is logged in to the running server: the server folds it in on its own and
+/// the idling session sees it, without a new login.
+#[test]
+fn mail_sealed_by_another_process_reaches_a_logged_in_idle_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = add_accounts(dir.path());
+    let server = Serve::new(dir.path())
+        .only(&["IMAP"])
+        .never_logs(PASSWORD)
+        .never_logs("other-process-marker-3")
+        .start();
+    let mut imap = Client::connect(server.port("IMAP"));
+    assert!(imap.line().starts_with("* OK"));
+    imap.send(&format!("a LOGIN {ONLINE} \"{PASSWORD}\"\r\n"));
+    assert!(imap.until("a ").last().unwrap().starts_with("a OK"));
+    imap.send("b SELECT INBOX\r\n");
+    let select = imap.until("b ");
+    assert!(select.iter().any(|l| l == "* 0 EXISTS\r\n"), "{select:?}");
+    imap.send("c IDLE\r\n");
+    assert!(imap.line().starts_with("+ "));
+
+    let mut deliver = support::sealmail(dir.path())
+        .args(["deliver", ONLINE])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    deliver
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: other-process-marker-3\r\n\r\nsealed elsewhere\r\n")
+        .unwrap();
+    assert!(deliver.wait().unwrap().success());
+
+    let pushed = imap.until("* 1 EXISTS");
+    assert!(!pushed.iter().any(|l| l.starts_with("c ")), "{pushed:?}");
+    assert_eq!(pending(&registry, ONLINE), 0, "the queue was drained");
+    imap.send("DONE\r\n");
+    assert!(imap.until("c ").last().unwrap().starts_with("c OK"));
+    imap.send("d FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n");
+    let fetch = imap.until("d ").concat();
+    assert!(fetch.contains("Subject: other-process-marker-3"), "{fetch}");
 }

@@ -2,6 +2,7 @@
 //! queue (durable before the 250), and for submission the password check and the Sent copy.
 
 use crate::authentication::{Disposition, InboundAuthenticator, strip_own_results};
+use crate::outbound::dsn::{self, DsnAction, DsnRecipient};
 use crate::outbound::{EnqueueOptions, OutboundQueue};
 use crate::proto::DsnReturn;
 use crate::relay::{Relay, RelayError};
@@ -33,6 +34,8 @@ pub struct LocalDelivery<M> {
     /// SPF/DKIM/ARC/DMARC checks of unauthenticated (MX) mail; off when `None`.
     inbound_auth: Option<InboundAuthenticator>,
     forwarding: Forwarders,
+    /// Our name as the `Reporting-MTA` of success reports for local delivery.
+    reporting_host: String,
 }
 
 /// Where forwarded copies go besides local mailboxes.
@@ -60,13 +63,22 @@ impl<M: MailStore> LocalDelivery<M> {
             outbound: None,
             inbound_auth: None,
             forwarding: Forwarders::default(),
+            reporting_host: "localhost".into(),
         }
+    }
+
+    /// Our name in the delivery reports this side writes (the relay's name by default).
+    pub fn with_reporting_host(mut self, hostname: impl Into<String>) -> Self {
+        self.reporting_host = hostname.into();
+        self
     }
 
     /// Relay authenticated submissions to other domains through `queue`.
     /// Forwards to addresses on other domains take the same queue.
     pub fn with_outbound(mut self, queue: Arc<OutboundQueue>) -> Self {
         self.forwarding.relay = Some(Arc::clone(&queue) as Arc<dyn Relay>);
+        self.reporting_host = queue.hostname().to_string();
+        queue.fold_in_through(Arc::clone(&self.store));
         self.outbound = Some(queue);
         self
     }
@@ -186,6 +198,7 @@ impl<M: MailStore> LocalDelivery<M> {
         message.extend_from_slice(delivery.received.as_bytes());
         message.extend_from_slice(&delivery.message);
         let message = Arc::new(message);
+        let success_report = SuccessReport::requested(&delivery);
         let registry = Arc::clone(&self.registry);
         let forwarders = self.forwarding.clone();
         let routed = Arc::clone(&message);
@@ -210,7 +223,67 @@ impl<M: MailStore> LocalDelivery<M> {
                 .await
                 .map_err(delivery_failure)?;
         }
+        if let Some(report) = success_report {
+            // The message is delivered: a report that cannot be sent is logged, and the
+            // client still gets its 250.
+            if let Err(error) = self.send_success_report(report, &message).await {
+                tracing::warn!(%error, "sending a success DSN failed");
+            }
+        }
         Ok(())
+    }
+
+    /// Tell the sender that its message reached the local mailboxes it asked about
+    /// (NOTIFY=SUCCESS, RFC 3461 5.2.1; `Action: delivered`): a local sender gets the report
+    /// in its mailbox, a remote one through the relay, from the null reverse-path.
+    async fn send_success_report(
+        &self,
+        report: SuccessReport,
+        message: &[u8],
+    ) -> Result<(), String> {
+        let entries: Vec<DsnRecipient<'_>> = report
+            .recipients
+            .iter()
+            .map(|(address, original)| DsnRecipient {
+                address: address.as_str(),
+                action: DsnAction::Delivered,
+                diagnostic: "250 2.0.0 delivered to the mailbox",
+                remote_host: None,
+                original_recipient: original.as_deref(),
+                retry_until: None,
+            })
+            .collect();
+        let text = dsn::build(
+            &self.reporting_host,
+            &report.sender,
+            message,
+            sealmail_core::time::now_unix(),
+            &entries,
+            report.envelope_id.as_deref(),
+            false,
+        );
+        let registry = Arc::clone(&self.registry);
+        let sender = report.sender.clone();
+        let local = blocking(move || registry.lookup(&sender))
+            .await
+            .map_err(|e| e.to_string())?;
+        match (local, &self.outbound) {
+            (Some(account), _) => {
+                let mailbox = LocalMailbox {
+                    address: account.address,
+                    mailbox_id: account.mailbox_id,
+                };
+                self.store_copy(mailbox, &Arc::new(text))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            (None, Some(queue)) => queue
+                .enqueue("", std::slice::from_ref(&report.sender), &text)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            (None, None) => Err("the sender is remote and no relay is configured".into()),
+        }
     }
 
     /// Durably store one copy for a local mailbox: straight into it when a session holds it
@@ -231,14 +304,17 @@ impl<M: MailStore> LocalDelivery<M> {
         if direct.is_some() {
             return Ok(());
         }
-        // A login that opens the mailbox meanwhile drains before this lands; the item then
-        // waits for the next login.
         let registry = Arc::clone(&self.registry);
         let message = Arc::clone(message);
-        blocking(move || {
-            account::deliver_sealed(&registry, mailbox.address.as_str(), &message).map(|_| ())
-        })
-        .await
+        let address = mailbox.address.clone();
+        blocking(move || account::deliver_sealed(&registry, address.as_str(), &message)).await?;
+        // A login may have opened (and drained) the mailbox between the check above and the
+        // write: fold the item in now rather than at the next login. The item is durable
+        // already, so a failure here only delays it.
+        if let Err(error) = self.store.drain_sealed_if_open(&mailbox.mailbox_id).await {
+            tracing::warn!(%error, "folding sealed mail into an open mailbox failed; it waits for the next login");
+        }
+        Ok(())
     }
 
     /// Check the password of a submission client; the session opened is where Sent copies go.
@@ -317,6 +393,33 @@ fn check_recipient(
         }
     }
     Ok(RecipientVerdict::Accepted)
+}
+
+/// A success report owed after local delivery.
+#[derive(Debug)]
+struct SuccessReport {
+    sender: String,
+    envelope_id: Option<String>,
+    /// The recipients that asked, with their ORCPT.
+    recipients: Vec<(Address, Option<String>)>,
+}
+
+impl SuccessReport {
+    /// The report `delivery` asks for, if any: never for a bounce (null reverse-path).
+    fn requested(delivery: &Delivery) -> Option<SuccessReport> {
+        let recipients: Vec<(Address, Option<String>)> = delivery
+            .dsn
+            .local_recipients
+            .iter()
+            .filter(|(_, params)| params.notify.is_some_and(|n| n.success))
+            .map(|(address, params)| (address.clone(), params.orcpt.clone()))
+            .collect();
+        (!recipients.is_empty() && !delivery.sender.is_empty()).then(|| SuccessReport {
+            sender: delivery.sender.clone(),
+            envelope_id: delivery.dsn.envid.clone(),
+            recipients,
+        })
+    }
 }
 
 /// A local mailbox that keeps a copy of the message.

@@ -94,13 +94,15 @@ pub struct Delivery {
 }
 
 /// A transaction's DSN parameters (RFC 3461): RET and ENVID from MAIL, NOTIFY and ORCPT
-/// from RCPT for the relayed recipients that carried them.
+/// from RCPT for the recipients that carried them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DsnRequest {
     pub ret: Option<DsnReturn>,
     /// xtext, as the client sent it.
     pub envid: Option<String>,
     pub relay_recipients: Vec<(Address, RcptParams)>,
+    /// Local recipients' parameters (a success report for final delivery, RFC 3461 5.2.1).
+    pub local_recipients: Vec<(Address, RcptParams)>,
 }
 
 impl Delivery {
@@ -196,6 +198,8 @@ struct Transaction {
     relay_recipients: Vec<Address>,
     /// DSN parameters of relayed recipients that carried any.
     relay_dsn: Vec<(Address, RcptParams)>,
+    /// DSN parameters of local recipients that carried any.
+    local_dsn: Vec<(Address, RcptParams)>,
     /// The parameters of the RCPT whose recipient check is in progress.
     checking: RcptParams,
     /// Set by the first BDAT; a DATA after it is out of sequence.
@@ -547,6 +551,7 @@ impl Session {
             recipients: Vec::new(),
             relay_recipients: Vec::new(),
             relay_dsn: Vec::new(),
+            local_dsn: Vec::new(),
             checking: RcptParams::default(),
             chunks: None,
         });
@@ -594,6 +599,10 @@ impl Session {
         let reply = match verdict {
             RecipientVerdict::Accepted => {
                 if let Some(transaction) = &mut self.transaction {
+                    let params = std::mem::take(&mut transaction.checking);
+                    if params != RcptParams::default() {
+                        transaction.local_dsn.push((address.clone(), params));
+                    }
                     transaction.recipients.push(address);
                 }
                 Reply::new(250, "2.1.5", "recipient OK")
@@ -701,6 +710,7 @@ impl Session {
                     ret: transaction.params.ret,
                     envid: transaction.params.envid,
                     relay_recipients: transaction.relay_dsn,
+                    local_recipients: transaction.local_dsn,
                 },
             })),
         }

@@ -27,10 +27,12 @@ pub struct BackupManifest {
     /// SHA-256 of the encrypted snapshot file, lowercase hex.
     pub sha256: String,
     pub size: u64,
-    /// HMAC-SHA256 of the snapshot's decrypted rows under a key derived from the mailbox key,
-    /// lowercase hex. The encrypted bytes differ on every snapshot (SQLCipher writes a fresh IV
-    /// per page), so this is what tells whether anything changed since the last backup.
-    pub content_mac: String,
+    /// HMAC-SHA256 of the snapshot's decrypted rows, written by earlier versions that copied
+    /// a mailbox page by page (each copy then had different encrypted bytes, so this told
+    /// whether anything changed). Snapshots are now byte copies whose hash tells that, and this
+    /// is no longer computed; it is kept so older manifests still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_mac: Option<String>,
     /// The mailbox schema version (`PRAGMA user_version`) of the snapshot.
     pub schema_version: i64,
     pub rows: RowCounts,

@@ -4,26 +4,24 @@
 //! A backup ([`run`]):
 //! 1. takes a per-mailbox lock (one backup or restore of a mailbox at a time);
 //! 2. checks there is about the mailbox's size free where the snapshot goes;
-//! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`), then in one read transaction
-//!    computes a keyed MAC of the mailbox's rows and stops if it equals the latest stored
-//!    version's (nothing changed; SQLCipher's per-page random IVs make the encrypted bytes,
-//!    and so their SHA-256, differ on every copy, so the file hash cannot tell), else copies
-//!    the database page by page beside the target with SQLite's online backup API, into a
-//!    file keyed with the mailbox key and its cipher settings (`sqlcipher_export` rebuilds
-//!    every row and index and costs more; `VACUUM INTO` would drop the page size and HMAC
-//!    settings). With no earlier version there is nothing to compare, and the MAC is
-//!    computed from the copy in step 4 instead (a copy has the MAC of its source);
-//! 4. opens the copy with the key: `PRAGMA quick_check` (every page decrypts and authenticates
+//! 3. folds the WAL into the file (`wal_checkpoint(PASSIVE)`), the last frames under the
+//!    database's write lock (held for that checkpoint only; readers are never blocked), pins
+//!    that state with a read transaction and copies the file's encrypted bytes as they are
+//!    into a temporary file beside the target, computing their SHA-256 in the same pass
+//!    (`snapshot::write_snapshot` argues why the copy is consistent, and falls back to SQLite's
+//!    online backup API when a long reader keeps the WAL from being folded);
+//! 4. if the SHA-256 equals the latest stored version's, stops: nothing changed (the bytes of
+//!    an unchanged file are the same; any write re-encrypts pages with fresh IVs);
+//! 5. opens the copy with the key: `PRAGMA quick_check` (every page decrypts and authenticates
 //!    under the key, b-trees and page accounting are sound; why not `integrity_check` is
-//!    argued at `snapshot::verify_snapshot`), row counts;
-//! 5. computes the SHA-256 of the encrypted file (checked again on restore), on a second
-//!    thread while step 4 runs;
+//!    argued at `snapshot::verify_snapshot`), row counts; the copy is flushed to disk
+//!    meanwhile, on a second thread;
 //! 6. stores the snapshot under `<mailbox_id>/<version>.sqlite` with a [`BackupManifest`]
 //!    (`<version>.json`) that records time, size, hash, schema version, row counts and the
 //!    password wrapping of the key;
 //! 7. applies the retention policy, if one is given.
 //!
-//! The target's manifests are the record of past backups: the "last recorded" MAC is the
+//! The target's manifests are the record of past backups: the "last recorded" hash is the
 //! newest manifest's, so a backup restored or copied elsewhere keeps its history.
 
 mod eml_zip;
@@ -114,23 +112,18 @@ pub fn run(
     ));
     let stored = (|| {
         let versions = target.list_versions(mailbox_id)?;
-        let previous_mac = versions.last().map(|latest| latest.content_mac.as_str());
-        let Some(live_mac) =
-            snapshot::write_snapshot_if_changed(mailbox, key, &temporary, previous_mac)?
-        else {
-            let latest = versions
-                .last()
-                .expect("a MAC matched the latest version")
-                .clone();
-            return Ok(BackupOutcome::Unchanged { latest });
-        };
-        let checked = snapshot::verify_snapshot(&temporary, key, live_mac.is_none())?;
-        // A copy has the MAC of its source: whichever side it was computed on.
-        let Some(content_mac) = live_mac.or(checked.content_mac) else {
-            return Err(Error::Crypto(
-                "no content MAC was computed for the snapshot",
-            ));
-        };
+        let written = snapshot::write_snapshot(mailbox, key, &temporary)?;
+        // An unchanged mailbox gives the same encrypted bytes (the copy is of the file as
+        // it is), so the same hash: nothing to store.
+        if let Some(latest) = versions.last()
+            && latest.sha256 == written.sha256
+            && latest.size == written.size
+        {
+            return Ok(BackupOutcome::Unchanged {
+                latest: latest.clone(),
+            });
+        }
+        let checked = snapshot::verify_snapshot(&temporary, key, &written)?;
         // Two backups in one millisecond (or a clock set back) must not overwrite a version.
         let mut version_millis = unix_millis;
         if let Some(latest) = versions.last() {
@@ -145,7 +138,7 @@ pub fn run(
             created_at: crate::time::iso8601_utc(version_millis.div_euclid(1000)),
             sha256: checked.sha256,
             size: checked.size,
-            content_mac,
+            content_mac: None,
             schema_version: checked.schema_version,
             rows: checked.rows,
             key: ManifestKey::from_credential(credential),

@@ -116,6 +116,15 @@ pub fn restore(
         login = Some(registry.login(request.address, request.password)?);
     }
 
+    // From here until the swap, no other connection (a running server, another process) may
+    // have the live file open: it would keep writing to the file set aside, or see the new one
+    // under its feet. Held exclusively, others are refused (and, after their busy timeout,
+    // fail to open it) until the swap is done.
+    let held = match &login {
+        Some(login) if live.exists() => hold_live_file(&live, login, &mailbox_id)?,
+        _ => None,
+    };
+
     let restoring = sibling(&live, ".restoring");
     let previous = sibling(&live, ".previous");
     for stale in [&restoring, &previous] {
@@ -163,12 +172,14 @@ pub fn restore(
     }
 
     if live.exists() {
-        set_live_file_aside(&live, &previous, login.as_ref(), &mailbox_id)?;
+        set_live_file_aside(&live, &previous, held.as_ref(), &mailbox_id)?;
         hook(RestoreStep::PreviousKeptAside)?;
     }
     sync_file(&restoring)?;
     std::fs::rename(&restoring, &live)?;
     sync_dir(&dir)?;
+    // The connection holds the file now named `.previous`; it leaves no WAL to clean up.
+    drop(held);
     hook(RestoreStep::Swapped)?;
 
     let mut account_created = false;
@@ -234,21 +245,25 @@ fn check_copy(copy: &Path, manifest: &BackupManifest, key: &MailboxKey) -> Resul
     Ok(())
 }
 
-/// Make the live file self-contained and keep it under a second name. When a key opens it,
-/// its WAL is checkpointed into it (TRUNCATE) and goes away with the last connection; a WAL
-/// that cannot be checkpointed (a file no key opens) is moved aside with it, never left to be
-/// replayed onto the restored file.
+/// Make the live file self-contained and keep it under a second name. When a key opened it
+/// (`held`), its WAL is checkpointed into it (TRUNCATE) and the file leaves WAL mode, so the
+/// held connection has no WAL to remove when it closes after the swap (it would remove the
+/// restored file's, by name); a WAL that cannot be checkpointed (a file no key opens) is moved
+/// aside with it, never left to be replayed onto the restored file.
 fn set_live_file_aside(
     live: &Path,
     previous: &Path,
-    login: Option<&Login>,
+    held: Option<&Connection>,
     mailbox_id: &MailboxId,
 ) -> Result<()> {
-    if let Some(login) = login {
-        for key in std::iter::once(&login.key).chain(login.pending_key.as_ref()) {
-            if checkpoint_truncate(live, key, mailbox_id)? {
-                break;
-            }
+    if let Some(conn) = held {
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(Error::MailboxInUse(mailbox_id.to_string()));
+        }
+        let mode: String = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(Error::MailboxInUse(mailbox_id.to_string()));
         }
     }
     std::fs::hard_link(live, previous)?;
@@ -265,26 +280,41 @@ fn set_live_file_aside(
     Ok(())
 }
 
-/// Checkpoint the WAL of `path` fully into the file. `false` when `key` does not open it;
-/// [`Error::MailboxInUse`] when another connection keeps the checkpoint from finishing.
-fn checkpoint_truncate(path: &Path, key: &MailboxKey, mailbox_id: &MailboxId) -> Result<bool> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-    conn.execute_batch(&key.sqlcipher_key_pragma())?;
-    if conn
-        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-        .is_err()
-    {
-        return Ok(false);
+/// Open the live file with the account's key (or its pending key) in exclusive locking mode:
+/// the first read takes an exclusive lock on the file, which fails at once while any other
+/// connection, in this process or another, has it open (a WAL connection keeps a shared lock
+/// on the file for as long as it is open, idle or not). `Ok(None)` when no key of the account
+/// opens the file; [`Error::MailboxInUse`] when another connection has it.
+fn hold_live_file(
+    path: &Path,
+    login: &Login,
+    mailbox_id: &MailboxId,
+) -> Result<Option<Connection>> {
+    for key in std::iter::once(&login.key).chain(login.pending_key.as_ref()) {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+        conn.execute_batch(&key.sqlcipher_key_pragma())?;
+        // No busy timeout: an open connection elsewhere is an answer, not something to wait
+        // out (a session may keep the mailbox open for hours).
+        conn.execute_batch("PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE;")?;
+        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())) {
+            Ok(()) => return Ok(Some(conn)),
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                return Err(Error::MailboxInUse(mailbox_id.to_string()));
+            }
+            // This key does not open the file: try the next.
+            Err(_) => continue,
+        }
     }
-    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-    if busy != 0 {
-        return Err(Error::MailboxInUse(mailbox_id.to_string()));
-    }
-    Ok(true)
+    Ok(None)
 }
 
 /// The one mailbox at the target whose manifest (of the requested version) the password opens.

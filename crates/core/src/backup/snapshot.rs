@@ -4,20 +4,16 @@
 use crate::error::{Error, Result};
 use crate::key::MailboxKey;
 use crate::store::{Mailbox, RowCounts, row_counts};
-use hmac::{Hmac, Mac};
 use rusqlite::backup::{Backup, StepResult};
-use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// First bytes of every *unencrypted* SQLite file. An encrypted SQLCipher file starts with a
 /// random salt instead, so a snapshot starting with this would be plaintext on disk.
 const PLAINTEXT_SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
-/// Domain separation for the content MAC key, derived from the mailbox key.
-const CONTENT_MAC_LABEL: &[u8] = b"sealmail/backup-content-mac/v1";
 /// Read size for hashing and copying: large enough for sequential throughput, small in RSS.
 pub(crate) const IO_BUFFER: usize = 1 << 20;
 
@@ -28,37 +24,107 @@ pub(crate) struct Snapshot {
     pub sha256: String,
     pub schema_version: i64,
     pub rows: RowCounts,
-    /// The copy's content MAC, when it was asked for.
-    pub content_mac: Option<String>,
 }
 
-/// Fold the WAL into the file (PASSIVE: readers are not blocked), then, in one read
-/// transaction: unless this is the first backup, compute the content MAC of the mailbox and
-/// stop if it equals `previous_mac` (nothing changed since the last backup); else copy the
-/// database page by page to `destination` ([`copy_pages_if`]). Writers on other connections
-/// are not blocked. Returns `None` when nothing changed, else the copy's MAC if it was
-/// computed here (for a first backup it is computed from the copy while it is verified,
-/// which saves a pass over the whole mailbox). A copy that is not encrypted is deleted.
-pub(crate) fn write_snapshot_if_changed(
+/// The encrypted snapshot as written, before it is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WrittenSnapshot {
+    pub size: u64,
+    pub sha256: String,
+    pub method: CopyMethod,
+}
+
+/// How a snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyMethod {
+    /// The encrypted bytes of the main file, copied as they are (the usual case).
+    FileBytes,
+    /// Page by page through SQLite's online backup API: the WAL could not be folded into the
+    /// main file because a reader still needed an older state of it.
+    BackupApi,
+}
+
+/// Write an encrypted point-in-time snapshot of `mailbox` to `destination` (a new file) and
+/// return its size and SHA-256, computed in the same pass as the copy.
+///
+/// The usual path copies the main file's encrypted bytes as they are, so nothing is decrypted
+/// or encrypted again and an unchanged mailbox gives an identical snapshot (the hash then tells
+/// that nothing changed). It is consistent because of how SQLite's WAL works:
+/// 1. a PASSIVE checkpoint folds most of the WAL into the main file without blocking anyone;
+/// 2. `BEGIN IMMEDIATE` on the mailbox's connection takes the database's write lock (across
+///    processes): writers wait, readers go on;
+/// 3. a second PASSIVE checkpoint, on a connection of our own, folds what was committed
+///    meanwhile. If it folded every frame (`log == checkpointed`), the main file now holds the
+///    latest committed state, and nothing can commit before step 4;
+/// 4. that connection opens a read transaction (a snapshot of exactly that state), and the
+///    write lock is released at once: the lock is held only for the last checkpoint;
+/// 5. while that read transaction is open SQLite never writes the main file: a checkpoint
+///    copies back only frames every reader has seen, and a writer appends to the WAL (it may
+///    not restart the WAL under a reader either). So the first `page_count * page_size` bytes
+///    of the file are the snapshot, and are copied and hashed in one pass.
+///
+/// When step 3 cannot fold every frame (a long reader pins an older state), the copy falls back
+/// to SQLite's online backup API inside the read transaction ([`copy_pages_if`]), which is
+/// consistent but re-encrypts every page. A copy that is not encrypted is deleted.
+pub(crate) fn write_snapshot(
     mailbox: &Mailbox,
     key: &MailboxKey,
     destination: &Path,
-    previous_mac: Option<&str>,
-) -> Result<Option<Option<String>>> {
+) -> Result<WrittenSnapshot> {
+    let source_path = mailbox.path();
+    // Step 1, outside the lock: the bulk of the WAL, if any, is folded here.
     mailbox.checkpoint()?;
-    let mut mac = None;
-    let written = copy_pages_if(mailbox.conn(), destination, key, |conn| {
-        let Some(previous) = previous_mac else {
-            return Ok(true);
-        };
-        let current = content_mac(conn, key)?;
-        let changed = previous != current;
-        mac = Some(current);
-        Ok(changed)
-    })?;
-    if !written {
-        return Ok(None);
-    }
+    let reader = open_keyed(source_path, key, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    reader.busy_timeout(std::time::Duration::from_secs(5))?;
+    let writer = mailbox.conn();
+    writer.execute_batch("BEGIN IMMEDIATE")?;
+    let pinned = (|| -> Result<Option<u64>> {
+        let (busy, log, checkpointed): (i64, i64, i64) =
+            reader.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if busy != 0 || log != checkpointed {
+            return Ok(None);
+        }
+        reader.execute_batch("BEGIN")?;
+        // Reading starts the transaction; page_count is the snapshot's size.
+        let page_count: u64 = reader.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        // SQLCipher answers `page_size` as text (its own pragma handler sees it first).
+        let page_size: String = reader.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let page_size: u64 = page_size.parse().map_err(|_| Error::Corrupt {
+            path: source_path.into(),
+            reason: format!("page size {page_size:?}"),
+        })?;
+        Ok(Some(page_count * page_size))
+    })();
+    // Release the write lock on every path; a failure to do so would block every writer.
+    writer.execute_batch("ROLLBACK")?;
+    let written = match pinned {
+        Ok(Some(length)) => {
+            let copied = copy_and_hash(source_path, destination, length);
+            let _ = reader.execute_batch("COMMIT");
+            let (sha256, size) = copied?;
+            WrittenSnapshot {
+                size,
+                sha256,
+                method: CopyMethod::FileBytes,
+            }
+        }
+        Ok(None) => {
+            drop(reader);
+            copy_pages_if(mailbox.conn(), destination, key, |_| Ok(true))?;
+            let (sha256, size) = sha256_file(destination)?;
+            WrittenSnapshot {
+                size,
+                sha256,
+                method: CopyMethod::BackupApi,
+            }
+        }
+        Err(error) => {
+            let _ = reader.execute_batch("ROLLBACK");
+            return Err(error);
+        }
+    };
     let mut head = [0u8; 16];
     let read = File::open(destination)?.read(&mut head)?;
     if read < head.len() || &head == PLAINTEXT_SQLITE_MAGIC {
@@ -67,7 +133,43 @@ pub(crate) fn write_snapshot_if_changed(
             "the snapshot was not encrypted; it was deleted",
         ));
     }
-    Ok(Some(mac))
+    Ok(written)
+}
+
+/// Copy the first `length` bytes of `source` to `destination` (created, must not exist),
+/// hashing them on the way; SHA-256 and length of what was written.
+fn copy_and_hash(source: &Path, destination: &Path, length: u64) -> Result<(String, u64)> {
+    let mut input = File::open(source)?;
+    let available = input.metadata()?.len();
+    if available < length {
+        return Err(Error::Corrupt {
+            path: source.into(),
+            reason: format!("the file holds {available} bytes, its pages need {length}"),
+        });
+    }
+    let mut output = File::options()
+        .write(true)
+        .create_new(true)
+        .open(destination)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; IO_BUFFER];
+    let mut remaining = length;
+    while remaining > 0 {
+        let wanted = remaining.min(IO_BUFFER as u64) as usize;
+        input.read_exact(&mut buffer[..wanted])?;
+        hasher.update(&buffer[..wanted]);
+        output.write_all(&buffer[..wanted])?;
+        remaining -= wanted as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), length))
+}
+
+/// A connection to `path` keyed with `key` and the mailbox cipher settings.
+fn open_keyed(path: &Path, key: &MailboxKey, flags: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
+    conn.execute_batch(&key.sqlcipher_key_pragma())?;
+    Ok(conn)
 }
 
 /// Copy the database open on `source` to `destination` (a new file) with SQLite's online
@@ -77,22 +179,16 @@ pub(crate) fn write_snapshot_if_changed(
 /// The destination is keyed with the mailbox's own key and cipher settings, so SQLCipher
 /// decrypts each page read from the source and encrypts it again (fresh IVs) on its way into
 /// the copy: the copy is never plaintext, and it has the source's page size, HMAC settings,
-/// schema version and page layout. This physical copy in page order costs less than
-/// `sqlcipher_export`, which rebuilds every table and index row by row (3.6 against 4.5
-/// CPU-seconds for 1 GiB of large messages in `benches/backup.rs`; the gap grows with the
-/// number of rows and index entries).
+/// schema version and page layout. It is the fallback of [`write_snapshot`], and costs about
+/// 2.5 times the CPU of its byte copy (`benches/backup.rs`).
 pub(crate) fn copy_pages_if(
     source: &Connection,
     destination: &Path,
     key: &MailboxKey,
     wanted: impl FnOnce(&Connection) -> Result<bool>,
 ) -> Result<bool> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut copy = Connection::open_with_flags(destination, flags)?;
-    copy.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-    copy.execute_batch(&key.sqlcipher_key_pragma())?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+    let mut copy = open_keyed(destination, key, flags)?;
     // A scratch file until the caller has verified and fsynced it: no journal, no syncs.
     copy.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
     source.execute_batch("BEGIN")?;
@@ -104,21 +200,7 @@ pub(crate) fn copy_pages_if(
         // above and never restarts because another connection wrote meanwhile.
         let backup = Backup::new(source, &mut copy)?;
         match backup.step(-1)? {
-            StepResult::Done => {
-                drop(backup);
-                // Page 1 came over as it is, marking the copy a WAL database: turn it back
-                // into a plain file, so opening it (read-only, to verify it; or after a
-                // download) leaves no `-wal`/`-shm` files beside it.
-                let mode: String =
-                    copy.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
-                if !mode.eq_ignore_ascii_case("delete") {
-                    return Err(Error::Corrupt {
-                        path: destination.into(),
-                        reason: format!("snapshot copy stayed in journal mode {mode}"),
-                    });
-                }
-                Ok(true)
-            }
+            StepResult::Done => Ok(true),
             // Busy or Locked: the destination is our own new file, so neither should happen.
             other => Err(Error::Corrupt {
                 path: destination.into(),
@@ -138,55 +220,66 @@ pub(crate) fn copy_pages_if(
     }
 }
 
-/// Open `path` with `key`, check it, count rows, compute the content MAC if `want_mac`, and
-/// hash the encrypted bytes. The hash is computed on a second thread while SQLite checks the
-/// file: both only read it, and the two passes then cost one.
+/// Open the snapshot at `path` with `key`, check it and count its rows; `written` is what
+/// [`write_snapshot`] measured while writing it. The copy is flushed to disk (fsync) on a
+/// second thread meanwhile: the check reads the copy from the page cache and costs CPU, the
+/// flush waits on the disk, so together they take about as long as the slower of the two.
 ///
-/// The check is `PRAGMA quick_check`, not `integrity_check`. The copy is a page-for-page image
-/// of the live database taken in one read transaction, so whether its indexes agree with
-/// their tables (the part `integrity_check` adds, and its costly part) is a property of the
-/// live file the copy cannot change. What copying can get wrong is what `quick_check` sees:
-/// it reads every page of every b-tree and overflow chain, so each page must decrypt and pass
-/// its HMAC under the key (a wrong key, wrong cipher settings or a damaged page fails), and it
-/// checks the b-tree structure and that no page is missing or used twice. A restore still runs
-/// the full `integrity_check` before a backup replaces a mailbox.
-pub(crate) fn verify_snapshot(path: &Path, key: &MailboxKey, want_mac: bool) -> Result<Snapshot> {
-    let (checked, hashed) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| sha256_file(path));
-        let checked = (|| {
-            let conn = open_quick_checked(path, key)?;
-            let rows = row_counts(&conn)?;
-            let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            let mac = want_mac.then(|| content_mac(&conn, key)).transpose()?;
-            Ok::<_, Error>((rows, schema_version, mac))
-        })();
-        let hashed = hashing
+/// The snapshot is opened read-only and `immutable`: SQLite then takes no locks and creates no
+/// `-wal`/`-shm` files beside it (its header still says WAL, like the live file it was copied
+/// from, and a restored file opens in WAL mode as every mailbox does).
+///
+/// The check is `PRAGMA quick_check`, not `integrity_check`. The copy is the live file's pages
+/// taken at one point in time, so whether its indexes agree with their tables (the part
+/// `integrity_check` adds) is a property of the live file the copy cannot change; that part
+/// grows with the number of rows and index entries (in `benches/backup.rs`, 1 GiB of large
+/// messages, both checks take about the same time; mailboxes of many small messages have many
+/// more index entries per byte). What copying can get wrong is what `quick_check` sees: it
+/// reads every page of every b-tree and overflow chain, so each page must decrypt and pass its
+/// HMAC under the key (a wrong key, wrong cipher settings or a damaged page fails), and it
+/// checks the b-tree structure and that no page is missing or used twice. A restore still
+/// runs the full `integrity_check` before a backup replaces a mailbox.
+pub(crate) fn verify_snapshot(
+    path: &Path,
+    key: &MailboxKey,
+    written: &WrittenSnapshot,
+) -> Result<Snapshot> {
+    let (checked, synced) = std::thread::scope(|scope| {
+        let syncing = scope.spawn(|| sync_file(path));
+        let checked = check_snapshot(path, key);
+        let synced = syncing
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (checked, hashed)
+        (checked, synced)
     });
-    let (rows, schema_version, content_mac) = checked?;
-    let (sha256, size) = hashed?;
+    let (schema_version, rows) = checked?;
+    synced?;
+    let on_disk = std::fs::metadata(path)?.len();
+    if on_disk != written.size {
+        return Err(Error::Corrupt {
+            path: path.into(),
+            reason: format!("{on_disk} bytes on disk, {} written", written.size),
+        });
+    }
     Ok(Snapshot {
-        size,
-        sha256,
+        size: written.size,
+        sha256: written.sha256.clone(),
         schema_version,
         rows,
-        content_mac,
     })
 }
 
-/// Open a fresh snapshot read-only with `key` and run `PRAGMA quick_check` (see
-/// [`verify_snapshot`] for why that suffices here). A wrong key or a damaged copy gives
-/// [`Error::Corrupt`].
-fn open_quick_checked(path: &Path, key: &MailboxKey) -> Result<Connection> {
+/// `PRAGMA quick_check`, schema version and row counts of the snapshot at `path`.
+fn check_snapshot(path: &Path, key: &MailboxKey) -> Result<(i64, RowCounts)> {
     let corrupt = |reason: String| Error::Corrupt {
         path: path.into(),
         reason,
     };
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-    conn.execute_batch(&key.sqlcipher_key_pragma())?;
+    let conn = open_keyed(
+        Path::new(&immutable_uri(path)),
+        key,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )?;
     // Pages are read once each, in order: a large cache only costs memory. Setting it reads
     // the schema, so this is where a wrong key shows first.
     conn.execute_batch("PRAGMA cache_size = -2048;")
@@ -197,70 +290,23 @@ fn open_quick_checked(path: &Path, key: &MailboxKey) -> Result<Connection> {
     if check != "ok" {
         return Err(corrupt(check));
     }
-    Ok(conn)
+    let rows = row_counts(&conn).map_err(|e| corrupt(e.to_string()))?;
+    let schema_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((schema_version, rows))
 }
 
-/// HMAC-SHA256 over every row of every ordinary table of `main` (the FTS index's shadow
-/// tables included), in table-name and storage order. Unchanged content gives the same MAC
-/// although every snapshot's encrypted bytes differ, and a copy has the MAC of its source.
-/// Keyed, so the manifest reveals nothing about the plaintext.
-pub(crate) fn content_mac(conn: &Connection, key: &MailboxKey) -> Result<String> {
-    let mut derive =
-        <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
-    derive.update(CONTENT_MAC_LABEL);
-    let mut mac_key = zeroize::Zeroizing::new([0u8; 32]);
-    mac_key.copy_from_slice(&derive.finalize().into_bytes());
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(&mac_key[..]).expect("HMAC accepts any key length");
-
-    let user_version: i64 = conn.query_row("PRAGMA main.user_version", [], |r| r.get(0))?;
-    mac.update(&user_version.to_be_bytes());
-    let tables: Vec<String> = conn
-        .prepare(
-            "SELECT name FROM main.sqlite_master WHERE type = 'table'
-             AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for table in tables {
-        update_with_len(&mut mac, table.as_bytes());
-        let mut statement = conn.prepare(&format!(
-            "SELECT * FROM main.\"{}\"",
-            table.replace('"', "\"\"")
-        ))?;
-        let columns = statement.column_count();
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            mac.update(b"R");
-            for index in 0..columns {
-                match row.get_ref(index)? {
-                    ValueRef::Null => mac.update(b"N"),
-                    ValueRef::Integer(value) => {
-                        mac.update(b"I");
-                        mac.update(&value.to_be_bytes());
-                    }
-                    ValueRef::Real(value) => {
-                        mac.update(b"F");
-                        mac.update(&value.to_bits().to_be_bytes());
-                    }
-                    ValueRef::Text(text) => {
-                        mac.update(b"T");
-                        update_with_len(&mut mac, text);
-                    }
-                    ValueRef::Blob(blob) => {
-                        mac.update(b"B");
-                        update_with_len(&mut mac, blob);
-                    }
-                }
-            }
+/// A `file:` URI opening `path` read-only as an immutable file (no locks, no side files).
+/// Every byte that is not plain ASCII, or means something in a URI, is percent-encoded.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for byte in path.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'%' | b'?' | b'#' | 0..=0x20 | 0x7f.. => uri.push_str(&format!("%{byte:02X}")),
+            _ => uri.push(char::from(*byte)),
         }
     }
-    Ok(hex::encode(mac.finalize().into_bytes()))
-}
-
-fn update_with_len(mac: &mut Hmac<Sha256>, bytes: &[u8]) {
-    mac.update(&(bytes.len() as u64).to_be_bytes());
-    mac.update(bytes);
+    uri.push_str("?mode=ro&immutable=1");
+    uri
 }
 
 /// SHA-256 (lowercase hex) and length of a file, read in bounded chunks.
@@ -388,8 +434,13 @@ mod tests {
         mailbox
     }
 
+    fn snapshot_and_verify(mailbox: &Mailbox, key: &MailboxKey, copy: &Path) -> Snapshot {
+        let written = write_snapshot(mailbox, key, copy).unwrap();
+        verify_snapshot(copy, key, &written).unwrap()
+    }
+
     #[test]
-    fn page_copy_is_encrypted_complete_and_leaves_no_side_files() {
+    fn byte_copy_is_encrypted_complete_and_leaves_no_side_files() {
         let dir = tempfile::tempdir().unwrap();
         let key = MailboxKey::generate();
         let mailbox = mailbox_with_mail(dir.path(), &key);
@@ -397,17 +448,12 @@ mod tests {
         std::fs::create_dir(&staging).unwrap();
         let copy = staging.join("copy.sqlite");
 
-        let written = write_snapshot_if_changed(&mailbox, &key, &copy, None).unwrap();
-        assert_eq!(written, Some(None), "a first backup computes no live MAC");
-        let checked = verify_snapshot(&copy, &key, true).unwrap();
+        let written = write_snapshot(&mailbox, &key, &copy).unwrap();
+        assert_eq!(written.method, CopyMethod::FileBytes);
+        let checked = verify_snapshot(&copy, &key, &written).unwrap();
         assert_eq!(checked.rows, row_counts(mailbox.conn()).unwrap());
         assert_eq!(checked.rows.messages, 20);
         assert_eq!(checked.schema_version, crate::store::SCHEMA_VERSION);
-        assert_eq!(
-            checked.content_mac.as_deref(),
-            Some(content_mac(mailbox.conn(), &key).unwrap().as_str()),
-            "a copy has the MAC of its source"
-        );
         let bytes = std::fs::read(&copy).unwrap();
         assert_eq!(checked.size, bytes.len() as u64);
         assert_eq!(checked.sha256, hex::encode(Sha256::digest(&bytes)));
@@ -420,7 +466,7 @@ mod tests {
         assert_eq!(names, vec!["copy.sqlite".to_owned()]);
         // The copy is a mailbox: it opens as one with the same key, and with no other.
         assert!(matches!(
-            verify_snapshot(&copy, &MailboxKey::generate(), false),
+            verify_snapshot(&copy, &MailboxKey::generate(), &written),
             Err(Error::Corrupt { .. })
         ));
         let reopened = Mailbox::open(&copy, &key).unwrap();
@@ -428,20 +474,13 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_content_is_not_copied_and_a_change_is() {
+    fn unchanged_mailbox_gives_identical_bytes_and_a_change_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let key = MailboxKey::generate();
         let mut mailbox = mailbox_with_mail(dir.path(), &key);
-        let copy = dir.path().join("copy.sqlite");
-        let mac = content_mac(mailbox.conn(), &key).unwrap();
-
-        assert_eq!(
-            write_snapshot_if_changed(&mailbox, &key, &copy, Some(&mac)).unwrap(),
-            None
-        );
-        std::fs::remove_file(&copy)
-            .or_else(crate::store::ignore_missing)
-            .unwrap();
+        let first = snapshot_and_verify(&mailbox, &key, &dir.path().join("first"));
+        let second = snapshot_and_verify(&mailbox, &key, &dir.path().join("second"));
+        assert_eq!(first.sha256, second.sha256);
         mailbox
             .append(
                 "INBOX",
@@ -449,12 +488,110 @@ mod tests {
                 &AppendOptions::default(),
             )
             .unwrap();
-        let written = write_snapshot_if_changed(&mailbox, &key, &copy, Some(&mac)).unwrap();
-        let live_mac = written.flatten().expect("the live MAC was computed");
-        assert_ne!(live_mac, mac);
-        let checked = verify_snapshot(&copy, &key, true).unwrap();
-        assert_eq!(checked.content_mac.as_deref(), Some(live_mac.as_str()));
-        assert_eq!(checked.rows.messages, 21);
+        let third = snapshot_and_verify(&mailbox, &key, &dir.path().join("third"));
+        assert_ne!(third.sha256, first.sha256);
+        assert_eq!(third.rows.messages, 21);
+    }
+
+    #[test]
+    fn a_reader_pinning_an_older_state_makes_the_copy_fall_back_to_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MailboxKey::generate();
+        let mut mailbox = mailbox_with_mail(dir.path(), &key);
+        // A reader that started before the next append keeps its frames out of the main file.
+        let reader = open_keyed(mailbox.path(), &key, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        mailbox
+            .append(
+                "INBOX",
+                b"Subject: late\r\n\r\nlate\r\n",
+                &AppendOptions::default(),
+            )
+            .unwrap();
+        let copy = dir.path().join("copy");
+        let written = write_snapshot(&mailbox, &key, &copy).unwrap();
+        assert_eq!(written.method, CopyMethod::BackupApi);
+        let checked = verify_snapshot(&copy, &key, &written).unwrap();
+        assert_eq!(checked.rows.messages, 21, "the copy has the latest commit");
+        reader.execute_batch("COMMIT").unwrap();
+    }
+
+    /// Writers on other threads keep appending while snapshots are taken: every snapshot must
+    /// pass its check and hold a number of messages some commit had (never a torn state).
+    #[test]
+    fn snapshots_taken_during_concurrent_appends_are_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MailboxKey::generate();
+        let mailbox = mailbox_with_mail(dir.path(), &key);
+        let path = mailbox.path().to_path_buf();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        /// Stops the writer however the snapshot rounds end, a failed assertion included
+        /// (else the scope would wait for the writer forever).
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let mut writer = Mailbox::open(&path, &key).unwrap();
+                let mut appended = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let raw = format!(
+                        "Subject: during {appended}\r\n\r\n{}\r\n",
+                        "y".repeat(20_000)
+                    );
+                    writer
+                        .append("INBOX", raw.as_bytes(), &AppendOptions::default())
+                        .unwrap();
+                    appended += 1;
+                    if appended == 3 {
+                        started_tx.send(()).unwrap();
+                    }
+                }
+                appended
+            });
+            let stopper = StopOnDrop(&stop);
+            started_rx
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("the writer appended nothing within 120 s");
+            let mut previous = 20;
+            let mut byte_copies = 0;
+            for round in 0..8 {
+                let copy = dir.path().join(format!("copy-{round}"));
+                let written = write_snapshot(&mailbox, &key, &copy).unwrap();
+                byte_copies += usize::from(written.method == CopyMethod::FileBytes);
+                let checked = verify_snapshot(&copy, &key, &written).unwrap();
+                assert!(
+                    checked.rows.messages >= previous,
+                    "snapshot {round} went back in time"
+                );
+                previous = checked.rows.messages;
+                // The copy is a whole mailbox of its own, every message readable.
+                let reopened = Mailbox::open(&copy, &key).unwrap();
+                let check: String = reopened
+                    .conn()
+                    .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(check, "ok");
+                drop(reopened);
+                for side in ["", "-wal", "-shm"] {
+                    std::fs::remove_file(crate::store::sibling(&copy, side))
+                        .or_else(crate::store::ignore_missing)
+                        .unwrap();
+                }
+            }
+            assert!(byte_copies > 0, "no snapshot took the byte-copy path");
+            drop(stopper);
+            let appended = writer.join().unwrap();
+            let checked = snapshot_and_verify(&mailbox, &key, &dir.path().join("last"));
+            assert_eq!(checked.rows.messages, 20 + appended);
+        });
     }
 
     #[test]
@@ -463,14 +600,14 @@ mod tests {
         let key = MailboxKey::generate();
         let mailbox = mailbox_with_mail(dir.path(), &key);
         let copy = dir.path().join("copy.sqlite");
-        write_snapshot_if_changed(&mailbox, &key, &copy, None).unwrap();
+        let written = write_snapshot(&mailbox, &key, &copy).unwrap();
         let mut bytes = std::fs::read(&copy).unwrap();
         // A flipped byte in the last page: its HMAC no longer matches.
         let last = bytes.len() - 100;
         bytes[last] ^= 0x40;
         std::fs::write(&copy, &bytes).unwrap();
         assert!(matches!(
-            verify_snapshot(&copy, &key, false),
+            verify_snapshot(&copy, &key, &written),
             Err(Error::Corrupt { .. })
         ));
     }

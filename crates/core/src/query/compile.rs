@@ -74,8 +74,13 @@ enum Target {
         ty: FieldType,
         lookup: Option<&'static super::schema::Lookup>,
     },
-    /// A place inside JSON text: `doc` is the SQL expression of the JSON, `segments` the path.
-    Json { doc: String, segments: Vec<Segment> },
+    /// A place inside JSON text: `doc` is the SQL expression of the JSON, `segments` the path;
+    /// `address_field` is the field's tag in `message_addresses` when it has one.
+    Json {
+        doc: String,
+        segments: Vec<Segment>,
+        address_field: Option<&'static str>,
+    },
 }
 
 enum Segment {
@@ -162,7 +167,17 @@ impl<'c> Compiler<'c> {
                         lookup.key, lookup.id, lookup.source
                     ))
                 }
-                Target::Json { doc, segments } => {
+                Target::Json {
+                    doc,
+                    segments,
+                    address_field,
+                } => {
+                    if let (Some(tag), [Segment::Key(key)]) = (address_field, segments.as_slice())
+                        && key == "address"
+                        && let Some(sql) = self.address_lookup(tag, path, condition, depth)?
+                    {
+                        return Ok(sql);
+                    }
                     self.json_field(&doc, &segments, path, condition, depth)
                 }
             },
@@ -195,6 +210,7 @@ impl<'c> Compiler<'c> {
             Scope::Element(doc) => Ok(Target::Json {
                 doc: doc.clone(),
                 segments: segments(path.split('.')),
+                address_field: None,
             }),
             Scope::Collection => {
                 let first = parts.next().unwrap_or_default();
@@ -207,6 +223,7 @@ impl<'c> Compiler<'c> {
                     FieldType::Json => Ok(Target::Json {
                         doc: field.expr.to_string(),
                         segments: rest,
+                        address_field: field.address_field,
                     }),
                     ty if rest.is_empty() => Ok(Target::Typed {
                         expr: field.expr.to_string(),
@@ -359,6 +376,64 @@ impl<'c> Compiler<'c> {
         }
         let placeholder = self.bind(SqlValue::Text(pattern))?;
         Ok(format!("{expr} REGEXP {placeholder}"))
+    }
+
+    /// `<field>.address` compared with strings (`$eq`, `$in`, their negations), through the
+    /// `message_addresses` index instead of reading every message's JSON. Exactly the rows the
+    /// JSON path would match: that table holds every text `address` of the field's list as
+    /// stored, and a string only ever equals text. `None` for any other condition (a pattern,
+    /// a null, a non-string value), which then takes the general JSON path.
+    fn address_lookup(
+        &mut self,
+        tag: &'static str,
+        name: &str,
+        condition: &Condition,
+        depth: usize,
+    ) -> Result<Option<String>, QueryError> {
+        let strings = |values: &[Value]| -> Result<Option<Vec<String>>, QueryError> {
+            let mut strings = Vec::with_capacity(values.len());
+            for value in values {
+                match json_literal(value, name)? {
+                    Value::String(text) => strings.push(text),
+                    _ => return Ok(None),
+                }
+            }
+            Ok(Some(strings))
+        };
+        let (wanted, negated) = match condition {
+            Condition::Eq(value) => (strings(std::slice::from_ref(value))?, false),
+            Condition::Ne(value) => (strings(std::slice::from_ref(value))?, true),
+            Condition::In(values) => {
+                check_list_len(values, "$in")?;
+                (strings(values)?, false)
+            }
+            Condition::Nin(values) => {
+                check_list_len(values, "$nin")?;
+                (strings(values)?, true)
+            }
+            _ => (None, false),
+        };
+        let Some(wanted) = wanted.filter(|wanted| !wanted.is_empty()) else {
+            return Ok(None);
+        };
+        self.tick(depth)?;
+        // `tag` is one of the schema's static names, never text from the query.
+        let matches = if wanted.len() <= SMALL_LIST {
+            let mut placeholders = Vec::with_capacity(wanted.len());
+            for address in wanted {
+                placeholders.push(self.bind(SqlValue::Text(address))?);
+            }
+            format!("a.address IN ({})", placeholders.join(", "))
+        } else {
+            let list = Value::Array(wanted.into_iter().map(Value::String).collect());
+            let placeholder = self.bind(SqlValue::Text(list.to_string()))?;
+            format!("a.address IN (SELECT value FROM json_each({placeholder}))")
+        };
+        let found = format!(
+            "t.id IN (SELECT a.message_id FROM message_addresses AS a \
+             WHERE a.field = '{tag}' AND {matches})"
+        );
+        Ok(Some(if negated { negate(&found) } else { found }))
     }
 
     /// A condition on a path inside JSON, at field level (where negation and null semantics
@@ -673,8 +748,8 @@ impl<'c> Compiler<'c> {
         for (path, order) in sort {
             let expr = match self.resolve(path, &Scope::Collection)? {
                 Target::Typed { expr, .. } => expr,
-                Target::Json { doc, segments } if segments.is_empty() => doc,
-                Target::Json { doc, segments } => {
+                Target::Json { doc, segments, .. } if segments.is_empty() => doc,
+                Target::Json { doc, segments, .. } => {
                     let mut json_path = String::from("$");
                     for segment in &segments {
                         match segment {

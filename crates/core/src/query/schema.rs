@@ -58,6 +58,9 @@ pub struct Field {
     /// For a value looked up in another table: how filters reach it through an index instead
     /// of evaluating `expr` (a correlated subquery) on every row.
     pub(crate) lookup: Option<&'static Lookup>,
+    /// For a JSON list of addresses (`messages.from`, `to`, ...): the tag of its rows in the
+    /// `message_addresses` side table, so conditions on `<field>.address` can use its index.
+    pub(crate) address_field: Option<&'static str>,
 }
 
 /// `key IN (SELECT id FROM source WHERE <condition on expr>)`: the filter form of a field whose
@@ -125,6 +128,7 @@ pub(crate) fn app_collection(name: &str, fields: &[(String, FieldType)]) -> Coll
         ty: FieldType::Text,
         expr: Cow::Owned(format!("t.\"{APP_KEY}\"")),
         lookup: None,
+        address_field: None,
     });
     for (field_name, ty) in fields {
         all.push(Field {
@@ -132,6 +136,7 @@ pub(crate) fn app_collection(name: &str, fields: &[(String, FieldType)]) -> Coll
             ty: *ty,
             expr: Cow::Owned(format!("t.\"{field_name}\"")),
             lookup: None,
+            address_field: None,
         });
     }
     Collection {
@@ -184,6 +189,14 @@ fn builtin(
                 ty: *ty,
                 expr: Cow::Borrowed(expr),
                 lookup: (name == "messages" && *field_name == "folder").then_some(&FOLDER_LOOKUP),
+                address_field: (name == "messages")
+                    .then(|| {
+                        ADDRESS_FIELDS
+                            .iter()
+                            .find(|tag| *tag == field_name)
+                            .copied()
+                    })
+                    .flatten(),
             })
             .collect(),
         writable: false,
@@ -228,6 +241,10 @@ const MESSAGE_FIELDS: &[(&str, FieldType, &str)] = &[
     ("has_attachment", Boolean, "t.has_attachment"),
     ("preview", Text, "t.preview"),
 ];
+
+/// The `messages` fields whose addresses the `message_addresses` table indexes (schema
+/// version 6); each field's rows there carry its name as their `field` tag.
+const ADDRESS_FIELDS: &[&str] = &["from", "sender", "reply_to", "to", "cc", "bcc"];
 
 const FOLDER_FIELDS: &[(&str, FieldType, &str)] = &[
     ("id", Integer, "t.id"),

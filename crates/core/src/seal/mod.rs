@@ -15,4 +15,4 @@ pub mod queue;
 
 pub use envelope::{MAX_SEALED_MESSAGE_LEN, SEAL_FORMAT_VERSION, open, seal};
 pub use keys::{SealingKeyPair, SealingPublicKey, SealingSecretKey};
-pub use queue::{DrainReport, ItemId, QuarantinedItem, SealedQueue};
+pub use queue::{DrainReport, ItemId, QuarantinedItem, QueueSummary, SealedQueue};

@@ -46,6 +46,20 @@ pub struct DrainReport {
     pub sealed_to_other_key: Vec<ItemId>,
 }
 
+/// What waits for one mailbox, as `sealmail queue list` and the metrics show it: counts,
+/// sizes and times only, never anything from inside an item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSummary {
+    /// Items waiting for the owner's next login.
+    pub pending: usize,
+    /// Their bytes on disk (sealed).
+    pub bytes: u64,
+    /// The oldest waiting item's id (its arrival time is [`ItemId::arrived_at`]).
+    pub oldest: Option<ItemId>,
+    /// Items a drain set aside as damaged.
+    pub quarantined: usize,
+}
+
 /// An item set aside by a drain, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantinedItem {
@@ -92,6 +106,39 @@ impl SealedQueue {
         // item may survive: the sender's retry can then duplicate, SMTP's usual trade against loss.
         sync_dir(&dir)?;
         Ok(id)
+    }
+
+    /// The mailbox ids that have a queue directory (items waiting, quarantined, or an empty
+    /// directory left by a drain), sorted. Anything else under the root is ignored.
+    pub fn mailbox_ids(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if let Some(name) = entry.file_name().to_str()
+                && validate_mailbox_id(name).is_ok()
+                && entry.file_type()?.is_dir()
+            {
+                ids.push(name.to_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Counts, bytes and the oldest arrival of what waits for `mailbox_id`.
+    pub fn summary(&self, mailbox_id: &str) -> Result<QueueSummary> {
+        let pending = self.list(mailbox_id)?;
+        Ok(QueueSummary {
+            pending: pending.len(),
+            bytes: self.pending_bytes(mailbox_id)?,
+            oldest: pending.into_iter().next(),
+            quarantined: self.list_quarantined(mailbox_id)?.len(),
+        })
     }
 
     /// Ids of the items waiting for `mailbox_id`, oldest first. Temp files, quarantined items and

@@ -782,6 +782,45 @@ mod tests {
         assert_eq!(mailbox.message_states("INBOX").unwrap().len(), 3);
     }
 
+    /// A cached statement is compiled once, not again each time it is taken from the cache
+    /// with new values bound (see `Mailbox::finish_open`): flag changes of different messages
+    /// reuse the compiled lookup of `set_flags`.
+    #[test]
+    fn cached_statements_are_not_compiled_again_for_new_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MailboxKey::generate();
+        let mut mailbox = Mailbox::create(&dir.path().join("m.sqlite"), &key).unwrap();
+        for subject in ["one", "two", "three"] {
+            let raw = format!("Subject: {subject}\r\n\r\nbody\r\n");
+            mailbox
+                .append("INBOX", raw.as_bytes(), &AppendOptions::default())
+                .unwrap();
+        }
+        let flagged = Flags {
+            flagged: true,
+            ..Flags::default()
+        };
+        for uid in [1, 2, 3, 1, 2] {
+            mailbox
+                .set_flags(
+                    "INBOX",
+                    &UidSet::from_uids([uid]),
+                    FlagMode::Add,
+                    &flagged,
+                    None,
+                )
+                .unwrap();
+        }
+        let lookup = mailbox
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {STATE_COLUMNS} FROM messages m WHERE m.folder_id = ?1 AND {IN_UID_SET}
+                 ORDER BY m.uid"
+            ))
+            .unwrap();
+        assert_eq!(lookup.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
+
     #[test]
     fn appended_and_copied_messages_carry_their_crlf_size() {
         let dir = tempfile::tempdir().unwrap();

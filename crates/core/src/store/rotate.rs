@@ -46,8 +46,10 @@ impl Mailbox {
         }
     }
 
-    /// Re-encrypt this mailbox under `new_key` and return it reopened. The caller must hold the
-    /// only open connection to the file. `hook` runs after each step (tests inject failures).
+    /// Re-encrypt this mailbox under `new_key` and return it reopened. This must be the only
+    /// open connection to the file: one elsewhere (another session, a running server) would
+    /// keep writing to the file swapped out, so it is refused with [`Error::MailboxInUse`].
+    /// `hook` runs after each step (tests inject failures).
     pub fn rotate_key(
         self,
         new_key: &MailboxKey,
@@ -57,6 +59,7 @@ impl Mailbox {
         let (quota_limit, max_message_size) = (self.quota_limit, self.max_message_size);
         let rotating = sibling(&path, ".rotating");
         remove_database_files(&rotating)?;
+        take_exclusive_lock(&self.conn, &path)?;
 
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -82,6 +85,31 @@ impl Mailbox {
         mailbox.quota_limit = quota_limit;
         mailbox.max_message_size = max_message_size;
         Ok(mailbox)
+    }
+}
+
+/// Switch `conn` to exclusive locking and take the file's exclusive lock (an empty write
+/// transaction does, in WAL mode). Every other connection to a WAL database keeps a shared lock
+/// on the file while it is open, idle or not, so this fails at once when there is one; once
+/// held, no connection can open the file until `conn` closes.
+fn take_exclusive_lock(conn: &Connection, path: &Path) -> Result<()> {
+    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE;")?;
+    match conn.execute_batch("BEGIN IMMEDIATE; COMMIT;") {
+        Ok(()) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            let _ = conn.execute_batch("ROLLBACK; PRAGMA locking_mode = NORMAL;");
+            let name = path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Err(Error::MailboxInUse(name))
+        }
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -215,5 +243,61 @@ pub(crate) fn ignore_missing(e: std::io::Error) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AppendOptions;
+
+    /// Another connection has the mailbox open (a server's idle session): the rotation must
+    /// refuse before touching anything, the other connection keeps working, and once it is
+    /// gone the rotation goes through.
+    #[test]
+    fn rotation_refuses_while_another_connection_has_the_file_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        let key = MailboxKey::generate();
+        let mut mailbox = Mailbox::create(&path, &key).unwrap();
+        mailbox
+            .append(
+                "INBOX",
+                b"Subject: one\r\n\r\none\r\n",
+                &AppendOptions::default(),
+            )
+            .unwrap();
+        let mut other = Mailbox::open(&path, &key).unwrap();
+
+        let new_key = MailboxKey::generate();
+        let mut steps = Vec::new();
+        let refused = mailbox.rotate_key(&new_key, |step| {
+            steps.push(step);
+            Ok(())
+        });
+        assert!(
+            matches!(refused, Err(Error::MailboxInUse(_))),
+            "{refused:?}"
+        );
+        assert!(steps.is_empty(), "a refused rotation must not start");
+        assert!(!sibling(&path, ".rotating").exists());
+        other
+            .append(
+                "INBOX",
+                b"Subject: two\r\n\r\ntwo\r\n",
+                &AppendOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(row_counts(other.conn()).unwrap().messages, 2);
+        drop(other);
+
+        let mailbox = Mailbox::open(&path, &key).unwrap();
+        let rotated = mailbox.rotate_key(&new_key, |_| Ok(())).unwrap();
+        assert_eq!(row_counts(rotated.conn()).unwrap().messages, 2);
+        drop(rotated);
+        assert!(matches!(
+            Mailbox::open(&path, &key),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

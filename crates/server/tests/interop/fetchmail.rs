@@ -45,7 +45,7 @@ fn fetchmail_command(
              user \"{user}\" there with password \"{password}\" is \"nobody\" here\n  \
              {options}\n  \
              {tls} sslproto \"tls1.2+\" sslcertck sslcertfile \"{cert}\" sslcommonname \"localhost\"\n  \
-             mda \"/bin/sh -c 'cat > {dir}/message.$$'\"\n",
+             mda \"/bin/sh -c 'cat > {dir}/.partial.$$ && mv {dir}/.partial.$$ {dir}/message.$$'\"\n",
             user = super::ADDRESS,
             password = super::PASSWORD,
             cert = server.cert.display(),
@@ -67,11 +67,26 @@ fn fetchmail_command(
 }
 
 /// The subjects of the delivered files, sorted; each file must be one whole message.
+/// The files the MDA finished: it writes each message under a temporary name and renames it
+/// when complete, so a file seen here is whole.
+fn delivered_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("message."))
+        })
+        .collect()
+}
+
 fn delivered_subjects(dir: &Path) -> Vec<String> {
-    let mut subjects: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    let mut subjects: Vec<String> = delivered_files(dir)
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
             let subject = text
                 .lines()
                 .find_map(|line| line.strip_prefix("Subject: "))
@@ -135,10 +150,8 @@ fn fetchmail_keep_over_starttls_then_delete_over_imaps() {
 fn wait_for_delivery(dir: &Path, count: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let files = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let files = delivered_files(dir).len();
         if files >= count {
-            // The MDA may still be writing the last file.
-            std::thread::sleep(Duration::from_millis(200));
             return delivered_subjects(dir);
         }
         assert!(

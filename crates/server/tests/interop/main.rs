@@ -11,26 +11,20 @@ mod imapflow;
 mod imaplib;
 mod mbsync;
 mod mutt;
+#[path = "../support/mod.rs"]
+mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const ADDRESS: &str = "user@example.org";
 pub const PASSWORD: &str = "interop pass-phrase 42";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running `sealmail serve` with one account; killed if the test fails before it is dropped.
 pub struct Server {
-    child: Child,
+    serve: support::Server,
     /// The data directory and a scratch area for the client's files (configs, Maildirs).
     pub dir: tempfile::TempDir,
     /// Plain IMAP with STARTTLS.
@@ -46,64 +40,14 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         add_account(&data, ADDRESS);
-        let (imap, imaps) = (free_port(), free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sealmail"))
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("serve")
-            .env("SEALMAIL_IMAP_LISTEN", format!("127.0.0.1:{imap}"))
-            .env("SEALMAIL_IMAPS_LISTEN", format!("127.0.0.1:{imaps}"))
-            // Never the fixed default ports: parallel tests would collide on them.
-            .env("SEALMAIL_POP3_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .env(
-                "SEALMAIL_POP3S_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env("SEALMAIL_SMTP_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .env(
-                "SEALMAIL_SUBMISSION_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env(
-                "SEALMAIL_SUBMISSIONS_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env(
-                "SEALMAIL_METRICS_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sealmail serve");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut seen = String::new();
-        while Instant::now() < deadline && !seen.contains("sealmail is running") {
-            let mut line = String::new();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("server exited early: {seen}");
-            }
-            seen.push_str(&line);
-        }
-        assert!(
-            seen.contains("sealmail is running"),
-            "server did not start: {seen}"
-        );
-        // Keep draining stderr so the server never blocks on a full pipe, and check that no
-        // client's login ever puts the password into a log line.
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let line = line.unwrap_or_default();
-                assert!(!line.contains(PASSWORD), "password in logs: {line}");
-            }
-        });
+        // Every listener runs (with ports of the kernel's choosing), as in production; no
+        // client's login may ever put the password into a log line.
+        let serve = support::Serve::new(&data).never_logs(PASSWORD).start();
+        let (imap, imaps) = (serve.port("IMAP"), serve.port("IMAPS"));
         let cert = data.join("tls/cert.pem");
         assert!(cert.is_file(), "self-signed certificate generated");
         Server {
-            child,
+            serve,
             dir,
             imap,
             imaps,
@@ -145,16 +89,9 @@ impl Server {
         command
             .env("IMAP_PORT", self.imap.to_string())
             .env("IMAPS_PORT", self.imaps.to_string())
-            .env("CAFILE", &self.cert)
+            .env("CAFILE", self.serve.cert())
             .env("ADDRESS", ADDRESS)
             .env("PASSWORD", PASSWORD);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -25,7 +25,8 @@ const MAX_REPLY_LINES: usize = 128;
 pub struct ClientSettings {
     /// Our name in EHLO.
     pub hostname: String,
-    /// Refuse to send without STARTTLS (the attempt fails temporarily and is retried).
+    /// Refuse to send without STARTTLS (the attempt fails temporarily and is retried). Must
+    /// go with a `tls` configuration that verifies certificates ([`super::tls`]).
     pub require_tls: bool,
     /// For each command and for connecting.
     pub timeout: Duration,
@@ -88,6 +89,10 @@ pub enum SessionError {
     Protocol(String),
     #[error("TLS required but {0}")]
     TlsUnavailable(String),
+    /// TLS is required and the server's certificate failed verification (wrong name, unknown
+    /// issuer, expired): never retried in the clear.
+    #[error("TLS required but {0}")]
+    CertificateRejected(String),
     /// The server refused the session or the sender (greeting, EHLO/HELO, MAIL FROM).
     #[error("{0}")]
     Refused(Reply),
@@ -98,6 +103,15 @@ impl SessionError {
     pub fn is_permanent(&self) -> bool {
         matches!(self, SessionError::Refused(reply) if reply.is_permanent())
     }
+
+    /// TLS could not be had: not offered, refused, a failed handshake, or a rejected
+    /// certificate (counted by the relay's TLS-failure metric).
+    pub fn is_tls_failure(&self) -> bool {
+        matches!(
+            self,
+            SessionError::TlsUnavailable(_) | SessionError::CertificateRejected(_)
+        )
+    }
 }
 
 /// One message for one host.
@@ -106,16 +120,70 @@ pub struct Transaction<'a> {
     pub sender: &'a str,
     pub recipients: &'a [String],
     pub message: &'a [u8],
+    /// The sender's DSN parameters, passed on to a server that offers DSN (RFC 3461 5.2).
+    pub dsn: &'a DsnParameters,
 }
 
-/// Deliver `transaction` to the server at `addr` (named `host`, for SNI). Returns one result
-/// per recipient, in order, unless the session failed as a whole.
+/// RFC 3461 parameters to pass on: RET and ENVID for MAIL, NOTIFY and ORCPT for each RCPT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DsnParameters {
+    /// RET=FULL was asked for.
+    pub return_full: bool,
+    /// ENVID, xtext.
+    pub envelope_id: Option<String>,
+    /// Per recipient of the transaction, in the same order: the NOTIFY value (`NEVER` or a
+    /// list) and the ORCPT value (`rfc822;xtext`), each when the sender gave one.
+    pub recipients: Vec<(Option<String>, Option<String>)>,
+}
+
+/// What a session that got as far as RCPT came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOutcome {
+    /// One result per recipient, in order.
+    pub results: Vec<RecipientResult>,
+    /// The server offered DSN, so it was handed the sender's DSN parameters and takes over
+    /// the success reports (RFC 3461 5.2.2); otherwise a requested success report is ours
+    /// to send, as `relayed`.
+    pub remote_dsn: bool,
+    /// The mail went over STARTTLS.
+    pub tls: bool,
+    /// The STARTTLS handshake failed and the mail went in the clear after all
+    /// (opportunistic TLS): why, for the logs and the queue listing.
+    pub tls_failure: Option<String>,
+}
+
+/// Deliver `transaction` to the server at `addr` (named `host`, for SNI), over STARTTLS when
+/// the server offers it. Returns one result per recipient, in order, unless the session
+/// failed as a whole. Opportunistic TLS (RFC 7435): when the handshake fails and TLS is not
+/// required, the delivery is made again on a new connection in the clear, and the failure
+/// is reported in [`SessionOutcome::tls_failure`]. When TLS is required nothing is ever sent
+/// in the clear, and a certificate that fails verification ends the attempt with
+/// [`SessionError::CertificateRejected`].
 pub async fn deliver(
     addr: SocketAddr,
     host: &str,
     settings: &ClientSettings,
     transaction: &Transaction<'_>,
-) -> Result<Vec<RecipientResult>, SessionError> {
+) -> Result<SessionOutcome, SessionError> {
+    match deliver_once(addr, host, settings, transaction, true).await {
+        Err(SessionError::TlsUnavailable(reason)) if !settings.require_tls => {
+            tracing::warn!(%host, %addr, %reason, "STARTTLS failed; delivering in the clear");
+            let mut outcome = deliver_once(addr, host, settings, transaction, false).await?;
+            outcome.tls_failure = Some(reason);
+            Ok(outcome)
+        }
+        other => other,
+    }
+}
+
+/// One connection: STARTTLS when offered and `try_tls`, then the transaction.
+async fn deliver_once(
+    addr: SocketAddr,
+    host: &str,
+    settings: &ClientSettings,
+    transaction: &Transaction<'_>,
+    try_tls: bool,
+) -> Result<SessionOutcome, SessionError> {
     let tcp = tokio::time::timeout(settings.timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| SessionError::Timeout)?
@@ -124,14 +192,14 @@ pub async fn deliver(
     let mut plain = BufReader::new(tcp);
     expect(read_reply(&mut plain, settings.timeout).await?, 220)?;
     let extensions = ehlo(&mut plain, settings).await?;
-    if !extensions.iter().any(|e| e == "STARTTLS") {
+    if !try_tls || !extensions.iter().any(|e| e == "STARTTLS") {
         if settings.require_tls {
             let _ = quit(&mut plain, settings).await;
             return Err(SessionError::TlsUnavailable(format!(
                 "{host} does not offer STARTTLS"
             )));
         }
-        return send(&mut plain, settings, &extensions, transaction).await;
+        return send(&mut plain, settings, &extensions, transaction, false).await;
     }
     command(&mut plain, b"STARTTLS\r\n").await?;
     let reply = read_reply(&mut plain, settings.timeout).await?;
@@ -142,7 +210,9 @@ pub async fn deliver(
             )));
         }
         // Opportunistic: carry on in the clear.
-        return send(&mut plain, settings, &extensions, transaction).await;
+        let mut outcome = send(&mut plain, settings, &extensions, transaction, false).await?;
+        outcome.tls_failure = Some(format!("STARTTLS refused: {reply}"));
+        return Ok(outcome);
     }
     // RFC 3207 4.2: nothing may be buffered past the 220.
     if !plain.buffer().is_empty() {
@@ -157,10 +227,15 @@ pub async fn deliver(
     )
     .await
     .map_err(|_| SessionError::Timeout)?
-    .map_err(|e| SessionError::TlsUnavailable(format!("TLS handshake failed: {e}")))?;
+    .map_err(|e| match super::tls::certificate_rejection(host, &e) {
+        // Only the verified configuration (required TLS) rejects certificates; the caller
+        // never falls back to clear text for this variant.
+        Some(reason) => SessionError::CertificateRejected(reason),
+        None => SessionError::TlsUnavailable(format!("TLS handshake failed: {e}")),
+    })?;
     let mut tls = BufReader::new(tls);
     let extensions = ehlo(&mut tls, settings).await?;
-    send(&mut tls, settings, &extensions, transaction).await
+    send(&mut tls, settings, &extensions, transaction, true).await
 }
 
 /// EHLO, falling back to HELO (RFC 5321 3.2); returns the upper-cased extension keywords.
@@ -190,9 +265,26 @@ async fn send<S: AsyncBufRead + AsyncWrite + Unpin>(
     settings: &ClientSettings,
     extensions: &[String],
     transaction: &Transaction<'_>,
-) -> Result<Vec<RecipientResult>, SessionError> {
+    tls: bool,
+) -> Result<SessionOutcome, SessionError> {
     let has = |name: &str| extensions.iter().any(|e| e == name);
+    let remote_dsn = has("DSN");
+    let outcome = |results| SessionOutcome {
+        results,
+        remote_dsn,
+        tls,
+        tls_failure: None,
+    };
     let mut mail = format!("MAIL FROM:<{}>", transaction.sender);
+    if remote_dsn {
+        let dsn = transaction.dsn;
+        if dsn.return_full {
+            mail.push_str(" RET=FULL");
+        }
+        if let Some(envelope_id) = &dsn.envelope_id {
+            mail.push_str(&format!(" ENVID={envelope_id}"));
+        }
+    }
     if has("SIZE") {
         mail.push_str(&format!(" SIZE={}", transaction.message.len()));
     }
@@ -216,8 +308,19 @@ async fn send<S: AsyncBufRead + AsyncWrite + Unpin>(
     command(stream, mail.as_bytes()).await?;
     expect(read_reply(stream, settings.timeout).await?, 250)?;
     let mut results = Vec::with_capacity(transaction.recipients.len());
-    for recipient in transaction.recipients {
-        command(stream, format!("RCPT TO:<{recipient}>\r\n").as_bytes()).await?;
+    for (index, recipient) in transaction.recipients.iter().enumerate() {
+        let mut rcpt = format!("RCPT TO:<{recipient}>");
+        if let Some((notify, orcpt)) = transaction.dsn.recipients.get(index).filter(|_| remote_dsn)
+        {
+            if let Some(notify) = notify {
+                rcpt.push_str(&format!(" NOTIFY={notify}"));
+            }
+            if let Some(orcpt) = orcpt {
+                rcpt.push_str(&format!(" ORCPT={orcpt}"));
+            }
+        }
+        rcpt.push_str("\r\n");
+        command(stream, rcpt.as_bytes()).await?;
         let reply = read_reply(stream, settings.timeout).await?;
         results.push(match reply.code {
             250 | 251 => RecipientResult::Delivered(reply),
@@ -230,13 +333,13 @@ async fn send<S: AsyncBufRead + AsyncWrite + Unpin>(
         .any(|r| matches!(r, RecipientResult::Delivered(_)))
     {
         let _ = quit(stream, settings).await;
-        return Ok(results);
+        return Ok(outcome(results));
     }
     command(stream, b"DATA\r\n").await?;
     let reply = read_reply(stream, settings.timeout).await?;
     if reply.code != 354 {
         let _ = quit(stream, settings).await;
-        return Ok(apply_to_accepted(results, &reply));
+        return Ok(outcome(apply_to_accepted(results, &reply)));
     }
     let text = dot_stuff(transaction.message);
     stream
@@ -249,7 +352,7 @@ async fn send<S: AsyncBufRead + AsyncWrite + Unpin>(
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     let reply = read_reply(stream, settings.data_timeout).await?;
     let _ = quit(stream, settings).await;
-    Ok(apply_to_accepted(results, &reply))
+    Ok(outcome(apply_to_accepted(results, &reply)))
 }
 
 /// After DATA every accepted recipient shares the final reply.
@@ -363,68 +466,6 @@ async fn read_reply_lines<S: AsyncBufRead + Unpin>(
             Some(b'-') => return Err(SessionError::Protocol("reply has too many lines".into())),
             _ => return Ok((code, lines)),
         }
-    }
-}
-
-/// rustls client configuration for opportunistic STARTTLS between MTAs: the certificate is
-/// not checked (RFC 7435: without DANE or MTA-STS there is no name to check it against, and
-/// refusing would send the mail in the clear instead), but the handshake signatures are.
-pub fn opportunistic_tls_config() -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .expect("the provider supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -3,11 +3,39 @@
 
 use crate::session::rfc5322_date;
 
-/// What is being reported for a recipient.
+/// What is being reported for a recipient (RFC 3464 2.3.3, `action-value`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DsnAction {
+    /// Given up: bounced.
     Failed,
+    /// Not delivered yet, still being retried (NOTIFY=DELAY).
+    Delayed,
+    /// Delivered into the recipient's mailbox here (NOTIFY=SUCCESS).
     Delivered,
+    /// Handed to a server that does not report successes itself, i.e. without DSN
+    /// (NOTIFY=SUCCESS, RFC 3461 5.2.2).
+    Relayed,
+}
+
+impl DsnAction {
+    fn action_value(self) -> &'static str {
+        match self {
+            DsnAction::Failed => "failed",
+            DsnAction::Delayed => "delayed",
+            DsnAction::Delivered => "delivered",
+            DsnAction::Relayed => "relayed",
+        }
+    }
+
+    /// The `Status:` of a recipient with this action and this diagnostic.
+    fn status(self, diagnostic: &str) -> String {
+        match self {
+            // A failure after retries keeps its 4.x.x code (e.g. 4.4.7, expired), as Postfix does.
+            DsnAction::Failed => status_code(diagnostic, "45", "5.0.0"),
+            DsnAction::Delayed => status_code(diagnostic, "4", "4.0.0"),
+            DsnAction::Delivered | DsnAction::Relayed => status_code(diagnostic, "2", "2.0.0"),
+        }
+    }
 }
 
 /// One recipient's block.
@@ -20,6 +48,9 @@ pub struct DsnRecipient<'a> {
     pub remote_host: Option<&'a str>,
     /// The sender's ORCPT (`rfc822;xtext`), echoed as Original-Recipient (RFC 3464 2.3.1).
     pub original_recipient: Option<&'a str>,
+    /// For a delayed recipient: until when delivery is retried (unix seconds), given as
+    /// Will-Retry-Until (RFC 3464 2.3.9).
+    pub retry_until: Option<i64>,
 }
 
 /// Build the report. `arrival` is when we accepted the original (unix seconds);
@@ -37,8 +68,11 @@ pub fn build(
     let now = sealmail_core::time::now_unix();
     let boundary = format!("sealmail-dsn-{}", crate::outbound::store::new_id());
     let failed = recipients.iter().any(|r| r.action == DsnAction::Failed);
+    let delayed = !failed && recipients.iter().any(|r| r.action == DsnAction::Delayed);
     let subject = if failed {
         "Undelivered Mail Returned to Sender"
+    } else if delayed {
+        "Delayed Mail (still being retried)"
     } else {
         "Delivery Status Notification (Success)"
     };
@@ -67,6 +101,12 @@ pub fn build(
             "This is the mail system at {reporting_host}.\r\n\r\n\
              Your message could not be delivered to one or more recipients:\r\n\r\n"
         ));
+    } else if delayed {
+        text.push_str(&format!(
+            "This is the mail system at {reporting_host}.\r\n\r\n\
+             Your message has not been delivered yet to the recipients below. Delivery is\r\n\
+             still being retried; you do not need to send it again.\r\n\r\n"
+        ));
     } else {
         text.push_str("Your message was delivered to the following recipients:\r\n\r\n");
     }
@@ -90,11 +130,8 @@ pub fn build(
         rfc5322_date(arrival)
     ));
     for recipient in recipients {
-        let (action, status) = match recipient.action {
-            // A failure after retries keeps its 4.x.x code (e.g. 4.4.7, expired), as Postfix does.
-            DsnAction::Failed => ("failed", status_code(recipient.diagnostic, "45", "5.0.0")),
-            DsnAction::Delivered => ("delivered", status_code(recipient.diagnostic, "2", "2.0.0")),
-        };
+        let action = recipient.action.action_value();
+        let status = recipient.action.status(recipient.diagnostic);
         text.push_str("\r\n");
         if let Some(original) = recipient.original_recipient {
             text.push_str(&format!("Original-Recipient: {original}\r\n"));
@@ -111,6 +148,9 @@ pub fn build(
             one_line(recipient.diagnostic),
             rfc5322_date(now)
         ));
+        if let Some(until) = recipient.retry_until {
+            text.push_str(&format!("Will-Retry-Until: {}\r\n", rfc5322_date(until)));
+        }
     }
     let (returned_type, returned) = match return_full {
         true => ("message/rfc822", original),
@@ -180,6 +220,7 @@ mod tests {
                 diagnostic: "550 5.1.1 no such user",
                 remote_host: Some("mx.remote.test"),
                 original_recipient: None,
+                retry_until: None,
             }],
             None,
             false,
@@ -220,6 +261,7 @@ mod tests {
                 diagnostic: "250 2.0.0 queued",
                 remote_host: None,
                 original_recipient: Some("rfc822;B+40remote.test"),
+                retry_until: None,
             }],
             Some("ENV+2B1"),
             true,
@@ -230,6 +272,59 @@ mod tests {
         assert!(text.contains("Action: delivered\r\n"));
         assert!(text.contains("Content-Type: message/rfc822\r\n"));
         assert!(text.contains("the body"), "RET=FULL returns the body");
+    }
+
+    #[test]
+    fn delay_report_says_delayed_and_until_when_it_is_retried() {
+        let report = build(
+            "mx.example.test",
+            "a@example.test",
+            b"Subject: s\r\n\r\nbody\r\n",
+            1_700_000_000,
+            &[DsnRecipient {
+                address: "b@remote.test",
+                action: DsnAction::Delayed,
+                diagnostic: "421 4.3.2 try later",
+                remote_host: Some("mx.remote.test"),
+                original_recipient: None,
+                retry_until: Some(1_700_432_000),
+            }],
+            None,
+            true,
+        );
+        let text = String::from_utf8(report).unwrap();
+        assert!(text.contains("Subject: Delayed Mail (still being retried)\r\n"));
+        assert!(
+            text.contains("Action: delayed\r\nStatus: 4.3.2\r\n"),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "Will-Retry-Until: {}\r\n",
+            rfc5322_date(1_700_432_000)
+        )));
+        assert!(text.contains("still being retried"));
+        let relayed = build(
+            "mx.example.test",
+            "a@example.test",
+            b"Subject: s\r\n\r\nbody\r\n",
+            1_700_000_000,
+            &[DsnRecipient {
+                address: "b@remote.test",
+                action: DsnAction::Relayed,
+                diagnostic: "250 ok",
+                remote_host: Some("mx.remote.test"),
+                original_recipient: None,
+                retry_until: None,
+            }],
+            None,
+            false,
+        );
+        let relayed = String::from_utf8(relayed).unwrap();
+        assert!(
+            relayed.contains("Action: relayed\r\nStatus: 2.0.0\r\n"),
+            "{relayed}"
+        );
+        assert!(relayed.contains("Delivery Status Notification (Success)"));
     }
 
     #[test]

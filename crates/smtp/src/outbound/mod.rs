@@ -10,6 +10,7 @@ pub mod client;
 pub mod dsn;
 pub mod resolve;
 pub mod store;
+pub mod tls;
 mod worker;
 
 use crate::dkim::{DkimError, DkimKeys};
@@ -17,7 +18,8 @@ use crate::proto::RcptParams;
 use crate::relay::{Relay, RelayError};
 use client::ClientSettings;
 use resolve::MxResolver;
-use sealmail_core::registry::{Address, Registry};
+use sealmail_core::mailstore::MailStore;
+use sealmail_core::registry::{Address, MailboxId, Registry};
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use store::{Envelope, QueueDir, RecipientState, RecipientStatus};
 use tokio::sync::Notify;
 
 pub use store::Envelope as QueuedEnvelope;
+pub use worker::AdminError;
 
 /// Relay settings.
 #[derive(Debug, Clone)]
@@ -35,8 +38,13 @@ pub struct OutboundConfig {
     pub hostname: String,
     /// Port of remote MX hosts: 25, or a high port in tests.
     pub port: u16,
-    /// Send only over STARTTLS; hosts without it are retried and finally bounced.
+    /// Send only over STARTTLS with a certificate that chains to a trusted root and names
+    /// the MX host; hosts without it are retried and finally bounced. When false, TLS is
+    /// opportunistic (RFC 7435): used when offered, any certificate accepted.
     pub require_tls: bool,
+    /// PEM file of root certificates trusted in addition to the system's, for `require_tls`
+    /// (a private CA, or a test CA).
+    pub extra_ca_file: Option<std::path::PathBuf>,
     /// DNS servers (host:port); empty means the system's /etc/resolv.conf.
     pub nameservers: Vec<SocketAddr>,
     /// After this long without success a message is bounced (RFC 5321 4.5.4.1: 4-5 days).
@@ -49,6 +57,10 @@ pub struct OutboundConfig {
     pub timeout: Duration,
     /// Messages in delivery at once.
     pub max_concurrent_deliveries: usize,
+    /// Once a message has waited this long undelivered, its sender gets one `delayed` DSN
+    /// (RFC 3464) for the recipients still pending, unless they asked otherwise (NOTIFY
+    /// without DELAY). `None`: never.
+    pub delay_notice_after: Option<Duration>,
 }
 
 impl Default for OutboundConfig {
@@ -57,12 +69,15 @@ impl Default for OutboundConfig {
             hostname: "localhost".into(),
             port: 25,
             require_tls: false,
+            extra_ca_file: None,
             nameservers: Vec::new(),
             max_lifetime: Duration::from_secs(5 * 24 * 3600),
             first_retry: Duration::from_secs(5 * 60),
             max_retry_interval: Duration::from_secs(4 * 3600),
             timeout: Duration::from_secs(5 * 60),
             max_concurrent_deliveries: 32,
+            // Sendmail's and Exim's habit: a first warning after four hours.
+            delay_notice_after: Some(Duration::from_secs(4 * 3600)),
         }
     }
 }
@@ -104,7 +119,17 @@ pub struct OutboundQueue {
     /// Items being delivered right now (the worker must not start them twice). A std Mutex:
     /// held only for set operations, never across an await.
     in_flight: Mutex<HashSet<String>>,
+    /// Attempts whose STARTTLS failed (sent in the clear, or refused under `require_tls`,
+    /// including certificates that failed verification).
+    tls_failures: std::sync::atomic::AtomicU64,
+    /// Folds a report sealed for a local sender into the sender's mailbox if a session holds
+    /// it open (set by [`OutboundQueue::fold_in_through`]); else it waits for the next login.
+    fold_in: std::sync::OnceLock<FoldIn>,
 }
+
+/// See [`OutboundQueue::fold_in_through`].
+type FoldIn =
+    Arc<dyn Fn(MailboxId) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 impl std::fmt::Debug for OutboundQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,19 +142,32 @@ impl std::fmt::Debug for OutboundQueue {
 
 impl OutboundQueue {
     pub fn new(registry: Arc<Registry>, config: OutboundConfig) -> std::io::Result<Self> {
-        let data_dir = registry.data_dir().to_path_buf();
-        let dir = QueueDir::new(&data_dir);
-        let removed = dir.clean_incomplete()?;
+        let queue = Self::open_existing(registry, config)?;
+        let removed = queue.dir.clean_incomplete()?;
         if removed > 0 {
             tracing::info!(removed, "removed incomplete outbound items left by a crash");
         }
+        Ok(queue)
+    }
+
+    /// The queue as an administration tool sees it (`sealmail queue`): no crash clean-up,
+    /// which would remove the message of an item a running server is writing right now.
+    /// Do not [`OutboundQueue::run`] it.
+    pub fn open_existing(registry: Arc<Registry>, config: OutboundConfig) -> std::io::Result<Self> {
+        let data_dir = registry.data_dir().to_path_buf();
+        let dir = QueueDir::new(&data_dir);
         let resolver = MxResolver::new(&config.nameservers)?;
         let client = ClientSettings {
             hostname: config.hostname.clone(),
             require_tls: config.require_tls,
             timeout: config.timeout,
             data_timeout: config.timeout.max(Duration::from_secs(10 * 60)),
-            tls: client::opportunistic_tls_config(),
+            tls: if config.require_tls {
+                tls::verified_config(config.extra_ca_file.as_deref())
+                    .map_err(std::io::Error::other)?
+            } else {
+                tls::opportunistic_config()
+            },
         };
         Ok(OutboundQueue {
             dir,
@@ -140,6 +178,8 @@ impl OutboundQueue {
             client,
             wake: Notify::new(),
             in_flight: Mutex::default(),
+            tls_failures: std::sync::atomic::AtomicU64::new(0),
+            fold_in: std::sync::OnceLock::new(),
         })
     }
 
@@ -189,12 +229,17 @@ impl OutboundQueue {
                         remote_host: None,
                         notify_success: params.notify.is_some_and(|n| n.success),
                         notify_failure: params.notify.is_none_or(|n| n.failure),
+                        // RFC 3461 4.1: without NOTIFY, delays MAY be reported; they are.
+                        notify_delay: params.notify.is_none_or(|n| n.delay),
+                        delay_reported: false,
+                        notify: params.notify.map(|n| n.esmtp_value()),
                         original_recipient: params.orcpt,
                     }
                 })
                 .collect(),
             envelope_id: options.envelope_id,
             return_full: options.return_full,
+            tls_failure: None,
         };
         let sender_domain = envelope_from
             .rsplit_once('@')
@@ -223,6 +268,34 @@ impl OutboundQueue {
     /// Items waiting for delivery (their envelopes).
     pub fn pending(&self) -> std::io::Result<Vec<Envelope>> {
         self.dir.envelopes()
+    }
+
+    /// Reports (DSNs) sealed for local senders are folded into their mailboxes at once when
+    /// `store` has them open, as MX does with arriving mail, instead of waiting for the
+    /// sender's next login (an IDLE client may stay connected for days). The first store
+    /// set wins.
+    pub fn fold_in_through<M: MailStore>(&self, store: Arc<M>) {
+        let fold_in: FoldIn = Arc::new(move |mailbox_id| {
+            let store = Arc::clone(&store);
+            Box::pin(async move {
+                if let Err(error) = store.drain_sealed_if_open(&mailbox_id).await {
+                    tracing::warn!(%error, "folding a sealed report into an open mailbox failed");
+                }
+            })
+        });
+        let _ = self.fold_in.set(fold_in);
+    }
+
+    /// Delivery attempts since start whose STARTTLS failed: sent in the clear after a failed
+    /// handshake (opportunistic TLS), or not sent because TLS is required (not offered, or
+    /// the certificate failed verification).
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Our name in EHLO and in DSNs.
+    pub fn hostname(&self) -> &str {
+        &self.config.hostname
     }
 
     /// Deliver until `shutdown` completes: due items are started (at most

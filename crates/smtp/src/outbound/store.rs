@@ -31,6 +31,10 @@ pub struct Envelope {
     /// RET=FULL: a failure DSN returns the whole message, not only its headers.
     #[serde(default)]
     pub return_full: bool,
+    /// The last STARTTLS failure that made an attempt go in the clear (opportunistic TLS),
+    /// or that stopped it (required TLS).
+    #[serde(default)]
+    pub tls_failure: Option<String>,
 }
 
 /// Where one recipient stands.
@@ -52,6 +56,16 @@ pub struct RecipientState {
     /// The sender's ORCPT, echoed in DSNs (RFC 3461 4.2).
     #[serde(default)]
     pub original_recipient: Option<String>,
+    /// A delay is reported to the sender (once): true unless NOTIFY was given without DELAY.
+    #[serde(default = "reported_by_default")]
+    pub notify_delay: bool,
+    /// The delay report was sent.
+    #[serde(default)]
+    pub delay_reported: bool,
+    /// The NOTIFY value the sender gave (`NEVER` or a list), passed on to a remote server
+    /// that offers DSN; `None` when absent.
+    #[serde(default)]
+    pub notify: Option<String>,
 }
 
 fn reported_by_default() -> bool {
@@ -104,8 +118,12 @@ impl QueueDir {
         sync_dir(&self.dir)
     }
 
-    /// Replace an item's envelope (after an attempt), durably.
+    /// Replace an item's envelope (after an attempt), durably. An item removed meanwhile (an
+    /// operator bounced it) is not brought back.
     pub fn update(&self, envelope: &Envelope) -> std::io::Result<()> {
+        if !self.envelope_path(&envelope.id).exists() {
+            return Ok(());
+        }
         write_synced(
             &self.dir,
             &self.envelope_path(&envelope.id),
@@ -246,9 +264,13 @@ mod tests {
                 notify_success: false,
                 notify_failure: true,
                 original_recipient: None,
+                notify_delay: true,
+                delay_reported: false,
+                notify: None,
             }],
             envelope_id: None,
             return_full: false,
+            tls_failure: None,
         }
     }
 

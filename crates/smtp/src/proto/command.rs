@@ -103,6 +103,25 @@ pub struct DsnNotify {
     pub delay: bool,
 }
 
+impl DsnNotify {
+    /// The parameter's value as it goes on a relayed RCPT: `NEVER` or the list.
+    pub fn esmtp_value(&self) -> String {
+        let listed: Vec<&str> = [
+            (self.success, "SUCCESS"),
+            (self.failure, "FAILURE"),
+            (self.delay, "DELAY"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if listed.is_empty() {
+            "NEVER".into()
+        } else {
+            listed.join(",")
+        }
+    }
+}
+
 /// Longest ENVID (RFC 3461 4.4: 100 characters).
 const MAX_ENVID: usize = 100;
 /// Longest ORCPT value (RFC 3461 4.2: 500 characters).

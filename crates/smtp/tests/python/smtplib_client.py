@@ -1,7 +1,8 @@
 """Drive sealmail's SMTP listeners with Python's smtplib, as a real client would.
 
-Usage: smtplib_client.py mx|submission|implicit PORT MARKER [RECIPIENT]
-(implicit: submission over implicit TLS, port 465 style, to RECIPIENT, default bob)
+Usage: smtplib_client.py mx|submission|implicit|dsn PORT MARKER [RECIPIENT]
+(implicit: submission over implicit TLS, port 465 style, to RECIPIENT, default bob;
+dsn: submission to bob asking for a success report, RFC 3461 parameters)
 Exits non-zero (with a message) when any reply differs from what the server must answer.
 """
 import smtplib
@@ -49,7 +50,18 @@ with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
     check(smtp.verify("alice@example.test")[0] == 252, "VRFY answers 252")
     smtp.starttls(context=context)
     smtp.ehlo("smtplib.test")
-    if mode == "mx":
+    if mode == "dsn":
+        check(smtp.has_extn("dsn"), "DSN offered")
+        smtp.login("alice@example.test", "correct horse")
+        refused = smtp.sendmail(
+            "alice@example.test",
+            ["bob@example.test"],
+            message("alice@example.test", ["bob@example.test"]).as_string(),
+            mail_options=["RET=HDRS", "ENVID=" + marker],
+            rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;bob@example.test"],
+        )
+        check(refused == {}, "recipient accepted: %r" % refused)
+    elif mode == "mx":
         check(not smtp.has_extn("auth"), "MX offers no AUTH")
         refused = smtp.send_message(
             message("sender@remote.test", ["alice@example.test", "nobody@example.test"]),

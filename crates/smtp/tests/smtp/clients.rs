@@ -98,6 +98,33 @@ async fn python_smtplib_submission_stores_sent_and_seals_local_recipient() {
     server.shutdown().await;
 }
 
+/// RFC 3461 from a real client: smtplib's mail and rcpt options ask for a success report,
+/// and the final delivery here sends the sender a `delivered` DSN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_smtplib_notify_success_gets_a_delivered_report() {
+    let server = TestServer::submission().await;
+    let marker = marker("dsn");
+    let mut command = Command::new("python3");
+    command.args([
+        python_script(),
+        "dsn".into(),
+        server.addr.port().to_string(),
+        marker.clone(),
+    ]);
+    assert_eq!(run_blocking(command).await.trim(), "ok");
+    assert_sealed_then_delivered(&server, BOB, "INBOX", &marker).await;
+    let alice = server.messages(ALICE, "INBOX").await;
+    assert_eq!(alice.len(), 1, "one success report");
+    let report = String::from_utf8_lossy(&alice[0]);
+    assert!(
+        report.contains("Final-Recipient: rfc822; bob@example.test\r\nAction: delivered\r\n"),
+        "{report}"
+    );
+    assert!(report.contains(&format!("Original-Envelope-Id: {marker}")));
+    assert!(report.contains("Original-Recipient: rfc822;bob@example.test"));
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_smtplib_submission_over_implicit_tls() {
     let server = TestServer::start(|config| {
