@@ -12,10 +12,10 @@
 //!    online backup API when a long reader keeps the WAL from being folded);
 //! 4. if the SHA-256 equals the latest stored version's, stops: nothing changed (the bytes of
 //!    an unchanged file are the same; any write re-encrypts pages with fresh IVs);
-//! 5. opens the copy with the key: `PRAGMA quick_check` (every page decrypts and authenticates
-//!    under the key, b-trees and page accounting are sound; why not `integrity_check` is
-//!    argued at `snapshot::verify_snapshot`), row counts; the copy is flushed to disk
-//!    meanwhile, on a second thread;
+//! 5. opens the copy with the key: `PRAGMA integrity_check` (every page decrypts and
+//!    authenticates under the key, b-trees, page accounting and indexes are sound; see
+//!    `snapshot::verify_snapshot`), row counts; the copy is flushed to disk meanwhile, on a
+//!    second thread;
 //! 6. stores the snapshot under `<mailbox_id>/<version>.sqlite` with a [`BackupManifest`]
 //!    (`<version>.json`) that records time, size, hash, schema version, row counts and the
 //!    password wrapping of the key;

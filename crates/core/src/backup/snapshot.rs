@@ -229,16 +229,14 @@ pub(crate) fn copy_pages_if(
 /// `-wal`/`-shm` files beside it (its header still says WAL, like the live file it was copied
 /// from, and a restored file opens in WAL mode as every mailbox does).
 ///
-/// The check is `PRAGMA quick_check`, not `integrity_check`. The copy is the live file's pages
-/// taken at one point in time, so whether its indexes agree with their tables (the part
-/// `integrity_check` adds) is a property of the live file the copy cannot change; that part
-/// grows with the number of rows and index entries (in `benches/backup.rs`, 1 GiB of large
-/// messages, both checks take about the same time; mailboxes of many small messages have many
-/// more index entries per byte). What copying can get wrong is what `quick_check` sees: it
-/// reads every page of every b-tree and overflow chain, so each page must decrypt and pass its
-/// HMAC under the key (a wrong key, wrong cipher settings or a damaged page fails), and it
-/// checks the b-tree structure and that no page is missing or used twice. A restore still
-/// runs the full `integrity_check` before a backup replaces a mailbox.
+/// The check is `PRAGMA integrity_check`, as the backup design asks. `quick_check` would see
+/// everything copying can get wrong (every page of every b-tree and overflow chain must decrypt
+/// and pass its HMAC under the key; the b-tree structure and page accounting must be sound);
+/// what `integrity_check` adds, that every index agrees with its table, is a property of the
+/// live file the copy was taken from. Checking it here tells the operator about a damaged live
+/// mailbox at backup time, not at the restore that needs the backup. In `benches/backup.rs`
+/// (1 GiB of large messages) both checks take the same time; mailboxes of many small messages
+/// have more index entries per byte and pay more for it.
 pub(crate) fn verify_snapshot(
     path: &Path,
     key: &MailboxKey,
@@ -269,7 +267,7 @@ pub(crate) fn verify_snapshot(
     })
 }
 
-/// `PRAGMA quick_check`, schema version and row counts of the snapshot at `path`.
+/// `PRAGMA integrity_check`, schema version and row counts of the snapshot at `path`.
 fn check_snapshot(path: &Path, key: &MailboxKey) -> Result<(i64, RowCounts)> {
     let corrupt = |reason: String| Error::Corrupt {
         path: path.into(),
@@ -285,7 +283,7 @@ fn check_snapshot(path: &Path, key: &MailboxKey) -> Result<(i64, RowCounts)> {
     conn.execute_batch("PRAGMA cache_size = -2048;")
         .map_err(|e| corrupt(e.to_string()))?;
     let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .map_err(|e| corrupt(e.to_string()))?;
     if check != "ok" {
         return Err(corrupt(check));
