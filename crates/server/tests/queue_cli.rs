@@ -7,37 +7,15 @@ mod support;
 use sealmail_smtp::outbound::store::{Envelope, QueueDir, RecipientState, RecipientStatus};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::Serve;
+use support::{Serve, ok};
 
 const OWNER: &str = "owner@example.org";
 const SENDER: &str = "sender@example.org";
 const MARKER: &str = "qz7SEALEDmarker3p";
 fn sealmail(data_dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sealmail"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sealmail");
-    let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    if let Err(e) = written {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
+    support::run(support::sealmail(data_dir).args(args), stdin)
 }
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {

@@ -15,20 +15,7 @@ const PASSWORD: &str = "correct horse battery staple 42";
 
 /// Run `sealmail <args>` with the password on stdin.
 fn with_password(data_dir: &Path, args: &[&str]) -> Output {
-    let mut child = sealmail(data_dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    support::run(sealmail(data_dir).args(args), &format!("{PASSWORD}\n"))
 }
 
 /// A server with only plain IMAP, on a port of the kernel's choosing.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use support::moto::{Moto, find};
-use support::{Serve, Server};
+use support::{Serve, Server, ok};
 
 const PASSWORD: &str = "s3 backup test password";
 
@@ -54,32 +54,11 @@ fn sealmail(data_dir: &Path, moto: &Moto) -> Command {
 }
 
 fn run(mut command: Command, args: &[&str], stdin: &str) -> Output {
-    let mut child = command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sealmail");
-    let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    if let Err(e) = written {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn ok(output: Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "failed: {}\nstdout: {stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    support::run(command.args(args), stdin)
 }
 
 fn add_account(data_dir: &Path, moto: &Moto, address: &str) {
-    ok(run(
+    ok(&run(
         sealmail(data_dir, moto),
         &["account", "add", address, "--password-stdin"],
         &format!("{PASSWORD}\n"),
@@ -93,7 +72,7 @@ fn import_one(data_dir: &Path, moto: &Moto, address: &str, marker: &str) {
         format!("From a Sat Nov 28 20:21:38 2026\nSubject: {marker}\n\nbody {marker}\n"),
     )
     .unwrap();
-    ok(run(
+    ok(&run(
         sealmail(data_dir, moto),
         &[
             "import",
@@ -124,7 +103,7 @@ fn cli_backup_to_s3_stores_an_encrypted_object_lists_it_and_restores_from_it() {
     ];
     let password = format!("{PASSWORD}\n");
 
-    let stored = ok(run(sealmail(&data, &moto), &backup, &password));
+    let stored = ok(&run(sealmail(&data, &moto), &backup, &password));
     assert!(stored.starts_with("stored "), "{stored}");
     let snapshots = snapshot_keys(&moto, "cli-backups");
     assert_eq!(snapshots.len(), 1, "{:?}", moto.keys("cli-backups"));
@@ -142,17 +121,17 @@ fn cli_backup_to_s3_stores_an_encrypted_object_lists_it_and_restores_from_it() {
     let digest = sha256_hex(&bytes);
     assert!(contains(&manifest, &digest), "manifest lacks {digest}");
 
-    let again = ok(run(sealmail(&data, &moto), &backup, &password));
+    let again = ok(&run(sealmail(&data, &moto), &backup, &password));
     assert!(again.starts_with("unchanged since "), "{again}");
     assert_eq!(snapshot_keys(&moto, "cli-backups").len(), 1);
-    let listed = ok(run(
+    let listed = ok(&run(
         sealmail(&data, &moto),
         &["backup", "c@example.org", "--target", target, "--list"],
         "",
     ));
     assert_eq!(listed.lines().count(), 1, "{listed}");
 
-    let restored = ok(run(
+    let restored = ok(&run(
         sealmail(&fresh, &moto),
         &[
             "restore",
@@ -165,7 +144,7 @@ fn cli_backup_to_s3_stores_an_encrypted_object_lists_it_and_restores_from_it() {
     ));
     assert!(restored.starts_with("restored "), "{restored}");
     let out = dir.path().join("export");
-    ok(run(
+    ok(&run(
         sealmail(&fresh, &moto),
         &[
             "export",
@@ -296,7 +275,7 @@ fn scheduled_backup_of_a_logged_in_mailbox_lands_encrypted_in_s3() {
     assert!(server.stop().success());
 
     // What the server stored is a real backup of that mailbox: `--list` reads it back.
-    let listed = ok(run(
+    let listed = ok(&run(
         sealmail(&data, &moto),
         &[
             "backup",

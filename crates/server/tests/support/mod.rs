@@ -10,9 +10,9 @@
 pub mod moto;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,6 +40,33 @@ pub fn sealmail(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sealmail"));
     command.arg("--data-dir").arg(data_dir);
     command
+}
+
+/// Run `command` to its end with `stdin` as its input, capturing stdout and stderr. A command
+/// that fails before reading its input closes the pipe early; that is fine.
+pub fn run(command: &mut Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sealmail");
+    let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    if let Err(e) = written {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The stdout of a command that must have succeeded; its stderr in the failure message.
+pub fn ok(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "failed: {}\nstdout: {stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
 
 /// Options for one `sealmail serve` start.
