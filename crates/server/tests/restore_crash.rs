@@ -6,13 +6,13 @@
 mod support;
 
 use sealmail_core::account;
-use sealmail_core::registry::{AccountOptions, KdfParams, Registry};
+use sealmail_core::registry::Registry;
 use sealmail_core::store::AppendOptions;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Instant;
-use support::sealmail;
+use support::{ok, run, sealmail};
 
 const ADDRESS: &str = "restore-crash@example.test";
 const PASSWORD: &str = "restore crash password";
@@ -34,16 +34,6 @@ fn restore_command(data_dir: &Path, target: &str) -> Child {
         .write_all(format!("{PASSWORD}\n").as_bytes())
         .unwrap();
     child
-}
-
-fn succeeded(output: Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 /// The subjects in INBOX, opened through the registry with the password as a login would.
@@ -87,41 +77,19 @@ fn a_restore_killed_anywhere_leaves_an_openable_mailbox_and_can_be_rerun() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let target = format!("file://{}", dir.path().join("backups").display());
-    let registry = Registry::open_or_create(&data).unwrap();
-    let options = AccountOptions {
-        quota: None,
-        with_recovery_code: false,
-        kdf: KdfParams {
-            m_cost_kib: 64,
-            t_cost: 1,
-            p_cost: 1,
-        },
-    };
-    registry
-        .add_account(ADDRESS, Some(PASSWORD), &options)
-        .unwrap();
-    drop(registry);
+    support::add_account_with_cheap_kdf(&data, ADDRESS, PASSWORD);
     append(&data, (0..300).map(|i| format!("backed-up {i:03}")));
     let backed_up = subjects(&data);
-    let mut backup = sealmail(&data)
-        .args(["backup", ADDRESS, "--target", &target, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    backup
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    assert!(succeeded(backup.wait_with_output().unwrap()).starts_with("stored "));
+    let backup = run(
+        sealmail(&data).args(["backup", ADDRESS, "--target", &target, "--password-stdin"]),
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok(&backup).starts_with("stored "));
 
     // How long an uninterrupted restore takes here, to spread the kills over it.
     append(&data, ["newer".to_owned()]);
     let started = Instant::now();
-    succeeded(restore_command(&data, &target).wait_with_output().unwrap());
+    ok(&restore_command(&data, &target).wait_with_output().unwrap());
     let full_run = started.elapsed();
     assert_eq!(subjects(&data), backed_up);
 
@@ -144,7 +112,7 @@ fn a_restore_killed_anywhere_leaves_an_openable_mailbox_and_can_be_rerun() {
             "killed after {delay:?}: neither the old nor the restored state ({} messages)",
             now.len()
         );
-        succeeded(restore_command(&data, &target).wait_with_output().unwrap());
+        ok(&restore_command(&data, &target).wait_with_output().unwrap());
         assert_eq!(
             subjects(&data),
             backed_up,

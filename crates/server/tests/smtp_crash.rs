@@ -5,7 +5,7 @@
 mod support;
 
 use sealmail_core::account;
-use sealmail_core::registry::{AccountOptions, KdfParams, Registry};
+use sealmail_core::registry::Registry;
 use sealmail_core::seal::SealedQueue;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -86,20 +86,7 @@ fn deliver(port: u16, marker: &str) -> std::io::Result<Result<(), String>> {
 #[test]
 fn every_acknowledged_message_survives_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::open_or_create(dir.path()).unwrap();
-    let options = AccountOptions {
-        quota: None,
-        with_recovery_code: false,
-        kdf: KdfParams {
-            m_cost_kib: 64,
-            t_cost: 1,
-            p_cost: 1,
-        },
-    };
-    registry
-        .add_account(ADDRESS, Some(PASSWORD), &options)
-        .unwrap();
-    drop(registry);
+    support::add_account_with_cheap_kdf(dir.path(), ADDRESS, PASSWORD);
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,7 +4,7 @@
 
 mod support;
 
-use sealmail_core::registry::{AccountOptions, KdfParams, Registry};
+use sealmail_core::registry::Registry;
 use sealmail_core::seal::SealedQueue;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -94,22 +94,10 @@ fn deliver(port: u16, recipient: &str, marker: &str) -> String {
 }
 
 fn add_accounts(data_dir: &Path) -> Registry {
-    let registry = Registry::open_or_create(data_dir).unwrap();
-    let options = AccountOptions {
-        quota: None,
-        with_recovery_code: false,
-        kdf: KdfParams {
-            m_cost_kib: 64,
-            t_cost: 1,
-            p_cost: 1,
-        },
-    };
     for address in [ONLINE, OFFLINE] {
-        registry
-            .add_account(address, Some(PASSWORD), &options)
-            .unwrap();
+        support::add_account_with_cheap_kdf(data_dir, address, PASSWORD);
     }
-    registry
+    Registry::open(data_dir).unwrap()
 }
 
 fn pending(registry: &Registry, address: &str) -> usize {

@@ -42,6 +42,26 @@ pub fn sealmail(data_dir: &Path) -> Command {
     command
 }
 
+/// Add `address` with `password` to the registry in `data_dir` (created if missing), with the
+/// cheapest Argon2id parameters: tests that log in many times or time a command must not pay
+/// the production KDF cost on each login.
+pub fn add_account_with_cheap_kdf(data_dir: &Path, address: &str, password: &str) {
+    use sealmail_core::registry::{AccountOptions, KdfParams, Registry};
+    let registry = Registry::open_or_create(data_dir).unwrap();
+    let options = AccountOptions {
+        quota: None,
+        with_recovery_code: false,
+        kdf: KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        },
+    };
+    registry
+        .add_account(address, Some(password), &options)
+        .unwrap();
+}
+
 /// Run `command` to its end with `stdin` as its input, capturing stdout and stderr. A command
 /// that fails before reading its input closes the pipe early; that is fine.
 pub fn run(command: &mut Command, stdin: &str) -> Output {
