@@ -20,7 +20,7 @@ use std::time::Instant;
 
 /// The mailbox cipher settings (`key::cipher_settings`), for the step profile.
 const CIPHER_SETTINGS: &str =
-    "PRAGMA cipher_page_size = 16384; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;";
+    "PRAGMA cipher_page_size = 4096; PRAGMA cipher_hmac_algorithm = HMAC_SHA256;";
 
 fn main() {
     let megabytes: u64 = std::env::var("SEALMAIL_BENCH_BACKUP_MB")

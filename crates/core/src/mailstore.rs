@@ -567,6 +567,41 @@ impl<O: MailboxOpener> LocalMailStore<O> {
         first_error.map_or(Ok(delivered), Err)
     }
 
+    /// Index the bodies waiting for the full-text index (`store::fts_index`) in every mailbox
+    /// a session holds open, `batch` bodies per transaction: the server's background work, so
+    /// a client's first text search rarely waits for it. The mailbox lock is taken per batch,
+    /// so sessions' commands take turns with the indexing. Blocking. Returns how many bodies
+    /// were indexed; the first error, if any, after every mailbox had its turn.
+    pub fn index_open_mailboxes(&self, batch: usize) -> Result<usize> {
+        let alive: Vec<Arc<SharedMailbox>> = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.values().filter_map(Weak::upgrade).collect()
+        };
+        let mut indexed = 0;
+        let mut first_error = None;
+        for shared in alive {
+            loop {
+                let step = {
+                    let mut guard = shared.mailbox.lock().unwrap_or_else(|p| p.into_inner());
+                    guard.as_mut().as_mut().index_pending(batch)
+                };
+                match step {
+                    Ok(count) => {
+                        indexed += count;
+                        if count < batch {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                        break;
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(indexed), Err)
+    }
+
     /// The mailboxes sessions hold open right now (lingering ones included), with what a
     /// backup needs. The keys are copies: a caller must drop them when its backup is done.
     /// Blocking: if the last session ends meanwhile, its file is closed on this thread.

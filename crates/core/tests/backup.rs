@@ -981,7 +981,9 @@ mod s3 {
         let part_size = 5 << 20;
         setup.target = target(&moto, "big", "", Some(part_size));
         let mut open = open_mailbox(&setup.registry, ADDRESS, PASSWORD).unwrap();
-        for index in 0..3u64 {
+        // Four 4 MiB texts of base64-like noise: about 12 MiB once compressed, whether or not
+        // the full-text index has taken them yet.
+        for index in 0..4u64 {
             let raw = message(&format!("big{index}"), &noise(4 << 20, index + 1));
             open.mailbox_mut()
                 .append("INBOX", &raw, &AppendOptions::default())

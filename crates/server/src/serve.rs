@@ -25,6 +25,10 @@ const LOGIN_CACHE_SWEEP: Duration = Duration::from_secs(60);
 /// binding's `deliver()`) is looked for and folded into the mailboxes sessions hold open.
 const SEALED_QUEUE_SWEEP: Duration = Duration::from_secs(2);
 
+/// Bodies indexed per transaction by the background indexing of open mailboxes: one batch
+/// holds a mailbox for tens of milliseconds, so a session's command never waits long.
+const FULL_TEXT_INDEX_BATCH: usize = 64;
+
 /// The relay's settings from the `[outbound]` section (also used by `sealmail queue`).
 pub fn outbound_config(config: &Config) -> sealmail_smtp::OutboundConfig {
     let outbound = &config.outbound;
@@ -247,9 +251,17 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                     _ = drain_stop.changed() => break,
                 }
                 let store = Arc::clone(&drain_store);
-                let drained =
-                    tokio::task::spawn_blocking(move || store.drain_sealed_for_open_mailboxes())
-                        .await;
+                let drained = tokio::task::spawn_blocking(move || {
+                    let drained = store.drain_sealed_for_open_mailboxes();
+                    // Mail that arrived since the last tick (appends, deliveries, what was
+                    // just drained) goes into the full-text index now rather than at the
+                    // first search.
+                    if let Err(error) = store.index_open_mailboxes(FULL_TEXT_INDEX_BATCH) {
+                        tracing::warn!(%error, "full-text indexing of open mailboxes failed");
+                    }
+                    drained
+                })
+                .await;
                 match drained {
                     Ok(Ok(0)) => {}
                     Ok(Ok(items)) => {

@@ -291,17 +291,14 @@ fn hold_live_file(
     mailbox_id: &MailboxId,
 ) -> Result<Option<Connection>> {
     for key in std::iter::once(&login.key).chain(login.pending_key.as_ref()) {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-        conn.execute_batch(&key.sqlcipher_key_pragma())?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         // No busy timeout: an open connection elsewhere is an answer, not something to wait
         // out (a session may keep the mailbox open for hours).
-        conn.execute_batch("PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE;")?;
-        match conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())) {
-            Ok(()) => return Ok(Some(conn)),
+        let exclusive = |conn: &Connection| {
+            conn.execute_batch("PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE;")
+        };
+        match crate::key::open_keyed(path, flags, key, exclusive) {
+            Ok(conn) => return Ok(Some(conn)),
             Err(rusqlite::Error::SqliteFailure(failure, _))
                 if matches!(
                     failure.code,

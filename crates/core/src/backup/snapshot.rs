@@ -166,10 +166,8 @@ fn copy_and_hash(source: &Path, destination: &Path, length: u64) -> Result<(Stri
 
 /// A connection to `path` keyed with `key` and the mailbox cipher settings.
 fn open_keyed(path: &Path, key: &MailboxKey, flags: OpenFlags) -> Result<Connection> {
-    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-    conn.execute_batch(&key.sqlcipher_key_pragma())?;
-    Ok(conn)
+    let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Ok(crate::key::open_keyed(path, flags, key, |_| Ok(()))?)
 }
 
 /// Copy the database open on `source` to `destination` (a new file) with SQLite's online
@@ -188,7 +186,14 @@ pub(crate) fn copy_pages_if(
     wanted: impl FnOnce(&Connection) -> Result<bool>,
 ) -> Result<bool> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
-    let mut copy = open_keyed(destination, key, flags)?;
+    // The backup API copies pages as they are: the copy must have the source's page size.
+    // SQLCipher answers `page_size` as text (its own pragma handler sees it first).
+    let page_size: String = source.query_row("PRAGMA main.page_size", [], |r| r.get(0))?;
+    let page_size: u32 = page_size.parse().map_err(|_| Error::Corrupt {
+        path: destination.into(),
+        reason: format!("source page size {page_size:?}"),
+    })?;
+    let mut copy = crate::key::open_keyed_with_page_size(destination, flags, key, page_size)?;
     // A scratch file until the caller has verified and fsynced it: no journal, no syncs.
     copy.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
     source.execute_batch("BEGIN")?;
@@ -273,13 +278,17 @@ fn check_snapshot(path: &Path, key: &MailboxKey) -> Result<(i64, RowCounts)> {
         path: path.into(),
         reason,
     };
-    let conn = open_keyed(
+    // Opening reads page 1: this is where a wrong key shows first.
+    let conn = crate::key::open_keyed(
         Path::new(&immutable_uri(path)),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         key,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    // Pages are read once each, in order: a large cache only costs memory. Setting it reads
-    // the schema, so this is where a wrong key shows first.
+        |_| Ok(()),
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    // Pages are read once each, in order: a large cache only costs memory.
     conn.execute_batch("PRAGMA cache_size = -2048;")
         .map_err(|e| corrupt(e.to_string()))?;
     let check: String = conn
@@ -419,7 +428,10 @@ mod tests {
     use crate::store::AppendOptions;
 
     fn mailbox_with_mail(dir: &Path, key: &MailboxKey) -> Mailbox {
-        let mut mailbox = Mailbox::create(&dir.join("live.sqlite"), key).unwrap();
+        fill(Mailbox::create(&dir.join("live.sqlite"), key).unwrap())
+    }
+
+    fn fill(mut mailbox: Mailbox) -> Mailbox {
         for index in 0..20 {
             let raw = format!(
                 "Subject: copy {index}\r\n\r\nplainMARKERq9 {}\r\n",
@@ -495,7 +507,37 @@ mod tests {
     fn a_reader_pinning_an_older_state_makes_the_copy_fall_back_to_pages() {
         let dir = tempfile::tempdir().unwrap();
         let key = MailboxKey::generate();
-        let mut mailbox = mailbox_with_mail(dir.path(), &key);
+        fall_back_to_pages(&dir, &key, mailbox_with_mail(dir.path(), &key));
+    }
+
+    /// The page-by-page copy of a file with the page size of older versions has that page
+    /// size too (the backup API copies pages as they are), and verifies.
+    #[test]
+    fn a_legacy_file_falls_back_to_a_page_copy_of_its_own_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MailboxKey::generate();
+        let path = dir.path().join("legacy.sqlite");
+        let mailbox = fill(Mailbox::create_with_legacy_page_size(&path, &key).unwrap());
+        fall_back_to_pages(&dir, &key, mailbox);
+        let copy = crate::key::open_keyed_with_page_size(
+            &dir.path().join("copy"),
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+            &key,
+            crate::key::LEGACY_PAGE_SIZE,
+        )
+        .unwrap();
+        let messages: i64 = copy
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .expect("the page copy reads with the legacy page size");
+        assert_eq!(messages, 21);
+        let snapshot = dir.path().join("legacy-snapshot");
+        let written = write_snapshot(&Mailbox::open(&path, &key).unwrap(), &key, &snapshot);
+        assert_eq!(written.unwrap().method, CopyMethod::FileBytes);
+        assert!(check_snapshot(&snapshot, &key).is_ok());
+    }
+
+    fn fall_back_to_pages(dir: &tempfile::TempDir, key: &MailboxKey, mut mailbox: Mailbox) {
+        let key = key.clone();
         // A reader that started before the next append keeps its frames out of the main file.
         let reader = open_keyed(mailbox.path(), &key, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         reader.execute_batch("BEGIN").unwrap();

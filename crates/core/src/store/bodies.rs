@@ -89,8 +89,14 @@ pub(crate) fn release(conn: &Connection, body_id: i64) -> Result<()> {
                 .execute([attachment_id])?;
         }
     }
-    conn.prepare_cached("DELETE FROM body_fts WHERE rowid = ?1")?
+    // A body still waiting for the index has no index entry to delete.
+    let was_pending = conn
+        .prepare_cached("DELETE FROM fts_pending WHERE body_id = ?1")?
         .execute([body_id])?;
+    if was_pending == 0 {
+        conn.prepare_cached("DELETE FROM body_fts WHERE rowid = ?1")?
+            .execute([body_id])?;
+    }
     conn.prepare_cached("DELETE FROM bodies WHERE id = ?1")?
         .execute([body_id])?;
     Ok(())

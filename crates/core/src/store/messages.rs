@@ -36,7 +36,7 @@ impl Mailbox {
         self.check_quota(raw.len() as u64)?;
         let parsed = parse(raw);
         let internal_date = options.internal_date.unwrap_or_else(now_unix);
-        self.appending(|conn| {
+        let appended = self.appending(|conn| {
             // IMMEDIATE, as every write here: with another session writing the same file, a
             // deferred transaction that reads first fails with SQLITE_BUSY at its first write
             // instead of waiting for the lock (busy_timeout does not apply to that upgrade).
@@ -45,7 +45,9 @@ impl Mailbox {
                 insert_message(&tx, folder, raw, &parsed, &options.flags, internal_date)?;
             tx.commit()?;
             Ok(appended)
-        })
+        })?;
+        self.index_backlog_if_large();
+        Ok(appended)
     }
 
     /// Run an append transaction with `secure_delete = FAST`, then return to `ON`.
@@ -82,7 +84,7 @@ impl Mailbox {
         }
         self.check_quota(total)?;
         let parsed: Vec<ParsedMessage> = messages.iter().map(|(raw, _)| parse(raw)).collect();
-        self.appending(|conn| {
+        let out = self.appending(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut out = Vec::with_capacity(messages.len());
             for ((raw, options), parsed) in messages.iter().zip(&parsed) {
@@ -98,7 +100,9 @@ impl Mailbox {
             }
             tx.commit()?;
             Ok(out)
-        })
+        })?;
+        self.index_backlog_if_large();
+        Ok(out)
     }
 
     /// Append a message that came from the sealed queue, unless an item with this id was already
@@ -112,7 +116,7 @@ impl Mailbox {
         internal_date: i64,
     ) -> Result<Option<Appended>> {
         let parsed = parse(raw);
-        self.appending(|conn| {
+        let appended = self.appending(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let fresh = tx.execute(
                 "INSERT OR IGNORE INTO delivered_items (item_id, delivered_at) VALUES (?1, ?2)",
@@ -125,7 +129,9 @@ impl Mailbox {
                 insert_message(&tx, folder, raw, &parsed, &Flags::default(), internal_date)?;
             tx.commit()?;
             Ok(Some(appended))
-        })
+        })?;
+        self.index_backlog_if_large();
+        Ok(appended)
     }
 
     /// Just the folder's HIGHESTMODSEQ: cheap, unlike the counters of [`Mailbox::folder`].
@@ -457,15 +463,8 @@ fn insert_message(
 ) -> Result<Appended> {
     let folder_id = folder_id(conn, folder)?;
     let body_id = bodies::insert(conn, raw, &parsed.attachment_ranges)?;
-    conn.prepare_cached(
-        "INSERT INTO body_fts (rowid, subject, addresses, body) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        body_id,
-        parsed.subject,
-        parsed.address_text(),
-        parsed.text
-    ])?;
+    conn.prepare_cached("INSERT INTO fts_pending (body_id) VALUES (?1)")?
+        .execute([body_id])?;
     let uid = next_uid(conn, folder_id)?;
     let modseq = bump_modseq(conn, folder_id)?;
     let thread_id = find_thread(conn, parsed)?.unwrap_or(body_id);

@@ -4,6 +4,7 @@
 
 mod bodies;
 mod folders;
+mod fts_index;
 mod messages;
 mod parse;
 mod rotate;
@@ -93,12 +94,26 @@ impl Mailbox {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
-        let mut mailbox = Self::init(conn, path, key)?;
-        let tx = mailbox.conn.transaction()?;
+        Self::open_file(path, key)?.with_initial_contents()
+    }
+
+    /// A mailbox file laid out as files created before schema 8 were (16 KiB pages), for tests
+    /// of how such files open, search, back up and rotate.
+    #[cfg(test)]
+    pub(crate) fn create_with_legacy_page_size(path: &Path, key: &MailboxKey) -> Result<Self> {
+        {
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+            let page_size = crate::key::LEGACY_PAGE_SIZE;
+            let conn = crate::key::open_keyed_with_page_size(path, flags, key, page_size)?;
+            // Writing page 1 fixes the file's page size.
+            conn.execute_batch("CREATE TABLE page_size_probe (x); DROP TABLE page_size_probe;")?;
+        }
+        Self::open_file(path, key)?.with_initial_contents()
+    }
+
+    /// The default folders and a fresh sealing key pair, in a new file.
+    fn with_initial_contents(mut self) -> Result<Self> {
+        let tx = self.conn.transaction()?;
         for (name, special_use) in folders::DEFAULT_FOLDERS {
             folders::insert_folder(&tx, name, *special_use)?;
         }
@@ -108,7 +123,7 @@ impl Mailbox {
             rusqlite::params![SEALING_SECRET_KEY, sealing.secret.to_bytes().as_slice()],
         )?;
         tx.commit()?;
-        Ok(mailbox)
+        Ok(self)
     }
 
     /// The secret half of this mailbox's sealing key pair, which opens mail sealed for it.
@@ -133,9 +148,12 @@ impl Mailbox {
     #[doc(hidden)]
     pub fn create_plaintext_for_benchmark(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
-        // The page size SQLCipher is given in `cipher_settings`, and every connection pragma
-        // of an encrypted file: only the encryption differs.
-        conn.execute_batch("PRAGMA page_size = 16384;")?;
+        // The page size of new encrypted files, and every connection pragma of an encrypted
+        // file: only the encryption differs.
+        conn.execute_batch(&format!(
+            "PRAGMA page_size = {};",
+            crate::key::MAILBOX_PAGE_SIZE
+        ))?;
         conn.execute_batch(CONNECTION_PRAGMAS)?;
         let mut mailbox = Self::finish_open(conn, path)?;
         let tx = mailbox.conn.transaction()?;
@@ -150,9 +168,8 @@ impl Mailbox {
     /// tests and inspection tools only.
     #[doc(hidden)]
     pub fn raw_connection(path: &Path, key: &MailboxKey) -> Result<Connection> {
-        let conn = Connection::open(path)?;
-        conn.execute_batch(&key.sqlcipher_key_pragma())?;
-        Ok(conn)
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        Ok(crate::key::open_keyed(path, flags, key, |_| Ok(()))?)
     }
 
     /// Open an existing mailbox file. A wrong key, a file that is not SQLite, or a truncated or
@@ -164,25 +181,21 @@ impl Mailbox {
                 reason: "file is missing".into(),
             });
         }
-        // CREATE lets key rotation ATTACH a new file; the file itself was checked above.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
-        Self::init(conn, path, key)
+        Self::open_file(path, key)
     }
 
-    fn init(conn: Connection, path: &Path, key: &MailboxKey) -> Result<Self> {
+    /// Open (or, for a new path, create) the file keyed with `key`, then migrate it.
+    fn open_file(path: &Path, key: &MailboxKey) -> Result<Self> {
         let corrupt = |e: rusqlite::Error| Error::Corrupt {
             path: path.into(),
             reason: e.to_string(),
         };
-        // Silence SQLCipher before keying so a wrong key prints nothing to stderr.
-        conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-        conn.execute_batch(&key.sqlcipher_key_pragma())?;
+        // CREATE lets key rotation ATTACH a new file; an existing file was checked by `open`.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         // The first read decrypts page 1: this is where a wrong key or a damaged file shows.
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-            .map_err(corrupt)?;
+        let conn = crate::key::open_keyed(path, flags, key, |_| Ok(())).map_err(corrupt)?;
         conn.execute_batch(CONNECTION_PRAGMAS).map_err(corrupt)?;
         Self::finish_open(conn, path)
     }
@@ -288,5 +301,77 @@ impl Mailbox {
     #[allow(dead_code)] // used by the query layer, which lands separately
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
+    }
+}
+
+#[cfg(test)]
+mod page_size_tests {
+    use super::*;
+    use crate::store::{AppendOptions, SearchKey};
+
+    fn page_size(mailbox: &Mailbox) -> u32 {
+        // SQLCipher answers `page_size` as text.
+        let text: String = mailbox
+            .conn()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        text.parse().unwrap()
+    }
+
+    fn message(word: &str) -> Vec<u8> {
+        format!("Subject: {word}\r\nFrom: a@example.com\r\n\r\nbody with {word} inside\r\n")
+            .into_bytes()
+    }
+
+    #[test]
+    fn new_files_get_the_current_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.sqlite");
+        let key = MailboxKey::generate();
+        drop(Mailbox::create(&path, &key).unwrap());
+        let mailbox = Mailbox::open(&path, &key).unwrap();
+        assert_eq!(page_size(&mailbox), crate::key::MAILBOX_PAGE_SIZE);
+    }
+
+    /// A file with the page size of older versions opens, searches and takes mail as before,
+    /// and rotating its key rewrites it with the current page size, contents intact.
+    #[test]
+    fn legacy_files_keep_working_and_rotation_moves_them_to_the_current_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("legacy.sqlite");
+        let key = MailboxKey::generate();
+        let mut mailbox = Mailbox::create_with_legacy_page_size(&path, &key).unwrap();
+        assert_eq!(page_size(&mailbox), crate::key::LEGACY_PAGE_SIZE);
+        mailbox
+            .append("INBOX", &message("zanzibar"), &AppendOptions::default())
+            .unwrap();
+        drop(mailbox);
+
+        let mut mailbox = Mailbox::open(&path, &key).unwrap();
+        assert_eq!(page_size(&mailbox), crate::key::LEGACY_PAGE_SIZE);
+        mailbox
+            .append("INBOX", &message("quokka"), &AppendOptions::default())
+            .unwrap();
+        let text = |mailbox: &Mailbox, word: &str| {
+            mailbox
+                .search("INBOX", &SearchKey::Text(word.into()))
+                .unwrap()
+        };
+        assert_eq!(text(&mailbox, "zanzibar"), vec![1]);
+        assert_eq!(text(&mailbox, "quokka"), vec![2]);
+        // A wrong key is still refused, after trying each page size.
+        assert!(matches!(
+            Mailbox::open(&path, &MailboxKey::generate()),
+            Err(Error::Corrupt { .. })
+        ));
+
+        let new_key = MailboxKey::generate();
+        let rotated = mailbox.rotate_key(&new_key, |_| Ok(())).unwrap();
+        assert_eq!(page_size(&rotated), crate::key::MAILBOX_PAGE_SIZE);
+        drop(rotated);
+        let reopened = Mailbox::open(&path, &new_key).unwrap();
+        assert_eq!(page_size(&reopened), crate::key::MAILBOX_PAGE_SIZE);
+        assert_eq!(text(&reopened, "zanzibar"), vec![1]);
+        assert_eq!(reopened.fetch_raw("INBOX", 2).unwrap(), message("quokka"));
     }
 }

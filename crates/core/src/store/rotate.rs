@@ -141,7 +141,12 @@ pub(crate) fn export_encrypted_copy_if(
         rusqlite::params![destination.to_string_lossy(), key_spec.as_str()],
     )?;
     let exported = (|| -> Result<bool> {
-        conn.execute_batch(&crate::key::cipher_settings("export_copy"))?;
+        // The copy gets the current page size: rotating a key is also how a file created with
+        // an older page size moves to the current one.
+        conn.execute_batch(&crate::key::cipher_settings(
+            "export_copy",
+            crate::key::MAILBOX_PAGE_SIZE,
+        ))?;
         // The copy is a scratch file until its caller has verified and fsynced it (rotation
         // and backup both do): no rollback journal and no syncs while it is written, and a
         // larger cache so pages reach the file in long runs.
@@ -218,9 +223,8 @@ pub(crate) fn open_verified(path: &Path, key: &MailboxKey) -> Result<(Connection
         path: path.into(),
         reason,
     };
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
-    conn.execute_batch(&key.sqlcipher_key_pragma())?;
+    let conn = crate::key::open_keyed(path, OpenFlags::SQLITE_OPEN_READ_ONLY, key, |_| Ok(()))
+        .map_err(|e| corrupt(e.to_string()))?;
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .map_err(|e| corrupt(e.to_string()))?;

@@ -15,6 +15,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     MIGRATION_5,
     MIGRATION_6,
     MIGRATION_7,
+    MIGRATION_8,
 ];
 
 /// The schema version this build writes and understands.
@@ -334,6 +335,17 @@ DROP INDEX IF EXISTS messages_sort_display_to;
 CREATE INDEX IF NOT EXISTS messages_sort_projection ON messages(
     folder_id, uid, internal_date, sort_date, size, sort_subject, sort_from, sort_to, sort_cc,
     display_from, display_to);
+"#;
+
+/// Version 8: bodies waiting for the full-text index. An append no longer indexes its text in
+/// its own transaction: it records the body here, and the index takes the waiting bodies in
+/// batches (before any text search, when enough have gathered, and when the server is idle).
+/// Indexing one message per transaction was most of what a single APPEND or delivery cost:
+/// each commit flushed a new index segment and the automatic merges rewrote them again, and a
+/// message expunged before it was indexed now never touches the index at all.
+/// `IF NOT EXISTS`: files that tests rewound to an older version may still have it.
+pub(crate) const MIGRATION_8: &str = r#"
+CREATE TABLE IF NOT EXISTS fts_pending (body_id INTEGER PRIMARY KEY);
 "#;
 
 #[cfg(test)]

@@ -85,6 +85,10 @@ pub(super) fn filter_sql(
     key: &SearchKey,
 ) -> Result<(String, Vec<Value>)> {
     let id = folder_id(conn, folder)?;
+    if key.uses_full_text() {
+        // Messages appended since the last indexing run are found like every other.
+        super::fts_index::index_all_pending(conn)?;
+    }
     // When a full-text key must hold for every hit, drive the query from the index's few
     // matches instead of scanning the folder: `+` keeps SQLite from picking the folder
     // index first.
@@ -100,6 +104,19 @@ pub(super) fn filter_sql(
 }
 
 impl SearchKey {
+    /// Whether any part of the key, however nested, reads the trigram index.
+    fn uses_full_text(&self) -> bool {
+        match self {
+            SearchKey::Text(n) | SearchKey::Body(n) | SearchKey::Subject(n) => {
+                n.chars().count() >= 3
+            }
+            SearchKey::And(keys) => keys.iter().any(SearchKey::uses_full_text),
+            SearchKey::Or(a, b) => a.uses_full_text() || b.uses_full_text(),
+            SearchKey::Not(inner) => inner.uses_full_text(),
+            _ => false,
+        }
+    }
+
     /// Whether every match must also match a trigram full-text lookup (a TEXT, BODY or
     /// SUBJECT key of three characters or more, at the top level or under AND).
     fn requires_full_text(&self) -> bool {
