@@ -1099,6 +1099,41 @@ mod tests {
         LocalMailStore::new(registry)
     }
 
+    /// The server's background indexing takes the bodies appends left for the full-text index
+    /// in the mailboxes sessions hold open, in batches of the size asked for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn index_open_mailboxes_takes_the_backlog_of_open_mailboxes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store(dir.path()));
+        assert_eq!(store.index_open_mailboxes(2).unwrap(), 0, "nothing is open");
+        let session = store
+            .login("a@example.org", "pw-long-enough")
+            .await
+            .unwrap();
+        let messages = (0..5)
+            .map(|i| {
+                let raw = format!("Subject: note {i}\r\n\r\nplatypus {i}\r\n");
+                (raw.into_bytes(), AppendOptions::default())
+            })
+            .collect();
+        session.append("INBOX", messages).await.unwrap();
+        assert_eq!(backlog(&session).await, 5);
+        let indexing = Arc::clone(&store);
+        let indexed = tokio::task::spawn_blocking(move || indexing.index_open_mailboxes(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(indexed, 5);
+        assert_eq!(backlog(&session).await, 0);
+    }
+
+    async fn backlog(session: &LocalSession) -> u64 {
+        session
+            .with(|mailbox| mailbox.index_backlog())
+            .await
+            .unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn login_append_and_change_notification_across_sessions() {
         let dir = tempfile::tempdir().unwrap();

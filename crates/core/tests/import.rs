@@ -36,6 +36,11 @@ fn mbox_is_split_on_from_lines_and_unquoted() {
     assert!(report.failed.is_empty());
     assert!(calls >= 1);
     assert_eq!(
+        mailbox.index_backlog().unwrap(),
+        0,
+        "an import leaves its mail in the full-text index"
+    );
+    assert_eq!(
         mailbox.fetch_raw("INBOX", 1).unwrap(),
         b"Subject: one\n\nFrom the start of a line\n>From twice quoted\nbody one\n"
     );
