@@ -26,12 +26,19 @@ async function main() {
     const registry = await Registry.open(dir)
     await registry.addAccount('p@example.com', { password: 'profile password', kdf: { memoryKib: 8, iterations: 1, parallelism: 1 } })
     const mailbox = await Mailbox.open(dir, 'p@example.com', 'profile password')
-    for (const folder of ['INBOX', 'Archive']) {
-      const batch = []
-      for (let i = 0; i < MESSAGES; i++) {
-        if ((i % 10 === 0) === (folder === 'Archive')) batch.push({ raw: raw(i), flags: (i * 7) % 10 < 6 ? ['\\Seen'] : [] })
+    // BENCH_APPEND=single: one append (one transaction) per message, as compare.js fills its
+    // query store; otherwise one appendMany per folder.
+    const flags = (i) => ((i * 7) % 10 < 6 ? ['\\Seen'] : [])
+    if (process.env.BENCH_APPEND === 'single') {
+      for (let i = 0; i < MESSAGES; i++) await mailbox.append(i % 10 === 0 ? 'Archive' : 'INBOX', raw(i), { flags: flags(i) })
+    } else {
+      for (const folder of ['INBOX', 'Archive']) {
+        const batch = []
+        for (let i = 0; i < MESSAGES; i++) {
+          if ((i % 10 === 0) === (folder === 'Archive')) batch.push({ raw: raw(i), flags: flags(i) })
+        }
+        await mailbox.appendMany(folder, batch)
       }
-      await mailbox.appendMany(folder, batch)
     }
     const projection = { uid: 1, subject: 1, from: 1, date: 1, size: 1, seen: 1, flagged: 1 }
     const queries = {
@@ -44,6 +51,14 @@ async function main() {
     // turning a page's JSON text into JS values on the JS thread.
     queries.hop = () => mailbox.count('folders', { path: 'nope' })
     queries.parsePage = async () => JSON.parse(pageText)
+    // The same queries with several in flight (a server answering several clients at once).
+    const inFlight = Number(process.env.BENCH_IN_FLIGHT || 4)
+    for (const kind of ['page', 'listing', 'bySender']) {
+      queries[`${kind}x${inFlight}`] = async (n) => {
+        const results = await Promise.all(Array.from({ length: inFlight }, (_, k) => queries[kind](n * inFlight + k)))
+        return results[0].length
+      }
+    }
     for (const kind of KINDS) {
       const started = process.hrtime.bigint()
       const deadline = started + BigInt(SECONDS * 1e9)
