@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Only sealmail's find() queries of compare.js, in a loop, for a profiler:
 //   node --perf-basic-prof bench/node/profile-find.js   (under `perf record -g`)
-// Prints the time per query of each kind; BENCH_PROFILE_SECONDS (default 10) per kind.
+// Prints the time per query of each kind; BENCH_PROFILE_SECONDS (default 10) per kind,
+// BENCH_KINDS picks them (page, listing, bySender; `hop`: the floor of one call; `parsePage`:
+// JSON.parse of a page's text alone; `<kind>x4`: four in flight, BENCH_IN_FLIGHT to change),
+// BENCH_APPEND=single fills the store one append per message instead of one batch per folder.
 'use strict'
 
 const fs = require('node:fs')
