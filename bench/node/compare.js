@@ -15,7 +15,9 @@
 // The machine is shared, so every figure is the median of several runs, and the two sides'
 // runs alternate (peer, sealmail, peer, ...) so that a change of load hits both alike: appends
 // into fresh stores `BENCH_APPEND_REPEATS` times (default 3), queries `BENCH_REPEATS` times
-// (default 5) on the same stores.
+// (default 5) on the same stores. Each line also gives the ratio of CPU time (the peer's over
+// sealmail's, the whole process's, so sealmail's pool threads count): waiting for a core costs
+// none, so it moves less with the machine's load than elapsed time does.
 'use strict'
 
 const fs = require('node:fs')
@@ -54,9 +56,11 @@ function corpus() {
 async function time(label, fn, { warm = true } = {}) {
   if (warm) await fn()
   const started = process.hrtime.bigint()
+  const cpuStarted = process.cpuUsage()
   const result = await fn()
   const seconds = Number(process.hrtime.bigint() - started) / 1e9
-  return { label, seconds, result }
+  const cpu = process.cpuUsage(cpuStarted)
+  return { label, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, result }
 }
 
 /** The corpus split into one batch per folder, in corpus order within each. */
@@ -221,7 +225,18 @@ async function alternate(repeats, peerRun, ourRun) {
     peer.push(await peerRun(i))
     ours.push(await ourRun(i))
   }
-  return { peer: median(peer), ours: median(ours), spread: spread(ours), peerSpread: spread(peer) }
+  return { peer: median(peer), ours: median(ours), spread: spread(ours), peerSpread: spread(peer), cpu: cpuRatio(peer, ours) }
+}
+
+/**
+ * The peer's median CPU time over ours: the process's CPU time (all threads: sealmail's work
+ * runs on libuv's pool) of each side's runs. Less sensitive to other processes' load than
+ * elapsed time, since waiting for a core costs no CPU time; on a saturated server it is what
+ * bounds throughput.
+ */
+function cpuRatio(peer, ours) {
+  const medianCpu = (runs) => [...runs].map((r) => r.cpuSeconds).sort((a, b) => a - b)[Math.floor(runs.length / 2)]
+  return medianCpu(peer) / medianCpu(ours)
 }
 
 /** (slowest - fastest) / median of a side's runs: how noisy the figure is. */
@@ -264,7 +279,7 @@ async function main() {
     peerDb.close()
     await ourMailbox.close()
     const rate = (m, ops) => ops / m.seconds
-    const appendFigure = (kind) => ({ peer: median(appends[kind].peer), ours: median(appends[kind].ours), spread: spread(appends[kind].ours), peerSpread: spread(appends[kind].peer) })
+    const appendFigure = (kind) => ({ peer: median(appends[kind].peer), ours: median(appends[kind].ours), spread: spread(appends[kind].ours), peerSpread: spread(appends[kind].peer), cpu: cpuRatio(appends[kind].peer, appends[kind].ours) })
     const rows = [
       ['append, one transaction each (messages/s)', appendFigure('append'), MESSAGES],
       ['append, batched per folder (messages/s)', appendFigure('appendBatched'), MESSAGES],
@@ -282,7 +297,7 @@ async function main() {
     for (const [label, figure, ops] of rows) {
       const ourRate = rate(figure.ours, ops)
       const peerRate = rate(figure.peer, ops)
-      console.log(`${label.padEnd(58)} sealmail ${ourRate.toFixed(0).padStart(7)}  peer ${peerRate.toFixed(0).padStart(7)}  ratio ${(ourRate / peerRate).toFixed(2)}x  (spread ${(figure.spread * 100).toFixed(0)}% / ${(figure.peerSpread * 100).toFixed(0)}%)`)
+      console.log(`${label.padEnd(58)} sealmail ${ourRate.toFixed(0).padStart(7)}  peer ${peerRate.toFixed(0).padStart(7)}  ratio ${(ourRate / peerRate).toFixed(2)}x  (spread ${(figure.spread * 100).toFixed(0)}% / ${(figure.peerSpread * 100).toFixed(0)}%; CPU time ratio ${figure.cpu.toFixed(2)}x)`)
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })

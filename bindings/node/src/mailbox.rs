@@ -340,9 +340,7 @@ impl Mailbox {
         options: Option<Value>,
     ) -> AsyncTask<Blocking<JsonText>> {
         let request = request(collection, "find", [("filter", filter)], options);
-        self.run_query(request, |output| {
-            Ok(JsonText(Value::Array(documents(output)?).to_string()))
-        })
+        self.run_find(request)
     }
 
     /// The first document matching `filter` (after `sort` and `skip`), or `null`.
@@ -358,10 +356,7 @@ impl Mailbox {
         options: Option<Value>,
     ) -> AsyncTask<Blocking<JsonText>> {
         let request = request(collection, "find_one", [("filter", filter)], options);
-        self.run_query(request, |output| {
-            let first = documents(output)?.into_iter().next();
-            Ok(JsonText(first.unwrap_or(Value::Null).to_string()))
-        })
+        self.run_find(request)
     }
 
     /// How many documents match `filter`.
@@ -583,6 +578,12 @@ impl Mailbox {
         })
     }
 
+    /// Run a `find` or `find_one` request; its documents come back as JSON text written by the
+    /// core straight from the rows, which `JSON.parse` turns into JS values.
+    fn run_find(&self, request: Result<Value, Failure>) -> AsyncTask<Blocking<JsonText>> {
+        self.with_session(move |open, _| Ok(JsonText(open.mailbox().query_find_text(&request?)?)))
+    }
+
     /// Run a query request and shape its output with `convert`.
     fn run_query<T, C>(&self, request: Result<Value, Failure>, convert: C) -> AsyncTask<Blocking<T>>
     where
@@ -625,13 +626,6 @@ fn request<const N: usize>(
         Some(_) => return Err(Failure::new("INVALID_QUERY", "options must be an object")),
     }
     Ok(Value::Object(request))
-}
-
-fn documents(output: QueryOutput) -> Result<Vec<Value>, Failure> {
-    match output {
-        QueryOutput::Documents(documents) => Ok(documents),
-        other => Err(unexpected(&other)),
-    }
 }
 
 fn inserted(output: QueryOutput) -> Result<Vec<Value>, Failure> {

@@ -9,8 +9,8 @@ use query_support::TestMailbox;
 use query_support::reference::{Schema, matches, order};
 use sealmail_core::query::update::PullCondition;
 use sealmail_core::query::{
-    Condition, ElemMatch, FieldType, Filter, FindOptions, QueryOutput, SortOrder, TypeName, Update,
-    UpdateOp, UpdateOptions,
+    Condition, ElemMatch, FieldType, Filter, FindOptions, Projection, QueryOutput, SortOrder,
+    TypeName, Update, UpdateOp, UpdateOptions,
 };
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
@@ -361,6 +361,46 @@ proptest! {
                     .collect();
                 assert_eq!(got, expected, "filter {:?}\ndocs {:?}", filter, stored);
             }
+        });
+    }
+
+    /// `find_text` is `find` written as text: the same documents in the same order and, since
+    /// the query layer stored the JSON fields itself, the very text `serde_json` prints.
+    #[test]
+    fn find_text_is_find_as_text(
+        docs in prop::collection::vec(document(), 0..10),
+        filter in filter(),
+        projected in prop::collection::btree_set(
+            prop::sample::select(&["n", "r", "s", "b", "d", "j", "tags"][..]), 0..4),
+        exclude in any::<bool>(),
+        key in any::<bool>(),
+        descending in any::<bool>(),
+        one in any::<bool>(),
+    ) {
+        thread_local!(static MAILBOX: TestMailbox = collection());
+        MAILBOX.with(|t| {
+            load(t, &docs);
+            let fields: Vec<String> = projected.iter().map(|f| (*f).to_owned()).collect();
+            let projection = match (fields.is_empty(), exclude) {
+                (true, _) => Projection::All,
+                (false, true) => Projection::Exclude(fields),
+                (false, false) => Projection::Include { fields, key },
+            };
+            let order_by = if descending { SortOrder::Descending } else { SortOrder::Ascending };
+            let options = FindOptions {
+                projection,
+                sort: vec![("s".to_owned(), order_by)],
+                ..FindOptions::default()
+            };
+            let found = sealmail_core::query::find(&t.raw, "docs", &filter, &options).unwrap();
+            let text =
+                sealmail_core::query::find_text(&t.raw, "docs", &filter, &options, one).unwrap();
+            let expected = if one {
+                found.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                Value::Array(found)
+            };
+            assert_eq!(text, expected.to_string(), "filter {:?}", filter);
         });
     }
 

@@ -610,6 +610,18 @@ fn builtin_messages_collection() {
         vec![1, 2, 3]
     );
     assert_eq!(uids(json!({"folder": null})), Vec::<i64>::new());
+    // an equality on `folder` is a scalar lookup; a missing folder matches nothing, and its
+    // negation everything, as with an empty list
+    assert_eq!(uids(json!({"folder": "Nope"})), Vec::<i64>::new());
+    assert_eq!(
+        uids(json!({"$nor": [{"folder": "Nope"}]})),
+        vec![1, 1, 2, 3]
+    );
+    assert_eq!(uids(json!({"$nor": [{"folder": "INBOX"}]})), vec![1]);
+    assert_eq!(
+        uids(json!({"$or": [{"folder": "Archive"}, {"folder": "Nope", "uid": 2}]})),
+        vec![1]
+    );
     assert_eq!(uids(json!({"folder": {"$exists": true}})), vec![1, 1, 2, 3]);
     assert_eq!(
         uids(json!({"from.address": {"$regex": "@example\\.com$"}})),
@@ -695,6 +707,85 @@ fn builtin_messages_collection() {
     assert!(t.dump() == before, "a refused write changed the database");
 }
 
+/// The text form of `find`/`find_one` answers with the documents of the value form, for the
+/// built-in messages (JSON columns written by the store, folder looked up, NULLs left out).
+#[test]
+fn find_text_answers_with_the_documents_of_find() {
+    let t = mailbox_with_messages();
+    for request in [
+        json!({"collection": "messages", "op": "find"}),
+        json!({"collection": "messages", "op": "find", "filter": {"folder": "INBOX", "seen": false},
+               "projection": {"uid": 1, "subject": 1, "from": 1, "date": 1, "size": 1,
+                              "seen": 1, "flagged": 1}, "sort": {"uid": -1}, "limit": 50}),
+        json!({"collection": "messages", "op": "find", "filter": {"from.address": "alice@example.com"},
+               "projection": {"id": 0, "uid": 1, "keywords": 1}, "sort": {"date": -1}}),
+        json!({"collection": "messages", "op": "find", "projection": {"subject": 0, "to": 0},
+               "skip": 1, "limit": 2}),
+        json!({"collection": "messages", "op": "find", "filter": {"uid": 999}}),
+        json!({"collection": "messages", "op": "find_one", "sort": {"uid": -1}}),
+        json!({"collection": "messages", "op": "find_one", "filter": {"uid": 999}}),
+        json!({"collection": "threads", "op": "find"}),
+    ] {
+        let text = t.mailbox.query_find_text(&request).unwrap();
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        let expected = match t.query(request.clone()).unwrap() {
+            QueryOutput::Documents(docs) if request["op"] == "find_one" => {
+                docs.into_iter().next().unwrap_or(Value::Null)
+            }
+            QueryOutput::Documents(docs) => Value::Array(docs),
+            other => panic!("{request} gave {other:?}"),
+        };
+        assert_eq!(parsed, expected, "{request}");
+    }
+    let first: Value = serde_json::from_str(
+        &t.mailbox
+            .query_find_text(&json!({"collection": "messages", "op": "find_one",
+                                     "filter": {"uid": 2, "folder": "INBOX"}}))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["keywords"], json!(["$label1", "work"]));
+    assert_eq!(first["from"][0]["address"], json!("alice@example.com"));
+    // Only finds answer with documents; errors are those of the value form.
+    assert!(matches!(
+        t.mailbox
+            .query_find_text(&json!({"collection": "messages", "op": "count"})),
+        Err(QueryError::InvalidRequest(_))
+    ));
+    assert!(matches!(
+        t.mailbox.query_find_text(&json!({"collection": "messages", "op": "find", "filter": {"nope": 1}})),
+        Err(QueryError::UnknownField(f)) if f == "nope"
+    ));
+}
+
+/// A JSON column whose stored text is not one well-formed JSON value fails the query in both
+/// forms: the text form never copies it into the answer.
+#[test]
+fn malformed_stored_json_fails_find_text() {
+    let t = TestMailbox::new();
+    t.query(json!({"collection": "notes", "op": "define_collection",
+                   "fields": {"meta": "json", "title": "text"}}))
+        .unwrap();
+    t.query(json!({"collection": "notes", "op": "insert_one",
+                   "document": {"_id": "good", "meta": {"a": [1, 2]}, "title": "x\"y"}}))
+        .unwrap();
+    let all = json!({"collection": "notes", "op": "find", "sort": {"_id": 1}});
+    assert_eq!(
+        t.mailbox.query_find_text(&all).unwrap(),
+        r#"[{"_id":"good","meta":{"a":[1,2]},"title":"x\"y"}]"#
+    );
+    for bad in [r#"{"a": 1}], {"b": 2"#, r#"{"a": "#, "[1] 2", ""] {
+        t.raw
+            .execute(
+                "INSERT OR REPLACE INTO app_notes (_id, meta) VALUES ('bad', ?1)",
+                [bad],
+            )
+            .unwrap();
+        assert!(t.mailbox.query_find_text(&all).is_err(), "{bad:?}");
+        assert!(t.query(all.clone()).is_err(), "{bad:?}");
+    }
+}
+
 #[test]
 fn compiled_filter_is_reusable_sql() {
     let messages = sealmail_core::query::builtin_collection("messages").unwrap();
@@ -721,6 +812,45 @@ fn compiled_filter_is_reusable_sql() {
     )
     .unwrap();
     assert_eq!(compiled.sql, same_shape.sql);
+}
+
+/// A mail client's page (a folder by path, sorted by UID, limited) walks the (folder, uid)
+/// index instead of scanning and sorting the table: the folder equality is a scalar lookup.
+#[test]
+fn folder_page_walks_the_index_in_order() {
+    let t = mailbox_with_messages();
+    let messages = sealmail_core::query::builtin_collection("messages").unwrap();
+    for (filter, order) in [
+        (
+            json!({"folder": "INBOX", "seen": false}),
+            "t.uid DESC, t.id LIMIT 50",
+        ),
+        (json!({"folder": "INBOX"}), "t.uid ASC, t.id"),
+    ] {
+        let compiled = sealmail_core::query::compile_filter(
+            &messages,
+            &sealmail_core::query::Filter::from_json(&filter).unwrap(),
+        )
+        .unwrap();
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT t.uid FROM messages AS t WHERE {} ORDER BY {order}",
+            compiled.sql
+        );
+        let mut statement = t.raw.prepare(&sql).unwrap();
+        let plan: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(compiled.params.iter()), |row| {
+                row.get(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|step| step.starts_with("SEARCH t USING") && step.contains("(folder_id=?)"))
+                && !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{filter}: {plan:?}"
+        );
+    }
 }
 
 #[test]

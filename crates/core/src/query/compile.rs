@@ -162,6 +162,22 @@ impl<'c> Compiler<'c> {
                     ..
                 } => {
                     let inner = self.typed(lookup.expr, ty, path, condition, depth)?;
+                    if lookup.unique
+                        && matches!(condition, Condition::Eq(value) if !value.is_null())
+                    {
+                        // At most one id matches: as a scalar, the equality can pick an index
+                        // on the key and keep its order (an `IN` list cannot promise one
+                        // value, so `ORDER BY` would sort every match). Without a match the
+                        // id is `NO_ID`, which no row holds, so under a negation the row
+                        // matches exactly as it would with an empty `IN` list.
+                        return Ok(format!(
+                            "{} = coalesce((SELECT {} FROM {} WHERE {inner}), {})",
+                            lookup.key,
+                            lookup.id,
+                            lookup.source,
+                            super::schema::NO_ID
+                        ));
+                    }
                     Ok(format!(
                         "{} IN (SELECT {} FROM {} WHERE {inner})",
                         lookup.key, lookup.id, lookup.source

@@ -5,6 +5,7 @@ use super::compile::{Compiler, Scope, SortOrder};
 use super::error::QueryError;
 use super::filter::{Condition, Filter};
 use super::schema::{APP_KEY, Collection, Field};
+use super::text::DocumentWriter;
 use super::update::Update;
 use super::value::{Use, from_sql, now_date, to_sql};
 use rusqlite::types::Value as SqlValue;
@@ -119,43 +120,13 @@ fn find_in(
     filter: &Filter,
     options: &FindOptions,
 ) -> Result<Vec<Value>, QueryError> {
-    let fields = projected_fields(collection, &options.projection)?;
-    let mut compiler = Compiler::new(collection);
-    let condition = compiler.filter(filter, &Scope::Collection, 0)?;
-    let mut sql = String::with_capacity(256);
-    sql.push_str("SELECT ");
-    for (index, field) in fields.iter().enumerate() {
-        if index > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&field.expr);
-    }
-    if fields.is_empty() {
-        sql.push('1');
-    }
-    sql.push_str(" FROM ");
-    sql.push_str(&collection.source);
-    sql.push_str(" AS t WHERE ");
-    sql.push_str(&condition);
-    if !options.sort.is_empty() {
-        sql.push_str(" ORDER BY ");
-        sql.push_str(&compiler.order_by(&options.sort)?);
-    }
-    if options.limit.is_some() || options.skip > 0 {
-        let limit = options
-            .limit
-            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let skip = i64::try_from(options.skip).unwrap_or(i64::MAX);
-        let limit = compiler.bind(SqlValue::Integer(limit))?;
-        let skip = compiler.bind(SqlValue::Integer(skip))?;
-        sql.push_str(&format!(" LIMIT {limit} OFFSET {skip}"));
-    }
-    let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(params_from_iter(compiler.params.iter()))?;
+    let query = FindQuery::compile(collection, filter, options)?;
+    let mut statement = conn.prepare_cached(&query.sql)?;
+    let mut rows = statement.query(params_from_iter(query.params.iter()))?;
     let mut docs = Vec::new();
     while let Some(row) = rows.next()? {
         let mut doc = Map::new();
-        for (index, field) in fields.iter().enumerate() {
+        for (index, field) in query.fields.iter().enumerate() {
             if let Some(value) = from_sql(field.ty, row.get_ref(index)?)? {
                 doc.insert(field.name.to_string(), value);
             }
@@ -163,6 +134,102 @@ fn find_in(
         docs.push(Value::Object(doc));
     }
     Ok(docs)
+}
+
+/// The JSON text of the documents of `collection_name` matching `filter`: an array, or with
+/// `one` the first document or `null`. The same documents as [`find`] in the same text
+/// `serde_json` prints, written straight from the rows.
+pub fn find_text(
+    conn: &Connection,
+    collection_name: &str,
+    filter: &Filter,
+    options: &FindOptions,
+    one: bool,
+) -> Result<String, QueryError> {
+    let collection = collection(conn, collection_name)?;
+    let query = FindQuery::compile(&collection, filter, options)?;
+    let writer = DocumentWriter::new(&query.fields);
+    let mut statement = conn.prepare_cached(&query.sql)?;
+    let mut rows = statement.query(params_from_iter(query.params.iter()))?;
+    let mut out = Vec::with_capacity(4096);
+    if one {
+        match rows.next()? {
+            Some(row) => writer.write_row(row, &mut out)?,
+            None => out.extend_from_slice(b"null"),
+        }
+    } else {
+        out.push(b'[');
+        let mut first = true;
+        while let Some(row) = rows.next()? {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            writer.write_row(row, &mut out)?;
+        }
+        out.push(b']');
+    }
+    // Every piece written is UTF-8 (checked JSON text or serde_json's output).
+    String::from_utf8(out).map_err(|_| {
+        QueryError::Sqlite(rusqlite::Error::InvalidColumnType(
+            0,
+            "a document that is not UTF-8".into(),
+            rusqlite::types::Type::Text,
+        ))
+    })
+}
+
+/// A `find` compiled to SQL: the statement text, its parameters, and the field each result
+/// column holds.
+struct FindQuery<'c> {
+    sql: String,
+    params: Vec<SqlValue>,
+    fields: Vec<&'c Field>,
+}
+
+impl<'c> FindQuery<'c> {
+    fn compile(
+        collection: &'c Collection,
+        filter: &Filter,
+        options: &FindOptions,
+    ) -> Result<Self, QueryError> {
+        let fields = projected_fields(collection, &options.projection)?;
+        let mut compiler = Compiler::new(collection);
+        let condition = compiler.filter(filter, &Scope::Collection, 0)?;
+        let mut sql = String::with_capacity(256);
+        sql.push_str("SELECT ");
+        for (index, field) in fields.iter().enumerate() {
+            if index > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&field.expr);
+        }
+        if fields.is_empty() {
+            sql.push('1');
+        }
+        sql.push_str(" FROM ");
+        sql.push_str(&collection.source);
+        sql.push_str(" AS t WHERE ");
+        sql.push_str(&condition);
+        if !options.sort.is_empty() {
+            sql.push_str(" ORDER BY ");
+            sql.push_str(&compiler.order_by(&options.sort)?);
+        }
+        if options.limit.is_some() || options.skip > 0 {
+            let limit = options
+                .limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+            let skip = i64::try_from(options.skip).unwrap_or(i64::MAX);
+            let limit = compiler.bind(SqlValue::Integer(limit))?;
+            let skip = compiler.bind(SqlValue::Integer(skip))?;
+            sql.push_str(&format!(" LIMIT {limit} OFFSET {skip}"));
+        }
+        Ok(Self {
+            sql,
+            params: compiler.params,
+            fields,
+        })
+    }
 }
 
 fn projected_fields<'c>(
@@ -495,71 +562,110 @@ pub fn delete(
     Ok(deleted as u64)
 }
 
-/// Run a JSON request `{"collection": ..., "op": ..., ...}` (see the module documentation).
-pub fn execute(conn: &Connection, request: &Value) -> Result<QueryOutput, QueryError> {
-    let Value::Object(request) = request else {
-        return Err(QueryError::InvalidRequest(
-            "a request must be an object".into(),
-        ));
-    };
-    let text = |key: &str| -> Result<&str, QueryError> {
-        request
+/// A JSON request checked for its shape: the collection, a known operation with only its own
+/// arguments, and the parsed filter.
+struct Request<'r> {
+    arguments: &'r Map<String, Value>,
+    collection_name: &'r str,
+    op: &'r str,
+    filter: Filter,
+}
+
+impl<'r> Request<'r> {
+    fn parse(request: &'r Value) -> Result<Self, QueryError> {
+        let Value::Object(arguments) = request else {
+            return Err(QueryError::InvalidRequest(
+                "a request must be an object".into(),
+            ));
+        };
+        let text = |key: &str| -> Result<&'r str, QueryError> {
+            arguments
+                .get(key)
+                .and_then(Value::as_str)
+                .ok_or_else(|| QueryError::InvalidRequest(format!("{key:?} must be a string")))
+        };
+        let collection_name = text("collection")?;
+        let op = text("op")?;
+        let allowed: &[&str] = match op {
+            "find" => &["filter", "projection", "sort", "skip", "limit"],
+            "find_one" => &["filter", "projection", "sort", "skip"],
+            "count" => &["filter"],
+            "distinct" => &["filter", "field"],
+            "insert_one" => &["document"],
+            "insert_many" => &["documents"],
+            "update_one" | "update_many" => &["filter", "update", "upsert"],
+            "delete_one" | "delete_many" => &["filter"],
+            "define_collection" => &["fields", "indexes"],
+            other => return Err(QueryError::InvalidRequest(format!("unknown op {other:?}"))),
+        };
+        if let Some(unknown) = arguments
+            .keys()
+            .find(|k| *k != "collection" && *k != "op" && !allowed.contains(&k.as_str()))
+        {
+            return Err(QueryError::InvalidRequest(format!(
+                "{unknown:?} is not an argument of {op}"
+            )));
+        }
+        let filter = match arguments.get("filter") {
+            None | Some(Value::Null) => Filter::all(),
+            Some(value) => Filter::from_json(value)?,
+        };
+        Ok(Self {
+            arguments,
+            collection_name,
+            op,
+            filter,
+        })
+    }
+
+    fn text(&self, key: &str) -> Result<&'r str, QueryError> {
+        self.arguments
             .get(key)
             .and_then(Value::as_str)
             .ok_or_else(|| QueryError::InvalidRequest(format!("{key:?} must be a string")))
-    };
-    let collection_name = text("collection")?;
-    let op = text("op")?;
-    let allowed: &[&str] = match op {
-        "find" => &["filter", "projection", "sort", "skip", "limit"],
-        "find_one" => &["filter", "projection", "sort", "skip"],
-        "count" => &["filter"],
-        "distinct" => &["filter", "field"],
-        "insert_one" => &["document"],
-        "insert_many" => &["documents"],
-        "update_one" | "update_many" => &["filter", "update", "upsert"],
-        "delete_one" | "delete_many" => &["filter"],
-        "define_collection" => &["fields", "indexes"],
-        other => return Err(QueryError::InvalidRequest(format!("unknown op {other:?}"))),
-    };
-    if let Some(unknown) = request
-        .keys()
-        .find(|k| *k != "collection" && *k != "op" && !allowed.contains(&k.as_str()))
-    {
-        return Err(QueryError::InvalidRequest(format!(
-            "{unknown:?} is not an argument of {op}"
-        )));
     }
-    let filter = match request.get("filter") {
-        None | Some(Value::Null) => Filter::all(),
-        Some(value) => Filter::from_json(value)?,
-    };
-    let number = |key: &str| -> Result<Option<u64>, QueryError> {
-        match request.get(key) {
+
+    fn number(&self, key: &str) -> Result<Option<u64>, QueryError> {
+        match self.arguments.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(value) => value.as_u64().map(Some).ok_or_else(|| {
                 QueryError::InvalidRequest(format!("{key:?} must be a non-negative integer"))
             }),
         }
-    };
+    }
+
+    /// The options of a `find` or `find_one`.
+    fn find_options(&self) -> Result<FindOptions, QueryError> {
+        Ok(FindOptions {
+            projection: parse_projection(self.arguments.get("projection"))?,
+            sort: parse_sort(self.arguments.get("sort"))?,
+            skip: self.number("skip")?.unwrap_or(0),
+            limit: if self.op == "find_one" {
+                Some(1)
+            } else {
+                self.number("limit")?
+            },
+        })
+    }
+}
+
+/// Run a JSON request `{"collection": ..., "op": ..., ...}` (see the module documentation).
+pub fn execute(conn: &Connection, request: &Value) -> Result<QueryOutput, QueryError> {
+    let parsed = Request::parse(request)?;
+    let (collection_name, op, filter) = (parsed.collection_name, parsed.op, &parsed.filter);
+    let request = parsed.arguments;
     Ok(match op {
         "find" | "find_one" => {
-            let options = FindOptions {
-                projection: parse_projection(request.get("projection"))?,
-                sort: parse_sort(request.get("sort"))?,
-                skip: number("skip")?.unwrap_or(0),
-                limit: if op == "find_one" {
-                    Some(1)
-                } else {
-                    number("limit")?
-                },
-            };
-            QueryOutput::Documents(find(conn, collection_name, &filter, &options)?)
+            let options = parsed.find_options()?;
+            QueryOutput::Documents(find(conn, collection_name, filter, &options)?)
         }
-        "count" => QueryOutput::Count(count(conn, collection_name, &filter)?),
-        "distinct" => {
-            QueryOutput::Values(distinct(conn, collection_name, text("field")?, &filter)?)
-        }
+        "count" => QueryOutput::Count(count(conn, collection_name, filter)?),
+        "distinct" => QueryOutput::Values(distinct(
+            conn,
+            collection_name,
+            parsed.text("field")?,
+            filter,
+        )?),
         "insert_one" => {
             let document = request
                 .get("document")
@@ -595,13 +701,13 @@ pub fn execute(conn: &Connection, request: &Value) -> Result<QueryOutput, QueryE
             QueryOutput::Updated(update(
                 conn,
                 collection_name,
-                &filter,
+                filter,
                 &Update::from_json(update_doc)?,
                 options,
             )?)
         }
         "delete_one" | "delete_many" => {
-            QueryOutput::Deleted(delete(conn, collection_name, &filter, op == "delete_many")?)
+            QueryOutput::Deleted(delete(conn, collection_name, filter, op == "delete_many")?)
         }
         _ => {
             let fields = request
@@ -611,6 +717,23 @@ pub fn execute(conn: &Connection, request: &Value) -> Result<QueryOutput, QueryE
             QueryOutput::Defined(define_collection(conn, collection_name, &definition)?)
         }
     })
+}
+
+/// Run a `find` or `find_one` JSON request and answer with its result as JSON text: an array of
+/// documents, or one document or `null` (see [`find_text`]). Any other operation is refused.
+pub fn execute_find_text(conn: &Connection, request: &Value) -> Result<String, QueryError> {
+    let parsed = Request::parse(request)?;
+    let one = match parsed.op {
+        "find" => false,
+        "find_one" => true,
+        other => {
+            return Err(QueryError::InvalidRequest(format!(
+                "{other:?} does not answer with documents"
+            )));
+        }
+    };
+    let options = parsed.find_options()?;
+    find_text(conn, parsed.collection_name, &parsed.filter, &options, one)
 }
 
 /// `{field: 1|0|true|false}`: all inclusions or all exclusions; the key may be excluded from

@@ -27,6 +27,7 @@ pub mod execute;
 pub mod filter;
 pub mod regex;
 pub mod schema;
+mod text;
 pub mod update;
 pub mod value;
 mod write_scope;
@@ -38,7 +39,8 @@ pub use compile::{CompiledSql, SortOrder, compile_filter};
 pub use error::QueryError;
 pub use execute::{
     FindOptions, Projection, QueryOutput, UpdateOptions, UpdateResult, count, delete, distinct,
-    execute, find, find_one, insert_many, insert_one, parse_projection, parse_sort, update,
+    execute, execute_find_text, find, find_one, find_text, insert_many, insert_one,
+    parse_projection, parse_sort, update,
 };
 pub use filter::{Condition, ElemMatch, Filter, TypeName};
 pub use schema::{Collection, Field, FieldType, builtin_collection};
@@ -61,5 +63,11 @@ impl crate::store::Mailbox {
     /// Run a JSON query request against this mailbox (see the module documentation).
     pub fn query(&self, request: &serde_json::Value) -> Result<QueryOutput, QueryError> {
         execute(self.conn(), request)
+    }
+
+    /// Run a `find` or `find_one` JSON request and answer with the result's JSON text, written
+    /// straight from the rows (for callers that hand it on as text, like the Node binding).
+    pub fn query_find_text(&self, request: &serde_json::Value) -> Result<String, QueryError> {
+        execute_find_text(self.conn(), request)
     }
 }

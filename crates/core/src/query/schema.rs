@@ -71,7 +71,12 @@ pub(crate) struct Lookup {
     pub id: &'static str,
     pub source: &'static str,
     pub expr: &'static str,
+    /// `expr` is unique in `source` (and `id` never NULL): an equality finds at most one id.
+    pub unique: bool,
 }
+
+/// An id no looked-up row has: ids are SQLite row ids, which are assigned from 1 up.
+pub(crate) const NO_ID: i64 = 0;
 
 /// `messages.folder`: the folder path, reached through `folder_id`.
 static FOLDER_LOOKUP: Lookup = Lookup {
@@ -79,6 +84,8 @@ static FOLDER_LOOKUP: Lookup = Lookup {
     id: "f.id",
     source: "folders AS f",
     expr: "f.path",
+    // `folders.path` is UNIQUE.
+    unique: true,
 };
 
 /// A collection: a table (or a read-only view of one) and its declared fields.
