@@ -61,6 +61,13 @@ export declare class Mailbox {
    */
   createFolder(path: string, specialUse?: string | undefined | null): Promise<Folder>
   /**
+   * Put the messages waiting for the full-text index into it, up to `limit` (all when
+   * omitted); resolves to how many were indexed. Appends leave their text to be indexed
+   * in batches: before IMAP's next text search, by the append that brings the backlog to
+   * 256 messages, or by this call (a service's idle time, the end of an import).
+   */
+  indexPending(limit?: number | undefined | null): Promise<number>
+  /**
    * Bytes used and the account's limit. Also records the usage in the registry, where
    * `Registry.lookup` reads it.
    */

@@ -54,6 +54,17 @@ test('append takes flags and an internal date as a Date or milliseconds', async 
   await rejectsWithCode(mailbox.append('INBOX', message(), { flags: ['\\Bogus'] }), 'INVALID_ARGUMENT')
 })
 
+test('indexPending puts the waiting messages into the full-text index, in bounded amounts', async (t) => {
+  const { mailbox } = await openMailbox(t)
+  await mailbox.appendMany('INBOX', [1, 2, 3].map((i) => ({ raw: message({ subject: `wait ${i}` }) })))
+  await mailbox.append('Archive', message({ subject: 'wait 4' }))
+  assert.equal(await mailbox.indexPending(1), 1)
+  assert.equal(await mailbox.indexPending(), 3)
+  assert.equal(await mailbox.indexPending(), 0)
+  await mailbox.close()
+  await rejectsWithCode(mailbox.indexPending(), 'CLOSED')
+})
+
 test('appendMany stores a batch in one transaction, in order, byte for byte', async (t) => {
   const { mailbox } = await openMailbox(t)
   const raws = [1, 2, 3].map((i) => message({ subject: `batch ${i}`, body: `body ${i} ${'x'.repeat(i * 1000)}` }))

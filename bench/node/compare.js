@@ -6,7 +6,9 @@
 //   npm run bench    (installs the peer into bench/node, builds the addon in release mode, runs)
 //
 // Conservative for the peer: it gets the header fields pre-parsed (sealmail parses MIME on
-// every append), keeps no full-text index (sealmail maintains its FTS5 index on append), and its
+// every append), keeps no full-text index (sealmail maintains its FTS5 index: appends leave the
+// text waiting and the index takes it in batches; the timed runs end with `indexPending()`, so
+// every sealmail append figure includes indexing all the messages), and its
 // queries run synchronously on the JS thread (sealmail's hop to the thread pool and back is
 // inside every sealmail figure). Appends are measured twice: one transaction per message
 // (`append`), and batched with the same batches on both sides (`appendMany`: one transaction
@@ -85,6 +87,9 @@ async function sealmailAppends(dir, messages) {
     for (const [folder, batch] of batches(messages)) {
       await batched.appendMany(folder, batch.map((m) => ({ raw: m.raw, flags: m.seen ? ['\\Seen'] : [], internalDate: new Date(m.date) })))
     }
+    // Appends leave their text to the full-text index in batches; what is still waiting is
+    // indexed inside the timed run, so the figure includes indexing every message.
+    await batched.indexPending()
   }, { warm: false })
   await batched.close()
   const mailbox = await openSealmail(path.join(dir, 'single'), 'alice@example.com')
@@ -92,6 +97,7 @@ async function sealmailAppends(dir, messages) {
     for (const m of messages) {
       await mailbox.append(m.folder, m.raw, { flags: m.seen ? ['\\Seen'] : [], internalDate: new Date(m.date) })
     }
+    await mailbox.indexPending()
   }, { warm: false })
   return { append, appendBatched, mailbox }
 }

@@ -263,6 +263,27 @@ impl Mailbox {
         })
     }
 
+    /// Put the messages waiting for the full-text index into it, up to `limit` (all when
+    /// omitted); resolves to how many were indexed. Appends leave their text to be indexed
+    /// in batches: before IMAP's next text search, by the append that brings the backlog to
+    /// 256 messages, or by this call (a service's idle time, the end of an import).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn index_pending(&self, limit: Option<u32>) -> AsyncTask<Blocking<u32>> {
+        let limit = limit.map_or(usize::MAX, |limit| limit as usize);
+        self.with_session(move |open, _| {
+            let mut indexed = 0usize;
+            // Bounded transactions: FTS5 holds a batch's postings in memory until it commits.
+            while indexed < limit {
+                let batch = open.mailbox().index_pending((limit - indexed).min(500))?;
+                indexed += batch;
+                if batch == 0 {
+                    break;
+                }
+            }
+            Ok(indexed as u32)
+        })
+    }
+
     /// Bytes used and the account's limit. Also records the usage in the registry, where
     /// `Registry.lookup` reads it.
     #[napi(ts_return_type = "Promise<Quota>")]
