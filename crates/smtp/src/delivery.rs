@@ -270,7 +270,6 @@ impl<M: MailStore> LocalDelivery<M> {
         match (local, &self.outbound) {
             (Some(account), _) => {
                 let mailbox = LocalMailbox {
-                    address: account.address,
                     mailbox_id: account.mailbox_id,
                 };
                 self.store_copy(mailbox, &Arc::new(text))
@@ -306,8 +305,8 @@ impl<M: MailStore> LocalDelivery<M> {
         }
         let registry = Arc::clone(&self.registry);
         let message = Arc::clone(message);
-        let address = mailbox.address.clone();
-        blocking(move || account::deliver_sealed(&registry, address.as_str(), &message)).await?;
+        let mailbox_id = mailbox.mailbox_id.clone();
+        blocking(move || account::deliver_sealed_to(&registry, &mailbox_id, &message)).await?;
         // A login may have opened (and drained) the mailbox between the check above and the
         // write: fold the item in now rather than at the next login. The item is durable
         // already, so a failure here only delays it.
@@ -425,7 +424,6 @@ impl SuccessReport {
 /// A local mailbox that keeps a copy of the message.
 #[derive(Debug)]
 struct LocalMailbox {
-    address: Address,
     mailbox_id: MailboxId,
 }
 
@@ -516,7 +514,6 @@ impl Route<'_> {
             .lookup(address.as_str())?
             .ok_or_else(|| Error::NoSuchAccount(address.to_string()))?;
         mailboxes.push(LocalMailbox {
-            address: address.clone(),
             mailbox_id: account.mailbox_id,
         });
         Ok(())
