@@ -81,11 +81,20 @@ pub fn deliver_sealed(registry: &Registry, address: &str, raw: &[u8]) -> Result<
     let account = registry
         .lookup(address)?
         .ok_or_else(|| Error::NoSuchAccount(address.into()))?;
+    deliver_sealed_to(registry, &account.mailbox_id, raw)
+}
+
+/// [`deliver_sealed`] for a mailbox already looked up (MX has, to route the message).
+pub fn deliver_sealed_to(
+    registry: &Registry,
+    mailbox_id: &MailboxId,
+    raw: &[u8],
+) -> Result<ItemId> {
     let public_key = registry
-        .sealing_public_key(&account.mailbox_id)?
-        .ok_or_else(|| Error::NoSuchAccount(format!("{address} has no sealing key")))?;
+        .sealing_public_key(mailbox_id)?
+        .ok_or_else(|| Error::NoSuchAccount(format!("mailbox {mailbox_id} has no sealing key")))?;
     let public_key = SealingPublicKey::from_bytes(&public_key)?;
-    SealedQueue::new(registry.data_dir()).enqueue(account.mailbox_id.as_str(), &public_key, raw)
+    SealedQueue::new(registry.data_dir()).enqueue(mailbox_id.as_str(), &public_key, raw)
 }
 
 impl OpenMailbox {

@@ -1285,4 +1285,106 @@ mod tests {
             .unwrap();
         assert_eq!(after_close, None, "nobody holds the mailbox any more");
     }
+
+    /// Deliveries that arrive while the writer is busy are committed together, and a message
+    /// the batch cannot take (over quota) is refused alone: the others of its batch land, each
+    /// exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_queued_behind_a_busy_writer_each_land_once_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store(dir.path()));
+        let mailbox_id = store
+            .opener
+            .lookup("a@example.org")
+            .unwrap()
+            .unwrap()
+            .mailbox_id;
+        // Room for the good messages committed one by one (the WAL counts as used), not for
+        // the big one.
+        store
+            .opener
+            .set_quota("a@example.org", Some(8 << 20))
+            .unwrap();
+        let session = store
+            .login("a@example.org", "pw-long-enough")
+            .await
+            .unwrap();
+        let shared = store.open_mailbox(&mailbox_id).unwrap();
+        const GOOD: usize = 12;
+        // The writer is busy (a thread holds its lock): every delivery below waits in line.
+        let (held, writer_is_busy) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let busy_writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let _busy = shared.mailbox.lock().unwrap();
+                held.send(()).unwrap();
+                let _ = released.recv();
+            })
+        };
+        writer_is_busy.recv().unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..=GOOD {
+            let raw = if i == GOOD / 2 {
+                vec![b'x'; 9 << 20]
+            } else {
+                format!("Subject: batch {i}\r\n\r\nbody {i}\r\n").into_bytes()
+            };
+            let (store, mailbox_id) = (Arc::clone(&store), mailbox_id.clone());
+            deliveries.push(tokio::spawn(async move {
+                store
+                    .deliver_if_open(&mailbox_id, raw, AppendOptions::default())
+                    .await
+            }));
+        }
+        let all_waiting = async {
+            while shared.deliveries.lock().unwrap().len() < GOOD + 1 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), all_waiting)
+            .await
+            .expect("every delivery queues behind the busy writer");
+        release.send(()).unwrap();
+        busy_writer.join().unwrap();
+
+        let mut uids = Vec::new();
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            let result = delivery.await.unwrap();
+            if i == GOOD / 2 {
+                assert!(
+                    matches!(result, Err(Error::QuotaExceeded { .. })),
+                    "the over-quota message fails alone: {result:?}"
+                );
+            } else {
+                uids.push(result.unwrap().expect("the mailbox is open").uid);
+            }
+        }
+        let mut distinct = uids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), GOOD, "one UID per delivered message");
+        let stored = session
+            .fetch_raw("INBOX", UidSet::from_uids(uids.iter().copied()))
+            .await
+            .unwrap();
+        let mut subjects: Vec<String> = stored
+            .iter()
+            .map(|m| {
+                String::from_utf8_lossy(&m.bytes)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        subjects.sort();
+        let mut expected: Vec<String> = (0..=GOOD)
+            .filter(|i| *i != GOOD / 2)
+            .map(|i| format!("Subject: batch {i}"))
+            .collect();
+        expected.sort();
+        assert_eq!(subjects, expected, "each message stored exactly once");
+        assert_eq!(session.message_states("INBOX").await.unwrap().len(), GOOD);
+    }
 }

@@ -584,3 +584,52 @@ fn summaries_count_sizes_and_ages_without_opening_anything() {
     let empty = queue.summary(MAILBOX).unwrap();
     assert_eq!((empty.pending, empty.bytes, empty.oldest), (0, 0, None));
 }
+
+/// Concurrent enqueues to one mailbox share directory fsyncs (group commit); each still gets
+/// its own durable item, none lost or doubled, and a second mailbox's queue is unaffected.
+#[test]
+fn concurrent_enqueues_to_one_mailbox_each_land_once() {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let queue = queue_in(&dir);
+    let pair = SealingKeyPair::generate();
+    let mut enqueued: Vec<(ItemId, Vec<u8>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let (queue, pair) = (&queue, &pair);
+                scope.spawn(move || {
+                    (0..PER_THREAD)
+                        .map(|n| {
+                            let mailbox = if n % 5 == 0 { OTHER_MAILBOX } else { MAILBOX };
+                            let body = format!("thread {thread} message {n}").into_bytes();
+                            let id = queue.enqueue(mailbox, &pair.public, &body).unwrap();
+                            (id, body)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap())
+            .collect()
+    });
+    enqueued.sort();
+    let mut drained = Vec::new();
+    for mailbox in [MAILBOX, OTHER_MAILBOX] {
+        let report = queue
+            .drain(mailbox, &pair.secret, |id, message| {
+                drained.push((id.clone(), message.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert!(report.quarantined.is_empty());
+    }
+    drained.sort();
+    assert_eq!(drained.len(), THREADS * PER_THREAD);
+    assert_eq!(
+        drained, enqueued,
+        "every item exactly once, with its own text"
+    );
+}

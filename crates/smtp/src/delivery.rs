@@ -202,7 +202,11 @@ impl<M: MailStore> LocalDelivery<M> {
         let registry = Arc::clone(&self.registry);
         let forwarders = self.forwarding.clone();
         let routed = Arc::clone(&message);
-        let mailboxes = blocking(move || {
+        // Routing and the copies on one blocking thread: a sealed copy then costs no second
+        // hand-off between the reactor and the blocking pool.
+        let store = Arc::clone(&self.store);
+        let runtime = tokio::runtime::Handle::current();
+        blocking(move || {
             let route = Route {
                 registry: &registry,
                 forwarders: &forwarders,
@@ -214,15 +218,13 @@ impl<M: MailStore> LocalDelivery<M> {
             for recipient in &delivery.recipients {
                 route.deliver_to(recipient, 0, &mut delivered, &mut mailboxes)?;
             }
-            Ok(mailboxes)
+            for mailbox in &mailboxes {
+                store_copy_blocking(&runtime, &registry, &*store, &mailbox.mailbox_id, &routed)?;
+            }
+            Ok(())
         })
         .await
         .map_err(delivery_failure)?;
-        for mailbox in mailboxes {
-            self.store_copy(mailbox, &message)
-                .await
-                .map_err(delivery_failure)?;
-        }
         if let Some(report) = success_report {
             // The message is delivered: a report that cannot be sent is logged, and the
             // client still gets its 250.
@@ -270,7 +272,6 @@ impl<M: MailStore> LocalDelivery<M> {
         match (local, &self.outbound) {
             (Some(account), _) => {
                 let mailbox = LocalMailbox {
-                    address: account.address,
                     mailbox_id: account.mailbox_id,
                 };
                 self.store_copy(mailbox, &Arc::new(text))
@@ -306,8 +307,8 @@ impl<M: MailStore> LocalDelivery<M> {
         }
         let registry = Arc::clone(&self.registry);
         let message = Arc::clone(message);
-        let address = mailbox.address.clone();
-        blocking(move || account::deliver_sealed(&registry, address.as_str(), &message)).await?;
+        let mailbox_id = mailbox.mailbox_id.clone();
+        blocking(move || account::deliver_sealed_to(&registry, &mailbox_id, &message)).await?;
         // A login may have opened (and drained) the mailbox between the check above and the
         // write: fold the item in now rather than at the next login. The item is durable
         // already, so a failure here only delays it.
@@ -425,7 +426,6 @@ impl SuccessReport {
 /// A local mailbox that keeps a copy of the message.
 #[derive(Debug)]
 struct LocalMailbox {
-    address: Address,
     mailbox_id: MailboxId,
 }
 
@@ -516,11 +516,34 @@ impl Route<'_> {
             .lookup(address.as_str())?
             .ok_or_else(|| Error::NoSuchAccount(address.to_string()))?;
         mailboxes.push(LocalMailbox {
-            address: address.clone(),
             mailbox_id: account.mailbox_id,
         });
         Ok(())
     }
+}
+
+/// [`LocalDelivery::store_copy`] for a blocking thread (spawned by the runtime `runtime`).
+fn store_copy_blocking<M: MailStore>(
+    runtime: &tokio::runtime::Handle,
+    registry: &Registry,
+    store: &M,
+    mailbox_id: &MailboxId,
+    message: &[u8],
+) -> sealmail_core::Result<()> {
+    let direct = runtime.block_on(store.deliver_if_open(
+        mailbox_id,
+        message.to_vec(),
+        AppendOptions::default(),
+    ))?;
+    if direct.is_some() {
+        return Ok(());
+    }
+    account::deliver_sealed_to(registry, mailbox_id, message)?;
+    // As in `store_copy`: a login may have opened (and drained) the mailbox meanwhile.
+    if let Err(error) = runtime.block_on(store.drain_sealed_if_open(mailbox_id)) {
+        tracing::warn!(%error, "folding sealed mail into an open mailbox failed; it waits for the next login");
+    }
+    Ok(())
 }
 
 fn delivery_failure(error: Error) -> DeliveryFailure {

@@ -4,12 +4,14 @@
 //! them while being written, and damaged items moved to `quarantine/`. The server can write here
 //! but holds no key that reads anything back.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
@@ -104,7 +106,7 @@ impl SealedQueue {
         }
         // If this last fsync fails the caller answers with a temporary failure although the
         // item may survive: the sender's retry can then duplicate, SMTP's usual trade against loss.
-        sync_dir(&dir)?;
+        DirectorySync::for_dir(&dir).rename_done_then_sync()?;
         Ok(id)
     }
 
@@ -523,6 +525,90 @@ fn remove_if_present(path: &Path) -> io::Result<bool> {
 /// fsync a directory, making the creations, renames and removals inside it durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Group commit of one queue directory's fsyncs. Concurrent enqueues to one mailbox each
+/// rename their item into the directory and then need a directory fsync before their 250; one
+/// fsync that starts after a rename finished makes that rename durable, so the enqueues that
+/// finish their renames while a directory fsync runs share the next one instead of queueing
+/// for one each. The first enqueue to arrive syncs at once: nobody waits for company.
+#[derive(Debug)]
+struct DirectorySync {
+    dir: PathBuf,
+    state: Mutex<DirectorySyncState>,
+    /// Signalled whenever a directory fsync ends, well or badly.
+    sync_ended: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct DirectorySyncState {
+    /// Tickets handed out: one per rename finished in the directory.
+    renamed: u64,
+    /// Every rename with a ticket up to this one is durable.
+    durable: u64,
+    /// A failed fsync covered the renames up to this ticket: their enqueues report the error.
+    failed_through: u64,
+    /// A thread is running a directory fsync now.
+    syncing: bool,
+}
+
+/// The [`DirectorySync`] of each queue directory some enqueue in this process is using.
+static DIRECTORY_SYNCS: LazyLock<Mutex<HashMap<PathBuf, Weak<DirectorySync>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+impl DirectorySync {
+    fn for_dir(dir: &Path) -> Arc<DirectorySync> {
+        let mut syncs = DIRECTORY_SYNCS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sync) = syncs.get(dir).and_then(Weak::upgrade) {
+            return sync;
+        }
+        syncs.retain(|_, sync| sync.strong_count() > 0);
+        let sync = Arc::new(DirectorySync {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(DirectorySyncState::default()),
+            sync_ended: Condvar::new(),
+        });
+        syncs.insert(dir.to_path_buf(), Arc::downgrade(&sync));
+        sync
+    }
+
+    /// Call after a rename into the directory finished: returns once a directory fsync that
+    /// started after it has succeeded (run here, or by a concurrent enqueue), or with the error
+    /// of the fsync that covered it.
+    fn rename_done_then_sync(&self) -> io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.renamed += 1;
+        let ticket = state.renamed;
+        loop {
+            if state.durable >= ticket {
+                return Ok(());
+            }
+            if state.failed_through >= ticket {
+                return Err(io::Error::other("fsync of the queue directory failed"));
+            }
+            if !state.syncing {
+                break;
+            }
+            state = self
+                .sync_ended
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        // Every rename ticketed so far has finished, so this fsync covers them all.
+        let covers = state.renamed;
+        state.syncing = true;
+        drop(state);
+        let result = sync_dir(&self.dir);
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.syncing = false;
+        match &result {
+            Ok(()) => state.durable = state.durable.max(covers),
+            Err(_) => state.failed_through = state.failed_through.max(covers),
+        }
+        drop(state);
+        self.sync_ended.notify_all();
+        result
+    }
 }
 
 #[cfg(test)]

@@ -53,51 +53,68 @@ impl DataReceiver {
     /// Take as much of `input` as forms whole lines (or a piece of an over-long line). Returns
     /// how many bytes were used and whether the end-of-data line was seen; the rest of the
     /// input belongs to the next command.
+    ///
+    /// Runs of whole lines that start with no dot are copied in one piece: only the lines that
+    /// start with a dot (stuffing, or the end marker) are looked at one by one.
     pub fn feed(&mut self, input: &[u8]) -> Fed {
         let mut consumed = 0;
         while consumed < input.len() {
             let rest = &input[consumed..];
-            let line = match rest.iter().position(|b| *b == b'\n') {
-                Some(lf) => &rest[..=lf],
-                None if rest.len() > MAX_TEXT_LINE => {
-                    // Hopelessly long already: take it now, minus a trailing CR that may
-                    // belong to the CRLF arriving next.
-                    let take = if rest.ends_with(b"\r") {
-                        rest.len() - 1
-                    } else {
-                        rest.len()
-                    };
-                    // The piece stays in the message, where the final check finds the line
-                    // too long; its remainder does not start a fresh line.
-                    self.append(&rest[..take]);
-                    consumed += take;
-                    self.at_line_start = false;
+            if self.at_line_start && rest[0] == b'.' {
+                let Some(lf) = memchr::memchr(b'\n', rest) else {
+                    if rest.len() > MAX_TEXT_LINE {
+                        consumed += self.take_long_line_piece(rest);
+                    }
+                    break;
+                };
+                let line = &rest[..=lf];
+                consumed += line.len();
+                if line == b".\r\n" {
                     return Fed {
                         consumed,
-                        finished: false,
+                        finished: true,
                     };
                 }
-                None => break,
-            };
-            consumed += line.len();
-            if self.at_line_start && line == b".\r\n" {
-                return Fed {
-                    consumed,
-                    finished: true,
-                };
+                self.append(&line[1..]);
+                self.at_line_start = line.ends_with(b"\r\n");
+                continue;
             }
-            let text = if self.at_line_start && line.first() == Some(&b'.') {
-                &line[1..]
-            } else {
-                line
+            let Some(last_lf) = memchr::memrchr(b'\n', rest) else {
+                if rest.len() > MAX_TEXT_LINE {
+                    consumed += self.take_long_line_piece(rest);
+                }
+                break;
             };
-            self.append(text);
-            self.at_line_start = line.ends_with(b"\r\n");
+            let lines = &rest[..=last_lf];
+            // Up to (not into) the next line that starts with a dot after a CRLF.
+            let (run, next_starts_line) = match memchr::memmem::find(lines, b"\r\n.") {
+                Some(crlf) => (&lines[..crlf + 2], true),
+                None => (lines, lines.ends_with(b"\r\n")),
+            };
+            self.append(run);
+            consumed += run.len();
+            self.at_line_start = next_starts_line;
         }
         Fed {
             consumed,
             finished: false,
         }
+    }
+
+    /// Take a piece of a line already too long to be valid, with no LF in sight, so it is not
+    /// buffered whole; returns how many bytes were taken.
+    fn take_long_line_piece(&mut self, rest: &[u8]) -> usize {
+        // Minus a trailing CR that may belong to the CRLF arriving next.
+        let take = if rest.ends_with(b"\r") {
+            rest.len() - 1
+        } else {
+            rest.len()
+        };
+        // The piece stays in the message, where the final check finds the line too long; its
+        // remainder does not start a fresh line.
+        self.append(&rest[..take]);
+        self.at_line_start = false;
+        take
     }
 
     fn append(&mut self, text: &[u8]) {
@@ -165,33 +182,50 @@ impl ChunkCollector {
 }
 
 /// The rules every stored message follows, however it arrived: no NUL (we offer no
-/// BINARYMIME), CRLF line endings only, lines of at most 1000 octets with their CRLF.
+/// BINARYMIME), CRLF line endings only, lines of at most 1000 octets with their CRLF. A NUL or
+/// a bare CR/LF is reported before a long line, the earliest of them first.
 pub fn check_message_text(message: &[u8]) -> Result<(), MessageDefect> {
-    let mut line_len = 0usize;
-    let mut defect = None;
-    for (index, &byte) in message.iter().enumerate() {
-        match byte {
-            0 => return Err(MessageDefect::Nul),
-            b'\r' if message.get(index + 1) != Some(&b'\n') => {
-                return Err(MessageDefect::BareLineBreak);
-            }
-            b'\n' if index == 0 || message[index - 1] != b'\r' => {
-                return Err(MessageDefect::BareLineBreak);
-            }
-            b'\n' => line_len = 0,
-            b'\r' => {}
-            _ => {
-                line_len += 1;
-                // +2 for the CRLF that ends the line.
-                if line_len + 2 > MAX_TEXT_LINE {
-                    defect = Some(MessageDefect::LineTooLong);
-                }
-            }
+    let first_nul = memchr::memchr(0, message);
+    let mut first_bare = None;
+    let mut too_long = false;
+    let mut line_start = 0;
+    let mut line_feeds = 0usize;
+    for lf in memchr::memchr_iter(b'\n', message) {
+        if lf == 0 || message[lf - 1] != b'\r' {
+            first_bare = Some(lf);
+            break;
+        }
+        line_feeds += 1;
+        // The line with its CRLF.
+        too_long |= lf + 1 - line_start > MAX_TEXT_LINE;
+        line_start = lf + 1;
+    }
+    if first_bare.is_none() {
+        // Every LF has its CR: any other CR is bare. The last line has no CRLF of its own but
+        // is held to the same limit as if it had one.
+        if memchr::memchr_iter(b'\r', message).count() != line_feeds {
+            first_bare = message
+                .iter()
+                .enumerate()
+                .position(|(i, &b)| b == b'\r' && message.get(i + 1) != Some(&b'\n'));
+        }
+        too_long |= message.len() - line_start + 2 > MAX_TEXT_LINE;
+    } else if let Some(lf) = first_bare {
+        // A bare CR before the bare LF comes first.
+        if let Some(cr) = message[..lf]
+            .iter()
+            .enumerate()
+            .position(|(i, &b)| b == b'\r' && message.get(i + 1) != Some(&b'\n'))
+        {
+            first_bare = Some(cr);
         }
     }
-    match defect {
-        Some(defect) => Err(defect),
-        None => Ok(()),
+    match (first_nul, first_bare) {
+        (Some(nul), Some(bare)) if bare < nul => Err(MessageDefect::BareLineBreak),
+        (Some(_), _) => Err(MessageDefect::Nul),
+        (None, Some(_)) => Err(MessageDefect::BareLineBreak),
+        (None, None) if too_long => Err(MessageDefect::LineTooLong),
+        (None, None) => Ok(()),
     }
 }
 
@@ -273,6 +307,98 @@ mod tests {
         let mut long = vec![b'x'; 999];
         long.extend_from_slice(b"\r\n");
         assert_eq!(check_message_text(&long), Err(MessageDefect::LineTooLong));
+    }
+
+    /// The byte-at-a-time definition of [`check_message_text`]'s rules.
+    fn check_byte_by_byte(message: &[u8]) -> Result<(), MessageDefect> {
+        let mut line_len = 0usize;
+        let mut defect = None;
+        for (index, &byte) in message.iter().enumerate() {
+            match byte {
+                0 => return Err(MessageDefect::Nul),
+                b'\r' if message.get(index + 1) != Some(&b'\n') => {
+                    return Err(MessageDefect::BareLineBreak);
+                }
+                b'\n' if index == 0 || message[index - 1] != b'\r' => {
+                    return Err(MessageDefect::BareLineBreak);
+                }
+                b'\n' => line_len = 0,
+                b'\r' => {}
+                _ => {
+                    line_len += 1;
+                    if line_len + 2 > MAX_TEXT_LINE {
+                        defect = Some(MessageDefect::LineTooLong);
+                    }
+                }
+            }
+        }
+        defect.map_or(Ok(()), Err)
+    }
+
+    /// Messages built from pieces that exercise every rule, in many orders.
+    fn tricky_messages() -> Vec<Vec<u8>> {
+        let pieces: [&[u8]; 9] = [
+            b"text\r\n",
+            b".dot\r\n",
+            b"..two\r\n",
+            b"\r\n",
+            b"bare\nlf\r\n",
+            b"bare\rcr\r\n",
+            b"nul\0\r\n",
+            b".\n",
+            b"\r\r\n",
+        ];
+        let long = [vec![b'y'; 998], b"\r\n".to_vec()].concat();
+        let longer = [vec![b'z'; 999], b"\r\n".to_vec()].concat();
+        let mut state = 0x2545_f491_u32;
+        let mut messages = Vec::new();
+        for _ in 0..400 {
+            let mut message = Vec::new();
+            for _ in 0..6 {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                match state % 12 {
+                    9 => message.extend_from_slice(&long),
+                    10 => message.extend_from_slice(&longer),
+                    11 => message.push(b'x'),
+                    n => message.extend_from_slice(pieces[n as usize]),
+                }
+            }
+            messages.push(message);
+        }
+        messages
+    }
+
+    #[test]
+    fn message_text_rules_match_the_byte_by_byte_definition() {
+        for message in tricky_messages() {
+            assert_eq!(
+                check_message_text(&message),
+                check_byte_by_byte(&message),
+                "{:?}",
+                String::from_utf8_lossy(&message)
+            );
+        }
+    }
+
+    #[test]
+    fn received_text_does_not_depend_on_how_reads_split_it() {
+        for body in tricky_messages() {
+            let mut wire = body.clone();
+            wire.extend_from_slice(b"\r\n.\r\nNEXT\r\n");
+            let (whole, rest) = receive(&[&wire], 1 << 20);
+            assert_eq!(rest, b"NEXT\r\n", "the end marker ends the text");
+            // (`receive` stops at the end marker: later pieces are never pushed.)
+            for size in [1, 2, 7, 1000] {
+                let pieces: Vec<&[u8]> = wire.chunks(size).collect();
+                assert_eq!(receive(&pieces, 1 << 20).0, whole, "read size {size}");
+            }
+        }
+        // Dot-stuffing undone on every line that has it, whatever the split.
+        let (message, rest) = receive(&[b"a\r\n..b\r\n.", b".c\r\n", b".\r\nX"], 100);
+        assert_eq!(message.unwrap(), b"a\r\n.b\r\n.c\r\n");
+        assert_eq!(rest, b"X");
     }
 
     #[test]
