@@ -133,12 +133,18 @@ fn main() {
         sealed,
         ratio(sealed)
     );
-    if let Some(direct) = direct {
+    if let Some((direct, direct_indexed)) = direct {
         println!(
             "{:<34} {:>12.0} {:>14}",
             "sealmail MX, online (direct)",
             direct,
             ratio(direct)
+        );
+        println!(
+            "{:<34} {:>12.0} {:>14}",
+            "  the same, all of it indexed",
+            direct_indexed,
+            ratio(direct_indexed)
         );
     }
     if let Some(baseline) = dovecot {
@@ -154,7 +160,7 @@ async fn run_sealmail(
     options: &Options,
     data_dir: &Path,
     messages: &Arc<Vec<Vec<u8>>>,
-) -> (f64, Option<f64>) {
+) -> (f64, Option<(f64, f64)>) {
     std::fs::create_dir_all(data_dir).unwrap();
     let kdf = KdfParams {
         m_cost_kib: 64,
@@ -236,6 +242,17 @@ async fn run_sealmail(
         format!("online{}@{DOMAIN}", i % recipients)
     })
     .await;
+    // Appends leave their text to the full-text index in batches (the server indexes open
+    // mailboxes every 2 s); the second figure adds the time to index what is still waiting,
+    // so it counts indexing every message. Dovecot's LMTP here indexes nothing.
+    let indexing_started = Instant::now();
+    let indexing_store = Arc::clone(&store);
+    tokio::task::spawn_blocking(move || indexing_store.index_open_mailboxes(500))
+        .await
+        .unwrap()
+        .unwrap();
+    let count = messages.len() as f64;
+    let direct_indexed = count / (count / direct + indexing_started.elapsed().as_secs_f64());
     let mut stored = 0;
     for session in &sessions {
         stored += session.message_states("INBOX").await.unwrap().len();
@@ -255,7 +272,7 @@ async fn run_sealmail(
     drop(sessions);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
-    (sealed, Some(direct))
+    (sealed, Some((direct, direct_indexed)))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
