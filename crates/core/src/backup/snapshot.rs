@@ -72,8 +72,6 @@ pub(crate) fn write_snapshot(
     destination: &Path,
 ) -> Result<WrittenSnapshot> {
     let source_path = mailbox.path();
-    // The mailbox's own background checkpoint would hold the checkpoint lock in step 3.
-    mailbox.wait_for_background_checkpoint();
     // Step 1, outside the lock: the bulk of the WAL, if any, is folded here.
     mailbox.checkpoint()?;
     let reader = open_keyed(source_path, key, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
