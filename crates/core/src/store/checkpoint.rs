@@ -24,15 +24,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-/// WAL frames (pages) after which a background checkpoint starts: 8 MiB with 16 KiB pages.
-const BACKGROUND_CHECKPOINT_FRAMES: i32 = 512;
+/// WAL frames (pages) after which a background checkpoint starts: 4 MiB with 16 KiB pages.
+const BACKGROUND_CHECKPOINT_FRAMES: i32 = 256;
 
 /// WAL frames after which the committing connection checkpoints itself (SQLite's default
 /// `wal_autocheckpoint`): the bound on the WAL when background checkpoints fall behind.
 const INLINE_CHECKPOINT_FRAMES: i32 = 1000;
 
 /// Passes of one background checkpoint, each over the frames committed during the previous.
-const BACKGROUND_PASSES: usize = 2;
+const BACKGROUND_PASSES: usize = 3;
 
 /// Background checkpoints running at once in this process, all mailboxes together. When all are
 /// busy a mailbox simply asks again at its next commit (or reaches the inline limit).
