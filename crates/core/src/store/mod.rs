@@ -3,7 +3,6 @@
 //! [`Mailbox`] is synchronous: callers on an async runtime run it on blocking threads.
 
 mod bodies;
-mod checkpoint;
 mod folders;
 mod messages;
 mod parse;
@@ -36,10 +35,6 @@ use std::path::{Path, PathBuf};
 
 /// An open, decrypted mailbox file.
 pub struct Mailbox {
-    /// Background WAL checkpoints of encrypted files (`None` for the plaintext benchmark
-    /// file, which keeps SQLite's automatic checkpoint). Declared before `conn` so that a
-    /// checkpoint in flight finishes before the connection closes.
-    checkpointer: Option<checkpoint::Checkpointer>,
     conn: Connection,
     path: PathBuf,
     /// The account's quota in bytes, from the registry; `None` is unlimited.
@@ -189,11 +184,7 @@ impl Mailbox {
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
             .map_err(corrupt)?;
         conn.execute_batch(CONNECTION_PRAGMAS).map_err(corrupt)?;
-        let mut conn = conn;
-        let checkpointer = checkpoint::Checkpointer::install(&mut conn, path, key)?;
-        let mut mailbox = Self::finish_open(conn, path)?;
-        mailbox.checkpointer = Some(checkpointer);
-        Ok(mailbox)
+        Self::finish_open(conn, path)
     }
 
     fn finish_open(mut conn: Connection, path: &Path) -> Result<Self> {
@@ -212,7 +203,6 @@ impl Mailbox {
         // ANALYZE statistics, no LIKE patterns to optimize).
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         Ok(Self {
-            checkpointer: None,
             conn,
             path: path.into(),
             quota_limit: None,
@@ -255,14 +245,6 @@ impl Mailbox {
             });
         }
         Ok(())
-    }
-
-    /// Wait until no background checkpoint of this file runs (before taking the file for
-    /// oneself, as key rotation does).
-    pub(crate) fn wait_for_background_checkpoint(&self) {
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.wait_idle();
-        }
     }
 
     /// Write the WAL back into the main file (PASSIVE: never blocks readers).

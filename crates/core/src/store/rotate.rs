@@ -59,8 +59,6 @@ impl Mailbox {
         let (quota_limit, max_message_size) = (self.quota_limit, self.max_message_size);
         let rotating = sibling(&path, ".rotating");
         remove_database_files(&rotating)?;
-        // Our own background checkpoint holds a connection too.
-        self.wait_for_background_checkpoint();
         take_exclusive_lock(&self.conn, &path)?;
 
         self.conn
