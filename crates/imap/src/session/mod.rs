@@ -796,6 +796,12 @@ fn route<S: MailSession>(
     notify: &mut Option<Notify>,
     limit: usize,
 ) -> Result<(), Overflow> {
+    if change.origin == authed.mail.id()
+        && let Some(selected) = authed.selected.as_mut()
+        && selected.folder == change.folder
+    {
+        selected.note_own_change(change);
+    }
     if relevant(change, authed.selected.as_ref(), authed.mail.id()) {
         authed.dirty = true;
         return Ok(());

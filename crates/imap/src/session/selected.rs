@@ -4,7 +4,7 @@
 use super::responder::Responder;
 use super::{Failure, convert};
 use crate::proto::{Code, Data, FetchItem, Response, SeqNumber, SequenceSet};
-use sealmail_core::mailstore::MailSession;
+use sealmail_core::mailstore::{Change, ChangeEvent, MailSession};
 use sealmail_core::store::{Appended, Flags, MessageState, UidSet};
 
 /// What [`Selected::synchronise`] may report.
@@ -218,6 +218,26 @@ impl Selected {
             self.expunge_modseq = self.known_modseq;
         }
         out.push(&Response::Data(Data::Exists(self.messages.len() as u32)));
+    }
+
+    /// A flag change or expunge this session made in this folder, and already applied to its
+    /// view and reported: when its MODSEQ is the next one after the view's, nothing else
+    /// happened in between and the view is current up to it. Without this, the next APPEND
+    /// (see [`Selected::record_own_append`]) would find the MODSEQs not following on and ask
+    /// the store for changes there are none of.
+    pub fn note_own_change(&mut self, change: &Change) {
+        if !matches!(
+            change.event,
+            ChangeEvent::FlagsChanged | ChangeEvent::MessagesExpunged
+        ) || change.modseq == 0
+            || change.modseq != self.known_modseq + 1
+        {
+            return;
+        }
+        if self.expunge_modseq == self.known_modseq {
+            self.expunge_modseq = change.modseq;
+        }
+        self.known_modseq = change.modseq;
     }
 
     /// Report removed UIDs as EXPUNGE (sequence numbers, each after the previous removal) or

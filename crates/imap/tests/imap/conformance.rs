@@ -621,5 +621,28 @@ async fn append_to_the_selected_folder_reports_exists_once() {
             "a6 OK FETCH completed"
         ]
     );
+
+    // Our own flag change and expunge keep the view current: the next APPEND is announced as
+    // before, and nothing is reported twice.
+    let reply = a.command("a7 UID STORE 2 +FLAGS (\\Deleted)").await;
+    assert_eq!(reply[0], "* 2 FETCH (UID 2 FLAGS (\\Deleted))");
+    assert_eq!(a.command("a8 UID EXPUNGE 2").await[0], "* 2 EXPUNGE");
+    let raw = message("four", "fourth");
+    a.send(format!("a9 APPEND INBOX {{{}+}}\r\n{raw}\r\n", raw.len()).as_bytes())
+        .await;
+    let reply = a.until_tagged("a9").await;
+    assert_eq!(reply.len(), 2, "{reply:?}");
+    assert_eq!(reply[0], "* 3 EXISTS");
+    assert_eq!(a.command("a10 NOOP").await, ["a10 OK NOOP completed"]);
+    let reply = a.command("a11 UID FETCH 1:* (UID)").await;
+    assert_eq!(
+        reply,
+        [
+            "* 1 FETCH (UID 1)",
+            "* 2 FETCH (UID 3)",
+            "* 3 FETCH (UID 4)",
+            "a11 OK FETCH completed"
+        ]
+    );
     server.shutdown().await;
 }
