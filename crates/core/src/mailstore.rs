@@ -989,9 +989,20 @@ impl MailSession for LocalSession {
 
     async fn expunge(&self, folder: &str, uids: Option<UidSet>) -> Result<Vec<u32>> {
         let owned = folder.to_string();
-        let expunged = self.with(move |m| m.expunge(&owned, uids.as_ref())).await?;
+        let (expunged, modseq) = self
+            .with(move |m| {
+                let expunged = m.expunge(&owned, uids.as_ref())?;
+                // The expunge's MODSEQ (the folder's newest, as the lock is still ours), so
+                // the session that expunged knows its view is current.
+                let modseq = match expunged.is_empty() {
+                    true => 0,
+                    false => m.highest_modseq(&owned)?,
+                };
+                Ok((expunged, modseq))
+            })
+            .await?;
         if !expunged.is_empty() {
-            self.publish(folder, 0, ChangeEvent::MessagesExpunged);
+            self.publish(folder, modseq, ChangeEvent::MessagesExpunged);
         }
         Ok(expunged)
     }

@@ -626,10 +626,9 @@ fn uidvalidity(conn: &Connection, folder_id: i64) -> Result<u32> {
 }
 
 fn record_expunge(conn: &Connection, folder_id: i64, uid: u32, modseq: u64) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![folder_id, uid, modseq])?;
+    // A UID leaves a folder once: UIDs are never reused.
+    conn.prepare_cached("INSERT INTO expunged (folder_id, modseq, uid) VALUES (?1, ?3, ?2)")?
+        .execute(params![folder_id, uid, modseq])?;
     Ok(())
 }
 
@@ -679,7 +678,7 @@ mod tests {
     use super::*;
     use crate::key::MailboxKey;
     use crate::store::folders::insert_folder;
-    use crate::store::schema::{MIGRATION_4, MIGRATIONS};
+    use crate::store::schema::{MIGRATION_4, MIGRATION_9, MIGRATIONS};
 
     /// A file written by the previous schema version has no `crlf_size`; opening it migrates
     /// and fills the column from the stored bytes, attachments included, so POP3 sizes of old
@@ -837,5 +836,121 @@ mod tests {
             assert_eq!(summary.size, raw.len() as u64);
             assert_eq!(summary.crlf_size, raw.len() as u64 + 5, "{folder}");
         }
+    }
+
+    /// The WAL pages a write commits, named after the table or index whose root page each is
+    /// (in a small mailbox every B-tree is its root page alone).
+    fn btrees_written(mailbox: &mut Mailbox, write: impl FnOnce(&mut Mailbox)) -> Vec<String> {
+        const FRAME: usize = 24 + crate::key::MAILBOX_PAGE_SIZE as usize;
+        mailbox
+            .conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .unwrap();
+        let wal = super::super::wal_path(mailbox.path());
+        let before = std::fs::metadata(&wal).map_or(0, |m| m.len() as usize);
+        write(mailbox);
+        let bytes = std::fs::read(&wal).unwrap();
+        let roots: std::collections::HashMap<u32, String> = mailbox
+            .conn
+            .prepare("SELECT rootpage, name FROM sqlite_master WHERE rootpage > 0")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let mut offset = before.max(32);
+        let mut names = Vec::new();
+        while offset + FRAME <= bytes.len() {
+            let page = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap());
+            names.push(
+                roots
+                    .get(&page)
+                    .cloned()
+                    .unwrap_or_else(|| format!("page {page}")),
+            );
+            offset += FRAME;
+        }
+        names
+    }
+
+    /// Recording an expunge for QRESYNC writes one page (the journal is one B-tree keyed by
+    /// folder, MODSEQ and UID), and the journal answers what was expunged since a MODSEQ.
+    #[test]
+    fn an_expunge_writes_its_journal_entry_to_one_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MailboxKey::generate();
+        let mut mailbox = Mailbox::create(&dir.path().join("m.sqlite"), &key).unwrap();
+        let deleted = Flags {
+            deleted: true,
+            ..Flags::default()
+        };
+        for subject in ["one", "two", "three"] {
+            let raw = format!("Subject: {subject}\r\n\r\nbody\r\n");
+            mailbox
+                .append("INBOX", raw.as_bytes(), &AppendOptions::default())
+                .unwrap();
+        }
+        let all = UidSet::all();
+        mailbox
+            .set_flags(
+                "INBOX",
+                &UidSet::from_uids([1, 3]),
+                FlagMode::Add,
+                &deleted,
+                None,
+            )
+            .unwrap();
+        let before = mailbox.highest_modseq("INBOX").unwrap();
+        let written = btrees_written(&mut mailbox, |m| {
+            assert_eq!(m.expunge("INBOX", Some(&all)).unwrap(), [1, 3]);
+        });
+        let journal_pages = written.iter().filter(|n| n.contains("expunged")).count();
+        assert_eq!(journal_pages, 1, "{written:?}");
+        assert_eq!(mailbox.expunged_since("INBOX", before).unwrap(), [1, 3]);
+        assert!(
+            mailbox
+                .expunged_since("INBOX", before + 1)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// A file at the previous version keeps its expunge journal through the upgrade.
+    #[test]
+    fn upgrade_from_the_previous_version_keeps_the_expunge_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("previous.sqlite");
+        let key = MailboxKey::generate();
+        let previous = MIGRATIONS.iter().position(|m| *m == MIGRATION_9).unwrap();
+        {
+            let conn = Mailbox::raw_connection(&path, &key).unwrap();
+            crate::store::sort::register_functions(&conn).unwrap();
+            for migration in &MIGRATIONS[..previous] {
+                conn.execute_batch(migration).unwrap();
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {previous}"))
+                .unwrap();
+            insert_folder(&conn, "INBOX", None).unwrap();
+            insert_folder(&conn, "Archive", None).unwrap();
+            conn.execute_batch(
+                "INSERT INTO expunged (folder_id, uid, modseq) VALUES
+                    (1, 4, 10), (1, 2, 7), (1, 9, 12), (2, 5, 11);",
+            )
+            .unwrap();
+        }
+        let mailbox = Mailbox::open(&path, &key).unwrap();
+        assert_eq!(mailbox.expunged_since("INBOX", 0).unwrap(), [2, 4, 9]);
+        assert_eq!(mailbox.expunged_since("INBOX", 7).unwrap(), [4, 9]);
+        assert_eq!(mailbox.expunged_since("Archive", 0).unwrap(), [5]);
+        let indexes: i64 = mailbox
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'expunged'
+                    AND sql IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "the MODSEQ index is gone with the old table");
     }
 }

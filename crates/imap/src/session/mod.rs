@@ -458,7 +458,7 @@ impl<M: MailStore> Session<M> {
                 op::status::run(self, mailbox.0, items, out).await
             }
             CommandBody::Append { mailbox, messages } => {
-                op::append::run(self, mailbox.0, messages).await
+                op::append::run(self, mailbox.0, messages, out).await
             }
             CommandBody::Idle => {
                 out.push(&Response::Continue("idling".into()));
@@ -796,6 +796,12 @@ fn route<S: MailSession>(
     notify: &mut Option<Notify>,
     limit: usize,
 ) -> Result<(), Overflow> {
+    if change.origin == authed.mail.id()
+        && let Some(selected) = authed.selected.as_mut()
+        && selected.folder == change.folder
+    {
+        selected.note_own_change(change);
+    }
     if relevant(change, authed.selected.as_ref(), authed.mail.id()) {
         authed.dirty = true;
         return Ok(());
@@ -816,15 +822,22 @@ fn route<S: MailSession>(
 
 /// Whether a change needs untagged updates in a session that selected `selected`. A session's
 /// own flag changes and expunges were already reported by the command that made them; its own
-/// additions (APPEND, COPY into the selected folder) still need EXISTS.
+/// additions (APPEND, COPY into the selected folder) still need EXISTS, unless APPEND recorded
+/// them already (see `Selected::record_own_append`): then the change's MODSEQ is known.
 fn relevant(change: &Change, selected: Option<&Selected>, own_id: u64) -> bool {
     use sealmail_core::mailstore::ChangeEvent;
-    selected.is_some_and(|s| s.folder == change.folder)
-        && !(change.origin == own_id
-            && matches!(
-                change.event,
-                ChangeEvent::FlagsChanged | ChangeEvent::MessagesExpunged
-            ))
+    let Some(selected) = selected.filter(|s| s.folder == change.folder) else {
+        return false;
+    };
+    if change.origin != own_id {
+        return true;
+    }
+    match change.event {
+        ChangeEvent::FlagsChanged | ChangeEvent::MessagesExpunged => false,
+        // MODSEQ 0: a change that does not say which (COPY).
+        ChangeEvent::MessagesAdded => change.modseq == 0 || change.modseq > selected.known_modseq,
+        _ => true,
+    }
 }
 
 /// Write the tagged completion for `result`.

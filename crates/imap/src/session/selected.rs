@@ -4,8 +4,8 @@
 use super::responder::Responder;
 use super::{Failure, convert};
 use crate::proto::{Code, Data, FetchItem, Response, SeqNumber, SequenceSet};
-use sealmail_core::mailstore::MailSession;
-use sealmail_core::store::{MessageState, UidSet};
+use sealmail_core::mailstore::{Change, ChangeEvent, MailSession};
+use sealmail_core::store::{Appended, Flags, MessageState, UidSet};
 
 /// What [`Selected::synchronise`] may report.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +178,66 @@ impl Selected {
             self.known_modseq = highest_modseq;
         }
         Ok(added)
+    }
+
+    /// Record messages this session has just appended to this folder, with the flags it gave
+    /// them, and announce them (EXISTS), without asking the store again: possible when nothing
+    /// else changed the folder since it was last synchronised, which the MODSEQs show (every
+    /// change to a folder takes the next MODSEQ; one APPEND's messages take theirs in one
+    /// transaction, in order). Otherwise nothing is recorded and the next synchronisation
+    /// reports them with whatever else happened.
+    pub fn record_own_append(
+        &mut self,
+        appended: &[Appended],
+        flags: &[Flags],
+        out: &mut Responder<'_>,
+    ) {
+        let Some(first) = appended.first() else {
+            return;
+        };
+        let follows_on = first.modseq == self.known_modseq + 1
+            && first.uid > self.largest_uid()
+            && appended.len() == flags.len()
+            && appended
+                .windows(2)
+                .all(|w| w[1].uid > w[0].uid && w[1].modseq >= w[0].modseq);
+        if !follows_on {
+            return;
+        }
+        let previous = self.known_modseq;
+        for (message, flags) in appended.iter().zip(flags) {
+            self.messages.push(MessageState {
+                uid: message.uid,
+                modseq: message.modseq,
+                flags: flags.clone(),
+            });
+        }
+        self.known_modseq = appended.last().map_or(previous, |a| a.modseq);
+        // No expunge can hide between the known MODSEQ and these: they took the next ones.
+        if self.expunge_modseq == previous {
+            self.expunge_modseq = self.known_modseq;
+        }
+        out.push(&Response::Data(Data::Exists(self.messages.len() as u32)));
+    }
+
+    /// A flag change or expunge this session made in this folder, and already applied to its
+    /// view and reported: when its MODSEQ is the next one after the view's, nothing else
+    /// happened in between and the view is current up to it. Without this, the next APPEND
+    /// (see [`Selected::record_own_append`]) would find the MODSEQs not following on and ask
+    /// the store for changes there are none of.
+    pub fn note_own_change(&mut self, change: &Change) {
+        if !matches!(
+            change.event,
+            ChangeEvent::FlagsChanged | ChangeEvent::MessagesExpunged
+        ) || change.modseq == 0
+            || change.modseq != self.known_modseq + 1
+        {
+            return;
+        }
+        if self.expunge_modseq == self.known_modseq {
+            self.expunge_modseq = change.modseq;
+        }
+        self.known_modseq = change.modseq;
     }
 
     /// Report removed UIDs as EXPUNGE (sequence numbers, each after the previous removal) or

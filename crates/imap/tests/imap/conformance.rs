@@ -580,3 +580,69 @@ async fn idle_sends_keepalives_and_ends_on_done() {
     assert!(tagged(&reply, "j").starts_with("j BAD"), "{reply:?}");
     server.shutdown().await;
 }
+
+/// APPEND to the selected folder announces the new message (EXISTS) before its tagged OK, once,
+/// with the flags it was given; after another session's APPEND, the next one of ours reports
+/// both messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_to_the_selected_folder_reports_exists_once() {
+    let server = TestServer::start(|_| {}).await;
+    let mut a = RawClient::login(server.addr).await;
+    let mut b = RawClient::login(server.addr).await;
+    a.command("a1 SELECT INBOX").await;
+    let raw = message("one", "first");
+    a.send(
+        format!(
+            "a2 APPEND INBOX (\\Flagged) {{{}+}}\r\n{raw}\r\n",
+            raw.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let reply = a.until_tagged("a2").await;
+    assert_eq!(reply.len(), 2, "{reply:?}");
+    assert_eq!(reply[0], "* 1 EXISTS");
+    assert!(reply[1].starts_with("a2 OK [APPENDUID "), "{reply:?}");
+    assert_eq!(a.command("a3 NOOP").await, ["a3 OK NOOP completed"]);
+
+    let line = append(&mut b, "b1", "INBOX", &message("two", "second")).await;
+    assert!(line.starts_with("b1 OK [APPENDUID "), "{line}");
+    let line = append(&mut a, "a4", "INBOX", &message("three", "third")).await;
+    assert!(line.starts_with("a4 OK [APPENDUID "), "{line}");
+    let reply = a.command("a5 NOOP").await;
+    assert_eq!(reply, ["a5 OK NOOP completed"], "a4 reported everything");
+    let reply = a.command("a6 UID FETCH 1:* (FLAGS)").await;
+    assert_eq!(
+        reply,
+        [
+            "* 1 FETCH (UID 1 FLAGS (\\Flagged))",
+            "* 2 FETCH (UID 2 FLAGS ())",
+            "* 3 FETCH (UID 3 FLAGS ())",
+            "a6 OK FETCH completed"
+        ]
+    );
+
+    // Our own flag change and expunge keep the view current: the next APPEND is announced as
+    // before, and nothing is reported twice.
+    let reply = a.command("a7 UID STORE 2 +FLAGS (\\Deleted)").await;
+    assert_eq!(reply[0], "* 2 FETCH (UID 2 FLAGS (\\Deleted))");
+    assert_eq!(a.command("a8 UID EXPUNGE 2").await[0], "* 2 EXPUNGE");
+    let raw = message("four", "fourth");
+    a.send(format!("a9 APPEND INBOX {{{}+}}\r\n{raw}\r\n", raw.len()).as_bytes())
+        .await;
+    let reply = a.until_tagged("a9").await;
+    assert_eq!(reply.len(), 2, "{reply:?}");
+    assert_eq!(reply[0], "* 3 EXISTS");
+    assert_eq!(a.command("a10 NOOP").await, ["a10 OK NOOP completed"]);
+    let reply = a.command("a11 UID FETCH 1:* (UID)").await;
+    assert_eq!(
+        reply,
+        [
+            "* 1 FETCH (UID 1)",
+            "* 2 FETCH (UID 3)",
+            "* 3 FETCH (UID 4)",
+            "a11 OK FETCH completed"
+        ]
+    );
+    server.shutdown().await;
+}

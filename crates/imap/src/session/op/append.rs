@@ -1,14 +1,15 @@
 //! APPEND (RFC 9051 section 6.3.12, MULTIAPPEND from RFC 3502, APPENDUID from RFC 4315).
 
 use crate::proto::{AppendMessage, Code};
-use crate::session::{Done, Failure, OpResult, Session, convert};
+use crate::session::{Done, Failure, OpResult, Responder, Session, convert};
 use sealmail_core::mailstore::{MailSession, MailStore};
-use sealmail_core::store::AppendOptions;
+use sealmail_core::store::{AppendOptions, Flags};
 
 pub(crate) async fn run<M: MailStore>(
     session: &mut Session<M>,
     folder: String,
     messages: Vec<AppendMessage>,
+    out: &mut Responder<'_>,
 ) -> OpResult {
     let limit = session.config.max_message_size;
     let mut batch = Vec::with_capacity(messages.len());
@@ -29,6 +30,10 @@ pub(crate) async fn run<M: MailStore>(
         };
         batch.push((message.data, options));
     }
+    let flags: Vec<Flags> = batch.iter().map(|(_, o)| o.flags.clone()).collect();
+    // With NOTIFY, new messages of the selected folder go through the general path, which
+    // also sends the FETCH that NOTIFY's MessageNew may ask for.
+    let notify = session.notify.is_some();
     let authed = session.authed()?;
     let appended = authed
         .mail
@@ -38,6 +43,13 @@ pub(crate) async fn run<M: MailStore>(
     let Some(first) = appended.first() else {
         return Err(Failure::bad("no message to append"));
     };
+    if let Some(selected) = authed.selected.as_mut()
+        && !notify
+        && sealmail_core::store::normalize_folder_name(&folder)
+            .is_ok_and(|path| path == selected.folder)
+    {
+        selected.record_own_append(&appended, &flags, out);
+    }
     Ok(Done::with_code(
         Code::AppendUid {
             uid_validity: first.uidvalidity,
