@@ -10,7 +10,7 @@
 //!     [--dovecot /usr/sbin/dovecot | --no-dovecot] [--no-direct]
 //! ```
 //!
-//! `--no-direct` skips the online run (to profile the sealed path alone).
+//! `--no-direct` leaves out the online run (to profile the sealed path alone).
 //!
 //! Leave a few minutes between runs on ext4 without a journal (this machine's root file
 //! system): its inode allocator skips inodes freed in the last 1-5 minutes, one inode-table
