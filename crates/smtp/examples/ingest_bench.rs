@@ -13,7 +13,7 @@
 //! `--no-direct` leaves out the online run (to profile the sealed path alone).
 //!
 //! Leave a few minutes between runs on ext4 without a journal (this machine's root file
-//! system): its inode allocator skips inodes freed in the last 1-5 minutes, one inode-table
+//! system): its inode allocator passes over inodes freed in the last 1-5 minutes, one inode-table
 //! read each, so right after a run removed its 20,000+ files every file created (a sealed
 //! item, a Maildir file) scans past them; `perf` then shows `find_inode_bit` and
 //! `recently_deleted` as the sealed path's largest cost.
