@@ -270,18 +270,7 @@ impl Mailbox {
     #[napi(ts_return_type = "Promise<number>")]
     pub fn index_pending(&self, limit: Option<u32>) -> AsyncTask<Blocking<u32>> {
         let limit = limit.map_or(usize::MAX, |limit| limit as usize);
-        self.with_session(move |open, _| {
-            let mut indexed = 0usize;
-            // Bounded transactions: FTS5 holds a batch's postings in memory until it commits.
-            while indexed < limit {
-                let batch = open.mailbox().index_pending((limit - indexed).min(500))?;
-                indexed += batch;
-                if batch == 0 {
-                    break;
-                }
-            }
-            Ok(indexed as u32)
-        })
+        self.with_session(move |open, _| Ok(open.mailbox().index_pending_in_batches(limit)? as u32))
     }
 
     /// Bytes used and the account's limit. Also records the usage in the registry, where

@@ -192,12 +192,9 @@ pub fn import(
     batcher.flush(&mut progress)?;
     // The imported mail goes into the full-text index now, in the importer's time, rather
     // than at the owner's first search.
-    while batcher.mailbox.index_pending(IMPORT_INDEX_BATCH)? == IMPORT_INDEX_BATCH {}
+    batcher.mailbox.index_pending_in_batches(usize::MAX)?;
     Ok(batcher.report)
 }
-
-/// Bodies indexed per transaction at the end of an import.
-const IMPORT_INDEX_BATCH: usize = 500;
 
 struct Batcher<'a> {
     mailbox: &'a mut Mailbox,

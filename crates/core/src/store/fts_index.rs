@@ -23,8 +23,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 /// Waiting bodies at which an append indexes the backlog itself, after its own commit.
 pub(crate) const INLINE_INDEX_THRESHOLD: u64 = 256;
 
-/// Bodies indexed per transaction when a search catches up: bounds the memory FTS5's pending
-/// hash takes (a few MB per hundred messages) and the WAL one transaction grows.
+/// Bodies indexed per transaction when more are indexed at once: bounds the memory FTS5's
+/// pending hash takes (a few MB per hundred messages) and the WAL one transaction grows.
 const CATCH_UP_CHUNK: usize = 500;
 
 impl Mailbox {
@@ -37,6 +37,13 @@ impl Mailbox {
     /// For a server's idle time: each call holds the mailbox for one bounded batch.
     pub fn index_pending(&self, limit: usize) -> Result<usize> {
         index_batch(&self.conn, limit)
+    }
+
+    /// Index up to `limit` waiting bodies (`usize::MAX`: all of them) in transactions of at
+    /// most 500; returns how many were indexed. For the end of an import, or a caller's idle
+    /// time when it does not mind holding the mailbox for the whole backlog.
+    pub fn index_pending_in_batches(&self, limit: usize) -> Result<usize> {
+        index_in_batches(&self.conn, limit)
     }
 
     /// After an append committed: index the backlog once it reached the threshold. The append
@@ -58,8 +65,21 @@ fn backlog(conn: &Connection) -> Result<u64> {
 
 /// Index every waiting body, in chunks; inside the caller's transaction if one is open.
 pub(crate) fn index_all_pending(conn: &Connection) -> Result<()> {
-    while index_batch(conn, CATCH_UP_CHUNK)? == CATCH_UP_CHUNK {}
-    Ok(())
+    index_in_batches(conn, usize::MAX).map(drop)
+}
+
+/// Index up to `limit` waiting bodies in chunks of [`CATCH_UP_CHUNK`]; how many were indexed.
+fn index_in_batches(conn: &Connection, limit: usize) -> Result<usize> {
+    let mut indexed = 0;
+    while indexed < limit {
+        let wanted = (limit - indexed).min(CATCH_UP_CHUNK);
+        let done = index_batch(conn, wanted)?;
+        indexed += done;
+        if done < wanted {
+            break;
+        }
+    }
+    Ok(indexed)
 }
 
 /// Index up to `limit` waiting bodies, oldest first, in one transaction (or in the caller's).
@@ -257,6 +277,21 @@ mod tests {
         assert_eq!(left, newest);
         assert_eq!(mailbox.index_pending(10).unwrap(), 1);
         assert_eq!(mailbox.index_pending(10).unwrap(), 0);
+    }
+
+    #[test]
+    fn index_pending_in_batches_stops_at_its_limit_or_the_end_of_the_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mailbox = mailbox(&dir);
+        for word in ["delta", "echo", "foxtrot"] {
+            mailbox
+                .append("INBOX", &message(word, word), &AppendOptions::default())
+                .unwrap();
+        }
+        assert_eq!(mailbox.index_pending_in_batches(2).unwrap(), 2);
+        assert_eq!(mailbox.index_pending_in_batches(usize::MAX).unwrap(), 1);
+        assert_eq!(mailbox.index_pending_in_batches(usize::MAX).unwrap(), 0);
+        assert_eq!(indexed_rows(&mailbox), 3);
     }
 
     /// A file at version 7 has every message indexed and no backlog table: it upgrades to an
