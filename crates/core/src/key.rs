@@ -100,6 +100,19 @@ pub(crate) fn open_keyed(
     }
 }
 
+/// The page size of the database open on `conn` (the file at `path`, named in the error).
+/// SQLCipher answers `PRAGMA page_size` as text (its own pragma handler sees it first).
+pub(crate) fn page_size(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+) -> crate::error::Result<u32> {
+    let answer: String = conn.query_row("PRAGMA main.page_size", [], |r| r.get(0))?;
+    answer.parse().map_err(|_| crate::error::Error::Corrupt {
+        path: path.into(),
+        reason: format!("page size {answer:?}"),
+    })
+}
+
 /// A connection to `path` keyed for a file with `page_size`, not yet read: for new files that
 /// must match another file's page size (a page-by-page copy), and for [`open_keyed`].
 pub(crate) fn open_keyed_with_page_size(

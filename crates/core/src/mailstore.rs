@@ -545,10 +545,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
     /// Blocking. Returns how many items were folded in; the first error, if any, after every
     /// mailbox had its turn.
     pub fn drain_sealed_for_open_mailboxes(&self) -> Result<usize> {
-        let alive: Vec<Arc<SharedMailbox>> = {
-            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            open.values().filter_map(Weak::upgrade).collect()
-        };
+        let alive = self.alive_mailboxes();
         let mut delivered = 0;
         let mut first_error = None;
         for shared in alive {
@@ -573,10 +570,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
     /// so sessions' commands take turns with the indexing. Blocking. Returns how many bodies
     /// were indexed; the first error, if any, after every mailbox had its turn.
     pub fn index_open_mailboxes(&self, batch: usize) -> Result<usize> {
-        let alive: Vec<Arc<SharedMailbox>> = {
-            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            open.values().filter_map(Weak::upgrade).collect()
-        };
+        let alive = self.alive_mailboxes();
         let mut indexed = 0;
         let mut first_error = None;
         for shared in alive {
@@ -606,10 +600,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
     /// backup needs. The keys are copies: a caller must drop them when its backup is done.
     /// Blocking: if the last session ends meanwhile, its file is closed on this thread.
     pub fn open_mailboxes_for_backup(&self) -> Vec<OpenMailboxSource> {
-        let alive: Vec<Arc<SharedMailbox>> = {
-            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-            open.values().filter_map(Weak::upgrade).collect()
-        };
+        let alive = self.alive_mailboxes();
         alive
             .iter()
             .filter_map(|shared| shared.backup_source.clone())
@@ -728,6 +719,12 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
 }
 
 impl<O: MailboxOpener> LocalMailStore<O> {
+    /// Every mailbox a session (or a lingering one) holds open right now.
+    fn alive_mailboxes(&self) -> Vec<Arc<SharedMailbox>> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.values().filter_map(Weak::upgrade).collect()
+    }
+
     /// The shared state of mailbox `mailbox_id` if a session (or a lingering one) holds it.
     fn open_mailbox(&self, mailbox_id: &MailboxId) -> Option<Arc<SharedMailbox>> {
         let path = self.opener.mailbox_path(mailbox_id)?;

@@ -89,13 +89,8 @@ pub(crate) fn write_snapshot(
         reader.execute_batch("BEGIN")?;
         // Reading starts the transaction; page_count is the snapshot's size.
         let page_count: u64 = reader.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        // SQLCipher answers `page_size` as text (its own pragma handler sees it first).
-        let page_size: String = reader.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let page_size: u64 = page_size.parse().map_err(|_| Error::Corrupt {
-            path: source_path.into(),
-            reason: format!("page size {page_size:?}"),
-        })?;
-        Ok(Some(page_count * page_size))
+        let page_size = crate::key::page_size(&reader, source_path)?;
+        Ok(Some(page_count * u64::from(page_size)))
     })();
     // Release the write lock on every path; a failure to do so would block every writer.
     writer.execute_batch("ROLLBACK")?;
@@ -187,12 +182,7 @@ pub(crate) fn copy_pages_if(
 ) -> Result<bool> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
     // The backup API copies pages as they are: the copy must have the source's page size.
-    // SQLCipher answers `page_size` as text (its own pragma handler sees it first).
-    let page_size: String = source.query_row("PRAGMA main.page_size", [], |r| r.get(0))?;
-    let page_size: u32 = page_size.parse().map_err(|_| Error::Corrupt {
-        path: destination.into(),
-        reason: format!("source page size {page_size:?}"),
-    })?;
+    let page_size = crate::key::page_size(source, destination)?;
     let mut copy = crate::key::open_keyed_with_page_size(destination, flags, key, page_size)?;
     // A scratch file until the caller has verified and fsynced it: no journal, no syncs.
     copy.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;

@@ -310,12 +310,7 @@ mod page_size_tests {
     use crate::store::{AppendOptions, SearchKey};
 
     fn page_size(mailbox: &Mailbox) -> u32 {
-        // SQLCipher answers `page_size` as text.
-        let text: String = mailbox
-            .conn()
-            .query_row("PRAGMA page_size", [], |r| r.get(0))
-            .unwrap();
-        text.parse().unwrap()
+        crate::key::page_size(mailbox.conn(), mailbox.path()).unwrap()
     }
 
     fn message(word: &str) -> Vec<u8> {
