@@ -104,12 +104,18 @@ pub(super) fn filter_sql(
 }
 
 impl SearchKey {
+    /// Whether this key itself is a TEXT, BODY or SUBJECT key the trigram index answers.
+    fn is_indexed_text(&self) -> bool {
+        match self {
+            SearchKey::Text(n) | SearchKey::Body(n) | SearchKey::Subject(n) => uses_trigrams(n),
+            _ => false,
+        }
+    }
+
     /// Whether any part of the key, however nested, reads the trigram index.
     fn uses_full_text(&self) -> bool {
         match self {
-            SearchKey::Text(n) | SearchKey::Body(n) | SearchKey::Subject(n) => {
-                n.chars().count() >= 3
-            }
+            key if key.is_indexed_text() => true,
             SearchKey::And(keys) => keys.iter().any(SearchKey::uses_full_text),
             SearchKey::Or(a, b) => a.uses_full_text() || b.uses_full_text(),
             SearchKey::Not(inner) => inner.uses_full_text(),
@@ -121,9 +127,7 @@ impl SearchKey {
     /// SUBJECT key of three characters or more, at the top level or under AND).
     fn requires_full_text(&self) -> bool {
         match self {
-            SearchKey::Text(n) | SearchKey::Body(n) | SearchKey::Subject(n) => {
-                n.chars().count() >= 3
-            }
+            key if key.is_indexed_text() => true,
             SearchKey::And(keys) => keys.iter().any(SearchKey::requires_full_text),
             _ => false,
         }
@@ -283,6 +287,12 @@ fn flag(sql: &mut String, column: &str, on: bool) {
     sql.push_str(if on { " = 1" } else { " = 0" });
 }
 
+/// Whether a substring search for `needle` goes through the trigram index: trigrams cannot
+/// match strings of fewer than three characters.
+fn uses_trigrams(needle: &str) -> bool {
+    needle.chars().count() >= 3
+}
+
 /// A substring search: through the trigram index when the needle has three characters or more
 /// (trigrams cannot match shorter strings), else by scanning `fallback`.
 fn fts_or_scan(
@@ -296,7 +306,7 @@ fn fts_or_scan(
         sql.push('1');
         return;
     }
-    if needle.chars().count() >= 3 {
+    if uses_trigrams(needle) {
         let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
         let query = if column.is_empty() {
             phrase
