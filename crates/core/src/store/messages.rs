@@ -678,7 +678,7 @@ mod tests {
     use super::*;
     use crate::key::MailboxKey;
     use crate::store::folders::insert_folder;
-    use crate::store::schema::{MIGRATION_4, MIGRATION_9, MIGRATIONS};
+    use crate::store::schema::{MIGRATION_4, MIGRATION_9, file_before};
 
     /// A file written by the previous schema version has no `crlf_size`; opening it migrates
     /// and fills the column from the stored bytes, attachments included, so POP3 sizes of old
@@ -688,7 +688,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("previous.sqlite");
         let key = MailboxKey::generate();
-        let previous = MIGRATIONS.iter().position(|m| *m == MIGRATION_4).unwrap();
         let attachment = "QUJD\nREVG\n".repeat(400);
         let with_attachment = format!(
             "Subject: att\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\
@@ -701,14 +700,7 @@ mod tests {
             with_attachment.as_bytes(),
         ];
         {
-            let conn = Mailbox::raw_connection(&path, &key).unwrap();
-            // Version 3 back-fills sort keys with these functions, as `open` registers them.
-            crate::store::sort::register_functions(&conn).unwrap();
-            for migration in &MIGRATIONS[..previous] {
-                conn.execute_batch(migration).unwrap();
-            }
-            conn.execute_batch(&format!("PRAGMA user_version = {previous}"))
-                .unwrap();
+            let conn = file_before(&path, &key, MIGRATION_4);
             insert_folder(&conn, "INBOX", None).unwrap();
             for (uid, raw) in (1..).zip(messages) {
                 let parsed = parse(raw);
@@ -921,15 +913,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("previous.sqlite");
         let key = MailboxKey::generate();
-        let previous = MIGRATIONS.iter().position(|m| *m == MIGRATION_9).unwrap();
         {
-            let conn = Mailbox::raw_connection(&path, &key).unwrap();
-            crate::store::sort::register_functions(&conn).unwrap();
-            for migration in &MIGRATIONS[..previous] {
-                conn.execute_batch(migration).unwrap();
-            }
-            conn.execute_batch(&format!("PRAGMA user_version = {previous}"))
-                .unwrap();
+            let conn = file_before(&path, &key, MIGRATION_9);
             insert_folder(&conn, "INBOX", None).unwrap();
             insert_folder(&conn, "Archive", None).unwrap();
             conn.execute_batch(

@@ -368,6 +368,26 @@ DROP TABLE expunged;
 ALTER TABLE expunged_by_modseq RENAME TO expunged;
 "#;
 
+/// A new file at `path` with the schema of the version before `migration` (which must be in
+/// [`MIGRATIONS`]): for tests of what an upgrade through it does to existing rows.
+#[cfg(test)]
+pub(crate) fn file_before(
+    path: &std::path::Path,
+    key: &crate::key::MailboxKey,
+    migration: &str,
+) -> Connection {
+    let version = MIGRATIONS.iter().position(|m| *m == migration).unwrap();
+    let conn = super::Mailbox::raw_connection(path, key).unwrap();
+    // Versions 3 and 5 back-fill with these functions, as `open` registers them.
+    super::sort::register_functions(&conn).unwrap();
+    for migration in &MIGRATIONS[..version] {
+        conn.execute_batch(migration).unwrap();
+    }
+    conn.execute_batch(&format!("PRAGMA user_version = {version}"))
+        .unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod address_table_tests {
     use super::*;
@@ -398,16 +418,8 @@ mod address_table_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("previous.sqlite");
         let key = MailboxKey::generate();
-        let previous = MIGRATIONS.iter().position(|m| *m == MIGRATION_6).unwrap();
         {
-            let conn = Mailbox::raw_connection(&path, &key).unwrap();
-            // Versions 3 and 5 back-fill with these functions, as `open` registers them.
-            crate::store::sort::register_functions(&conn).unwrap();
-            for migration in &MIGRATIONS[..previous] {
-                conn.execute_batch(migration).unwrap();
-            }
-            conn.execute_batch(&format!("PRAGMA user_version = {previous}"))
-                .unwrap();
+            let conn = file_before(&path, &key, MIGRATION_6);
             conn.execute_batch(
                 "INSERT INTO folders (path, uidvalidity, uidnext, created_at) VALUES ('INBOX', 1, 3, '');
                  INSERT INTO bodies (skeleton, raw_size) VALUES (x'00', 1);",
