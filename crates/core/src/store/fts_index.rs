@@ -24,7 +24,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 pub(crate) const INLINE_INDEX_THRESHOLD: u64 = 256;
 
 /// Bodies indexed per transaction when more are indexed at once: bounds the memory FTS5's
-/// pending hash takes (a few MB per hundred messages) and the WAL one transaction grows.
+/// pending hash takes (its `hashsize` is 16 MiB, schema 10) and the WAL one transaction grows.
 const CATCH_UP_CHUNK: usize = 500;
 
 impl Mailbox {
@@ -149,6 +149,39 @@ mod tests {
         mailbox
             .search("INBOX", &SearchKey::Text(needle.into()))
             .unwrap()
+    }
+
+    fn hash_size(conn: &Connection) -> i64 {
+        conn.query_row(
+            "SELECT v FROM body_fts_config WHERE k = 'hashsize'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// New files and files upgraded from version 9 gather 16 MiB of index before writing a
+    /// segment (FTS5's default of 1 MiB wrote a dozen small segments per batch).
+    #[test]
+    fn the_index_writes_a_batch_as_one_large_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(hash_size(&mailbox(&dir).conn), 16 << 20);
+        let path = dir.path().join("previous.sqlite");
+        let key = MailboxKey::generate();
+        {
+            let conn =
+                crate::store::schema::file_before(&path, &key, crate::store::schema::MIGRATION_10);
+            let found: rusqlite::Result<i64> = conn.query_row(
+                "SELECT v FROM body_fts_config WHERE k = 'hashsize'",
+                [],
+                |r| r.get(0),
+            );
+            assert!(matches!(found, Err(rusqlite::Error::QueryReturnedNoRows)));
+        }
+        assert_eq!(
+            hash_size(&Mailbox::open(&path, &key).unwrap().conn),
+            16 << 20
+        );
     }
 
     #[test]
