@@ -257,7 +257,9 @@ fn bench_append(dir: &Path) {
             (enc_disk, plain_disk) = (disk_bytes(&enc_path), disk_bytes(&plain_path));
             drop((encrypted, plain));
             for path in [&enc_path, &plain_path] {
-                let _ = std::fs::remove_file(path);
+                if std::env::var("KEEP").is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
             }
         }
         let listed = |ratios: &[f64]| {
@@ -353,7 +355,12 @@ fn main() {
         bench_open(dir.path());
     }
     if wanted("b") {
-        bench_append(dir.path());
+        if std::env::var("KEEP").is_ok() {
+            std::fs::create_dir_all("/tmp/prof/keep").unwrap();
+            bench_append(std::path::Path::new("/tmp/prof/keep"));
+        } else {
+            bench_append(dir.path());
+        }
     }
     if wanted("c") {
         bench_search(dir.path());

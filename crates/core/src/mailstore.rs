@@ -385,6 +385,43 @@ pub struct LocalMailStore<O> {
 /// memory no longer than the login cache keeps it anyway.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(60);
 
+/// When [`LocalMailStore::index_open_mailboxes`] takes a mailbox's full-text backlog.
+#[derive(Debug, Clone)]
+pub struct IndexSchedule {
+    /// Bodies per transaction (and per turn of the mailbox lock).
+    pub batch: usize,
+    /// Leave a mailbox alone until no append added to its backlog for this long.
+    pub quiet: Duration,
+    /// ... unless this many bodies wait.
+    pub cap: u64,
+}
+
+impl IndexSchedule {
+    /// The server's background indexing. Indexing costs about as much CPU as storing (the
+    /// trigram index takes every 3-character window of the text): during a burst of
+    /// deliveries it would halve the rate at which mail is accepted, so a mailbox is indexed
+    /// once mail stops arriving for a second, or when 1,000 bodies wait (a first search then
+    /// waits about a second for them on this class of machine: 27 KB messages index at about
+    /// 1 ms each). Batches of 64 keep each turn of the mailbox lock short.
+    pub const BACKGROUND: Self = Self {
+        batch: 64,
+        quiet: Duration::from_secs(1),
+        cap: 1_000,
+    };
+
+    /// Everything waiting, now, in large batches (tests, benchmarks, an operator's command).
+    pub const NOW: Self = Self {
+        batch: 500,
+        quiet: Duration::ZERO,
+        cap: 0,
+    };
+}
+
+/// The inline threshold ([`Mailbox::set_inline_index_threshold`]) of mailboxes the store holds
+/// open: the background indexer ([`IndexSchedule::BACKGROUND`]) takes their backlog, and an
+/// append only indexes by itself when that indexer is not running or falls far behind.
+pub const STORE_INLINE_INDEX_THRESHOLD: u64 = 2 * IndexSchedule::BACKGROUND.cap;
+
 /// Session ids, unique within the process.
 static NEXT_SESSION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -525,6 +562,11 @@ impl<O: MailboxOpener> LocalMailStore<O> {
             return (shared, Some(opened));
         }
         open.retain(|_, weak| weak.strong_count() > 0);
+        let mut opened = opened;
+        opened
+            .as_mut()
+            .as_mut()
+            .set_inline_index_threshold(STORE_INLINE_INDEX_THRESHOLD);
         let shared = Arc::new(SharedMailbox {
             mailbox: Mutex::new(opened),
             changes: broadcast::channel(CHANGE_BUFFER).0,
@@ -564,25 +606,38 @@ impl<O: MailboxOpener> LocalMailStore<O> {
         first_error.map_or(Ok(delivered), Err)
     }
 
-    /// Index the bodies waiting for the full-text index (`store::fts_index`) in every mailbox
-    /// a session holds open, `batch` bodies per transaction: the server's background work, so
-    /// a client's first text search rarely waits for it. The mailbox lock is taken per batch,
-    /// so sessions' commands take turns with the indexing. Blocking. Returns how many bodies
-    /// were indexed; the first error, if any, after every mailbox had its turn.
-    pub fn index_open_mailboxes(&self, batch: usize) -> Result<usize> {
+    /// Index the bodies waiting for the full-text index (`store::fts_index`) in the mailboxes
+    /// sessions hold open whose backlog `schedule` says is due, `schedule.batch` bodies per
+    /// transaction: the server's background work, so a client's first text search rarely
+    /// waits for it. The mailbox lock is taken per batch, so sessions' commands take turns
+    /// with the indexing. Blocking. Returns how many bodies were indexed; the first error, if
+    /// any, after every mailbox had its turn.
+    pub fn index_open_mailboxes(&self, schedule: &IndexSchedule) -> Result<usize> {
         let alive = self.alive_mailboxes();
         let mut indexed = 0;
         let mut first_error = None;
         for shared in alive {
+            let mut due_checked = false;
             loop {
                 let step = {
                     let mut guard = shared.mailbox.lock().unwrap_or_else(|p| p.into_inner());
-                    guard.as_mut().as_mut().index_pending(batch)
+                    let mailbox = guard.as_mut().as_mut();
+                    // Decided once per mailbox and sweep: once started, the backlog is taken
+                    // whole, even if a delivery lands between two batches.
+                    let due = match due_checked {
+                        true => Ok(true),
+                        false => mailbox.index_is_due(schedule.quiet, schedule.cap),
+                    };
+                    due.and_then(|due| match due {
+                        true => mailbox.index_pending(schedule.batch),
+                        false => Ok(0),
+                    })
                 };
+                due_checked = true;
                 match step {
                     Ok(count) => {
                         indexed += count;
-                        if count < batch {
+                        if count < schedule.batch {
                             break;
                         }
                     }
@@ -1113,26 +1168,90 @@ mod tests {
     async fn index_open_mailboxes_takes_the_backlog_of_open_mailboxes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(store(dir.path()));
-        assert_eq!(store.index_open_mailboxes(2).unwrap(), 0, "nothing is open");
+        let in_twos = IndexSchedule {
+            batch: 2,
+            ..IndexSchedule::NOW
+        };
+        assert_eq!(
+            store.index_open_mailboxes(&in_twos).unwrap(),
+            0,
+            "nothing is open"
+        );
         let session = store
             .login("a@example.org", "pw-long-enough")
             .await
             .unwrap();
-        let messages = (0..5)
+        session.append("INBOX", notes(0..5)).await.unwrap();
+        assert_eq!(backlog(&session).await, 5);
+        assert_eq!(index_open(&store, &in_twos).await, 5);
+        assert_eq!(backlog(&session).await, 0);
+    }
+
+    /// The background schedule leaves a mailbox whose backlog is still growing alone until it
+    /// has been quiet for a while, unless the backlog reached the cap; the store's mailboxes
+    /// do not index inline below the raised threshold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_indexing_waits_for_the_burst_to_end_or_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store(dir.path()));
+        let session = store
+            .login("a@example.org", "pw-long-enough")
+            .await
+            .unwrap();
+        let while_busy = IndexSchedule {
+            batch: 4,
+            quiet: Duration::from_secs(3600),
+            cap: 10,
+        };
+        session.append("INBOX", notes(0..6)).await.unwrap();
+        assert_eq!(
+            index_open(&store, &while_busy).await,
+            0,
+            "mail is still arriving"
+        );
+        assert_eq!(backlog(&session).await, 6);
+        session.append("INBOX", notes(6..12)).await.unwrap();
+        assert_eq!(
+            index_open(&store, &while_busy).await,
+            12,
+            "the cap is reached"
+        );
+        assert_eq!(backlog(&session).await, 0);
+
+        session.append("INBOX", notes(12..14)).await.unwrap();
+        assert_eq!(index_open(&store, &while_busy).await, 0, "below the cap");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let settled = IndexSchedule {
+            quiet: Duration::from_millis(50),
+            ..while_busy
+        };
+        assert_eq!(index_open(&store, &settled).await, 2, "quiet since");
+
+        // Inline indexing (the default threshold is 256) waits for the store's threshold.
+        let many = notes(100..100 + fts_threshold_default() as usize + 1);
+        session.append("INBOX", many).await.unwrap();
+        assert_eq!(backlog(&session).await, fts_threshold_default() + 1);
+    }
+
+    fn fts_threshold_default() -> u64 {
+        crate::store::Mailbox::DEFAULT_INLINE_INDEX_THRESHOLD
+    }
+
+    fn notes(range: std::ops::Range<usize>) -> Vec<(Vec<u8>, AppendOptions)> {
+        range
             .map(|i| {
                 let raw = format!("Subject: note {i}\r\n\r\nplatypus {i}\r\n");
                 (raw.into_bytes(), AppendOptions::default())
             })
-            .collect();
-        session.append("INBOX", messages).await.unwrap();
-        assert_eq!(backlog(&session).await, 5);
-        let indexing = Arc::clone(&store);
-        let indexed = tokio::task::spawn_blocking(move || indexing.index_open_mailboxes(2))
+            .collect()
+    }
+
+    async fn index_open(store: &Arc<LocalMailStore<Registry>>, schedule: &IndexSchedule) -> usize {
+        let (store, schedule) = (Arc::clone(store), schedule.clone());
+        tokio::task::spawn_blocking(move || store.index_open_mailboxes(&schedule))
             .await
             .unwrap()
-            .unwrap();
-        assert_eq!(indexed, 5);
-        assert_eq!(backlog(&session).await, 0);
+            .unwrap()
     }
 
     async fn backlog(session: &LocalSession) -> u64 {

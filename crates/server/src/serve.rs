@@ -7,7 +7,7 @@ use crate::scheduled_backup::{self, ScheduledBackups};
 use crate::tls;
 use anyhow::{Context, Result};
 use sealmail_core::login_limiter::LoginLimiter;
-use sealmail_core::mailstore::LocalMailStore;
+use sealmail_core::mailstore::{IndexSchedule, LocalMailStore};
 use sealmail_core::registry::Registry;
 use sealmail_imap::server::{ServerConfig as ImapConfig, TlsSettings};
 use sealmail_imap::session::SessionConfig;
@@ -24,10 +24,6 @@ const LOGIN_CACHE_SWEEP: Duration = Duration::from_secs(60);
 /// How often mail sealed by other processes (`sealmail deliver`, a Node MX calling the
 /// binding's `deliver()`) is looked for and folded into the mailboxes sessions hold open.
 const SEALED_QUEUE_SWEEP: Duration = Duration::from_secs(2);
-
-/// Bodies indexed per transaction by the background indexing of open mailboxes: one batch
-/// holds a mailbox for tens of milliseconds, so a session's command never waits long.
-const FULL_TEXT_INDEX_BATCH: usize = 64;
 
 /// The relay's settings from the `[outbound]` section (also used by `sealmail queue`).
 pub fn outbound_config(config: &Config) -> sealmail_smtp::OutboundConfig {
@@ -254,9 +250,9 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
                 let drained = tokio::task::spawn_blocking(move || {
                     let drained = store.drain_sealed_for_open_mailboxes();
                     // Mail that arrived since the last tick (appends, deliveries, what was
-                    // just drained) goes into the full-text index now rather than at the
-                    // first search.
-                    if let Err(error) = store.index_open_mailboxes(FULL_TEXT_INDEX_BATCH) {
+                    // just drained) goes into the full-text index once it stops arriving,
+                    // rather than at the first search.
+                    if let Err(error) = store.index_open_mailboxes(&IndexSchedule::BACKGROUND) {
                         tracing::warn!(%error, "full-text indexing of open mailboxes failed");
                     }
                     drained

@@ -28,6 +28,10 @@ pub(crate) const INLINE_INDEX_THRESHOLD: u64 = 256;
 const CATCH_UP_CHUNK: usize = 500;
 
 impl Mailbox {
+    /// Waiting bodies at which an append indexes the backlog itself, unless
+    /// [`Mailbox::set_inline_index_threshold`] says otherwise.
+    pub const DEFAULT_INLINE_INDEX_THRESHOLD: u64 = INLINE_INDEX_THRESHOLD;
+
     /// Bodies waiting for the full-text index.
     pub fn index_backlog(&self) -> Result<u64> {
         backlog(&self.conn)
@@ -46,11 +50,31 @@ impl Mailbox {
         index_in_batches(&self.conn, limit)
     }
 
-    /// After an append committed: index the backlog once it reached the threshold. The append
-    /// is durable whatever happens here, so a failure to index only leaves the backlog for the
-    /// next search or append to take.
-    pub(crate) fn index_backlog_if_large(&self) {
-        if backlog(&self.conn).is_ok_and(|waiting| waiting >= INLINE_INDEX_THRESHOLD) {
+    /// Waiting bodies at which an append indexes the backlog itself (default
+    /// [`INLINE_INDEX_THRESHOLD`]). A process that indexes in the background (the server) raises
+    /// it, so that a burst of deliveries is stored at full speed and indexed once it is over;
+    /// the threshold stays as the bound when the background indexer falls behind.
+    pub fn set_inline_index_threshold(&mut self, bodies: u64) {
+        self.inline_index_threshold = bodies.max(1);
+    }
+
+    /// Whether a background indexer should take the backlog now: something waits, and either
+    /// no append added to it for `quiet` (the burst is over) or `cap` bodies or more wait (a
+    /// first search would wait too long for them).
+    pub fn index_is_due(&self, quiet: std::time::Duration, cap: u64) -> Result<bool> {
+        let waiting = backlog(&self.conn)?;
+        let settled = self
+            .backlog_grew_at
+            .is_none_or(|grew| grew.elapsed() >= quiet);
+        Ok(waiting > 0 && (settled || waiting >= cap))
+    }
+
+    /// After an append committed: note that the backlog grew, and index it once it reached the
+    /// threshold. The append is durable whatever happens here, so a failure to index only
+    /// leaves the backlog for the next search or append to take.
+    pub(crate) fn index_backlog_if_large(&mut self) {
+        self.backlog_grew_at = Some(std::time::Instant::now());
+        if backlog(&self.conn).is_ok_and(|waiting| waiting >= self.inline_index_threshold) {
             let _ = index_all_pending(&self.conn);
         }
     }

@@ -43,6 +43,12 @@ pub struct Mailbox {
     max_message_size: u64,
     /// Whole-folder THREAD results, reused until the folder's messages change.
     thread_cache: std::sync::Mutex<thread::ThreadCache>,
+    /// Waiting bodies at which an append indexes the backlog itself
+    /// (`fts_index::INLINE_INDEX_THRESHOLD` unless a background indexer raised it).
+    inline_index_threshold: u64,
+    /// When an append last added to the full-text backlog: a background indexer leaves a
+    /// mailbox alone while mail is still arriving.
+    backlog_grew_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -221,6 +227,8 @@ impl Mailbox {
             quota_limit: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             thread_cache: Default::default(),
+            inline_index_threshold: fts_index::INLINE_INDEX_THRESHOLD,
+            backlog_grew_at: None,
         })
     }
 
