@@ -1,8 +1,9 @@
 //! SMTP ingest benchmark (issue #6, "Benchmarks"): realistic 4–50 KB messages over pipelined
 //! connections into sealmail's MX listener, once for offline recipients (each message sealed
 //! into the queue) and once for online ones (a session holds each mailbox open: the direct
-//! path, with the server's background indexer on its schedule), and the same messages into Dovecot's LMTP (Maildir, its own config on a free
-//! 127.0.0.1 port) in the same run. Prints messages/s for each and the ratios to Dovecot.
+//! path, with the server's background indexer on its schedule), and the same messages into
+//! Dovecot's LMTP (Maildir, its own config on a free 127.0.0.1 port) in the same run. Prints
+//! messages/s for each and the ratios to Dovecot.
 //!
 //! ```text
 //! cargo run --release -p sealmail-smtp --example ingest_bench -- \
