@@ -65,13 +65,21 @@ impl std::fmt::Debug for Mailbox {
 /// are read). SQLCipher decrypts and authenticates a page each time it enters the cache, and
 /// the default 2 MiB (128 pages of 16 KiB) is less than one batch of appends touches in the
 /// full-text index: pages were evicted, written out early and decrypted again within one
-/// transaction, and every search re-read its index pages.
+/// transaction, and every search re-read its index pages. `wal_autocheckpoint`: the WAL is
+/// written back every 4,000 pages (16 MiB) rather than SQLite's 1,000. A small append writes
+/// some twenty pages (the message, its body and a leaf of each index), so the default
+/// checkpointed every fifty appends, each time writing back and syncing the same hot index
+/// pages; Node bench, 1,000 messages, alternating builds: one append per transaction 12-17%
+/// faster, batched 10%. `journal_size_limit`: a large transaction (an import, a full-text
+/// batch) leaves the WAL file no larger than that once it is reset, since quota counts it.
 const CONNECTION_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
      PRAGMA busy_timeout = 5000;
      PRAGMA synchronous = NORMAL;
      PRAGMA foreign_keys = ON;
      PRAGMA secure_delete = ON;
-     PRAGMA cache_size = -32768;";
+     PRAGMA cache_size = -32768;
+     PRAGMA wal_autocheckpoint = 4000;
+     PRAGMA journal_size_limit = 16777216;";
 
 /// Settings row holding the sealing secret key.
 const SEALING_SECRET_KEY: &str = "sealing_secret_key";
@@ -376,5 +384,75 @@ mod page_size_tests {
         assert_eq!(page_size(&reopened), crate::key::MAILBOX_PAGE_SIZE);
         assert_eq!(text(&reopened, "zanzibar"), vec![1]);
         assert_eq!(reopened.fetch_raw("INBOX", 2).unwrap(), message("quokka"));
+    }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+    use crate::store::AppendOptions;
+
+    /// A message with an incompressible attachment of about `bytes`.
+    fn large_message(seed: u64, bytes: usize) -> Vec<u8> {
+        use std::fmt::Write;
+        let mut state = seed | 1;
+        let mut encoded = String::with_capacity(bytes * 4 / 3 + bytes / 50);
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for i in 0..bytes * 4 / 3 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            encoded.push(ALPHABET[(state % 64) as usize] as char);
+            if i % 76 == 75 {
+                encoded.push_str("\r\n");
+            }
+        }
+        let mut raw = String::new();
+        write!(
+            raw,
+            "Subject: large {seed}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+             Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n\
+             Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             {encoded}\r\n--b--\r\n"
+        )
+        .unwrap();
+        raw.into_bytes()
+    }
+
+    /// A transaction larger than the WAL limit grows the WAL file; once the WAL is written back
+    /// and restarted, the file shrinks to the limit, so quota (which counts it) is not charged
+    /// for it forever.
+    #[test]
+    fn a_large_transaction_leaves_the_wal_no_larger_than_the_limit() {
+        const LIMIT: u64 = 16 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sqlite");
+        let mut mailbox = Mailbox::create(&path, &MailboxKey::generate()).unwrap();
+        let messages: Vec<Vec<u8>> = (0..8).map(|i| large_message(i, 4 << 20)).collect();
+        let batch: Vec<(&[u8], AppendOptions)> = messages
+            .iter()
+            .map(|raw| (raw.as_slice(), AppendOptions::default()))
+            .collect();
+        mailbox.append_many("INBOX", &batch).unwrap();
+        let wal = || std::fs::metadata(wal_path(&path)).unwrap().len();
+        assert!(
+            wal() > LIMIT,
+            "the transaction went through the WAL: {}",
+            wal()
+        );
+        mailbox.checkpoint().unwrap();
+        mailbox
+            .append(
+                "INBOX",
+                &large_message(9, 1 << 10),
+                &AppendOptions::default(),
+            )
+            .unwrap();
+        assert!(
+            wal() <= LIMIT,
+            "the WAL was cut back when it restarted: {}",
+            wal()
+        );
     }
 }
