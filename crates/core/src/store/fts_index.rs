@@ -16,7 +16,7 @@
 
 use super::Mailbox;
 use super::bodies;
-use super::parse::parse;
+use super::parse::parse_for_index;
 use crate::error::Result;
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -127,12 +127,12 @@ fn index_batch(conn: &Connection, limit: usize) -> Result<usize> {
         )?;
         let mut done = conn.prepare_cached("DELETE FROM fts_pending WHERE body_id = ?1")?;
         for &body_id in &body_ids {
-            let parsed = parse(&bodies::load_raw(conn, body_id)?);
+            let indexed = parse_for_index(&bodies::load_raw(conn, body_id)?);
             insert.execute(params![
                 body_id,
-                parsed.subject,
-                parsed.address_text(),
-                parsed.text
+                indexed.subject,
+                indexed.addresses,
+                indexed.text
             ])?;
             done.execute([body_id])?;
         }

@@ -87,16 +87,7 @@ pub(crate) fn parse(raw: &[u8]) -> ParsedMessage {
         references: text_list(message.references()),
         ..Default::default()
     };
-    for index in 0..message.text_body_count() {
-        if parsed.text.len() >= MAX_INDEXED_TEXT {
-            break;
-        }
-        if let Some(text) = message.body_text(index) {
-            parsed.text.push_str(&text);
-            parsed.text.push('\n');
-        }
-    }
-    truncate_at_char_boundary(&mut parsed.text, MAX_INDEXED_TEXT);
+    parsed.text = indexed_body_text(&message);
     parsed.preview = message
         .body_preview(PREVIEW_CHARS * 2)
         .map(|p| normalize_preview(&p));
@@ -112,6 +103,60 @@ pub(crate) fn parse(raw: &[u8]) -> ParsedMessage {
     ranges.dedup_by(|next, prev| next.0 < prev.1); // drop any overlap, keep the first
     parsed.attachment_ranges = ranges;
     parsed
+}
+
+/// What the full-text index takes from a message (its `subject`, `addresses` and `body`
+/// columns), exactly as [`parse`] gives it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct IndexedText {
+    pub subject: Option<String>,
+    pub addresses: String,
+    pub text: String,
+}
+
+/// [`parse`] for the full-text indexer, which re-reads each stored message: only the subject,
+/// the addresses and the text, without the envelope, body structure, preview and attachment
+/// ranges the indexer would throw away.
+pub(crate) fn parse_for_index(raw: &[u8]) -> IndexedText {
+    let Some(message) = MessageParser::default()
+        .parse(raw)
+        .filter(|m| !m.parts.is_empty())
+    else {
+        let parsed = unparsed(raw);
+        return IndexedText {
+            addresses: parsed.address_text(),
+            subject: parsed.subject,
+            text: parsed.text,
+        };
+    };
+    let people = ParsedMessage {
+        from: addresses(message.from()),
+        to: addresses(message.to()),
+        cc: addresses(message.cc()),
+        bcc: addresses(message.bcc()),
+        ..Default::default()
+    };
+    IndexedText {
+        subject: message.subject().map(str::to_string),
+        addresses: people.address_text(),
+        text: indexed_body_text(&message),
+    }
+}
+
+/// The decoded text of the text (or HTML-converted) body parts, capped for the index.
+fn indexed_body_text(message: &Message<'_>) -> String {
+    let mut text = String::new();
+    for index in 0..message.text_body_count() {
+        if text.len() >= MAX_INDEXED_TEXT {
+            break;
+        }
+        if let Some(part) = message.body_text(index) {
+            text.push_str(&part);
+            text.push('\n');
+        }
+    }
+    truncate_at_char_boundary(&mut text, MAX_INDEXED_TEXT);
+    text
 }
 
 /// A message without a parseable structure: one text/plain part, body = everything after the
@@ -323,5 +368,55 @@ fn truncate_at_char_boundary(text: &mut String, max: usize) {
             cut -= 1;
         }
         text.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The indexer's lighter parse gives the index exactly what the full parse gives it.
+    #[test]
+    fn parse_for_index_agrees_with_parse() {
+        let messages: &[&[u8]] = &[
+            b"From: Ann <ann@example.com>\r\nTo: bob@example.org, Carol <c@example.net>\r\n\
+              Cc: undisclosed-recipients:;\r\nBcc: Team: d@example.com, e@example.com;\r\n\
+              Subject: =?utf-8?q?caf=C3=A9?= plans\r\n\r\nplain body\r\n",
+            b"Subject: alternative\r\nMIME-Version: 1.0\r\n\
+              Content-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\n\
+              Content-Type: text/plain\r\n\r\nthe plain version\r\n--x\r\n\
+              Content-Type: text/html\r\n\r\n<p>the <b>html</b> version</p>\r\n--x--\r\n",
+            b"Subject: html only\r\nContent-Type: text/html\r\n\r\n<div>only <i>html</i></div>\r\n",
+            b"Subject: attached\r\nMIME-Version: 1.0\r\n\
+              Content-Type: multipart/mixed; boundary=y\r\n\r\n--y\r\n\
+              Content-Type: text/plain\r\n\r\nsee the file\r\n--y\r\n\
+              Content-Type: text/plain; name=notes.txt\r\nContent-Disposition: attachment\r\n\r\n\
+              attached notes\r\n--y--\r\n",
+            b"no headers at all, just text\r\n",
+            b"",
+            b"\x00\x01\xff\xfe binary \x00 with NUL\r\n\r\n\x80\x81",
+        ];
+        for raw in messages {
+            let full = parse(raw);
+            let expected = IndexedText {
+                addresses: full.address_text(),
+                subject: full.subject,
+                text: full.text,
+            };
+            assert_eq!(
+                parse_for_index(raw),
+                expected,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let first = parse_for_index(messages[0]);
+        assert_eq!(first.subject.as_deref(), Some("café plans"));
+        assert!(first.addresses.contains("Carol c@example.net"), "{first:?}");
+        assert!(
+            parse_for_index(messages[1])
+                .text
+                .contains("the plain version")
+        );
     }
 }
