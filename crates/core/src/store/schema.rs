@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     MIGRATION_8,
     MIGRATION_9,
     MIGRATION_10,
+    MIGRATION_11,
 ];
 
 /// The schema version this build writes and understands.
@@ -381,6 +382,62 @@ pub(crate) const MIGRATION_10: &str = r#"
 INSERT INTO body_fts (body_fts, rank) VALUES ('hashsize', 16777216);
 "#;
 
+/// Version 11: the address table keyed by what queries look up, (field, address), with no
+/// second index. Each B-tree an append touches costs a page encrypted, authenticated and
+/// written to the WAL at its commit, and an append already writes some twenty; keyed by
+/// message, the table needed an index for the lookup, so every append and every expunge wrote
+/// both. A lookup now reads the matching message ids straight from the key. Deleting a
+/// message's rows finds them by key too: the trigger computes them from the deleted row's
+/// address lists, as the insert trigger did from the new row's (messages never change them).
+pub(crate) const MIGRATION_11: &str = r#"
+CREATE TABLE message_addresses_by_address (
+    field       TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    message_id  INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
+    normalized  TEXT NOT NULL,
+    name        TEXT,
+    PRIMARY KEY (field, address, message_id, position)
+) WITHOUT ROWID;
+INSERT INTO message_addresses_by_address
+    (field, address, message_id, position, normalized, name)
+    SELECT field, address, message_id, position, normalized, name FROM message_addresses;
+DROP TRIGGER message_addresses_insert;
+DROP TRIGGER message_addresses_delete;
+DROP TABLE message_addresses;
+ALTER TABLE message_addresses_by_address RENAME TO message_addresses;
+
+CREATE TRIGGER message_addresses_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO message_addresses (field, address, message_id, position, normalized, name)
+        SELECT s.field, json_extract(a.value, '$.address'), new.id, a.key,
+            lower(json_extract(a.value, '$.address')), json_extract(a.value, '$.name')
+        FROM (SELECT 'from' AS field, new.from_addr AS doc
+              UNION ALL SELECT 'sender', new.sender_addr
+              UNION ALL SELECT 'reply_to', new.reply_to_addr
+              UNION ALL SELECT 'to', new.to_addr
+              UNION ALL SELECT 'cc', new.cc_addr
+              UNION ALL SELECT 'bcc', new.bcc_addr) AS s,
+            json_each(CASE WHEN json_valid(s.doc) THEN
+                CASE WHEN json_type(s.doc) = 'array' THEN s.doc END END) AS a
+        WHERE json_type(a.value, '$.address') = 'text';
+END;
+
+CREATE TRIGGER message_addresses_delete AFTER DELETE ON messages BEGIN
+    DELETE FROM message_addresses
+    WHERE message_id = old.id AND (field, address) IN (
+        SELECT s.field, json_extract(a.value, '$.address')
+        FROM (SELECT 'from' AS field, old.from_addr AS doc
+              UNION ALL SELECT 'sender', old.sender_addr
+              UNION ALL SELECT 'reply_to', old.reply_to_addr
+              UNION ALL SELECT 'to', old.to_addr
+              UNION ALL SELECT 'cc', old.cc_addr
+              UNION ALL SELECT 'bcc', old.bcc_addr) AS s,
+            json_each(CASE WHEN json_valid(s.doc) THEN
+                CASE WHEN json_type(s.doc) = 'array' THEN s.doc END END) AS a
+        WHERE json_type(a.value, '$.address') = 'text');
+END;
+"#;
+
 /// A new file at `path` with the schema of the version before `migration` (which must be in
 /// [`MIGRATIONS`]): for tests of what an upgrade through it does to existing rows.
 #[cfg(test)]
@@ -506,5 +563,111 @@ mod address_table_tests {
                 row("to", 1, "b@example.org", None),
             ]
         );
+    }
+
+    fn all_address_rows(conn: &Connection) -> Vec<(String, String, i64, i64)> {
+        conn.prepare("SELECT field, address, message_id, position FROM message_addresses")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// Version 11 keys the table by (field, address): rows written by version 10's triggers
+    /// survive the upgrade; an expunge removes exactly its message's rows (by key, without
+    /// scanning), and the table has no second B-tree for appends to write.
+    #[test]
+    fn the_address_table_is_keyed_by_address_and_expunges_find_their_rows_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("previous.sqlite");
+        let key = MailboxKey::generate();
+        let message = |from: &str, to: &str| {
+            format!("From: {from}\r\nTo: {to}\r\nSubject: s\r\n\r\nbody\r\n").into_bytes()
+        };
+        {
+            drop(file_before(&path, &key, MIGRATION_11));
+        }
+        // Appended by version 10's schema (a file rewound to it, opened without migrating).
+        {
+            let conn = Mailbox::raw_connection(&path, &key).unwrap();
+            conn.execute_batch(
+                "INSERT INTO folders (path, uidvalidity, uidnext, created_at) VALUES ('INBOX', 1, 3, '');
+                 INSERT INTO bodies (skeleton, raw_size) VALUES (x'00', 1);
+                 INSERT INTO messages (folder_id, uid, modseq, body_id, internal_date, saved_at,
+                    size, from_addr, to_addr, envelope, body_structure)
+                 VALUES (1, 1, 1, 1, '', '', 1, '[{\"name\":null,\"address\":\"ann@example.com\"}]',
+                    '[{\"name\":null,\"address\":\"bob@example.org\"},{\"name\":null,\"address\":\"bob@example.org\"}]',
+                    '{}', '{}');",
+            )
+            .unwrap();
+        }
+        let mut mailbox = Mailbox::open(&path, &key).unwrap();
+        let old_rows = all_address_rows(mailbox.conn());
+        assert_eq!(old_rows.len(), 3, "{old_rows:?}");
+        mailbox
+            .append(
+                "INBOX",
+                &message("ann@example.com", "cy@example.net"),
+                &AppendOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(all_address_rows(mailbox.conn()).len(), 5);
+
+        mailbox
+            .set_flags(
+                "INBOX",
+                &crate::store::UidSet::from_uids([1]),
+                crate::store::FlagMode::Add,
+                &crate::store::Flags {
+                    deleted: true,
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        mailbox.expunge("INBOX", None).unwrap();
+        let left = all_address_rows(mailbox.conn());
+        assert!(
+            left.iter().all(|(_, _, message, _)| *message != 1),
+            "{left:?}"
+        );
+        assert_eq!(left.len(), 2, "the other message keeps its rows: {left:?}");
+        assert!(
+            left.iter()
+                .any(|(field, address, _, _)| field == "from" && address == "ann@example.com")
+        );
+
+        let plan: Vec<String> = mailbox
+            .conn()
+            .prepare(
+                "EXPLAIN QUERY PLAN DELETE FROM message_addresses
+                 WHERE message_id = 7 AND (field, address) IN (SELECT 'from', 'ann@example.com')",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("USING PRIMARY KEY")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan
+                .iter()
+                .any(|step| step.starts_with("SCAN message_addresses")),
+            "{plan:?}"
+        );
+        let indexes: i64 = mailbox
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index'
+                    AND tbl_name = 'message_addresses' AND sql IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0);
     }
 }
