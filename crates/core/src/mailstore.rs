@@ -1254,6 +1254,10 @@ mod tests {
             .unwrap()
     }
 
+    fn mailbox_id_of(store: &LocalMailStore<Registry>, address: &str) -> MailboxId {
+        store.opener.lookup(address).unwrap().unwrap().mailbox_id
+    }
+
     async fn backlog(session: &LocalSession) -> u64 {
         session
             .with(|mailbox| mailbox.index_backlog())
@@ -1330,12 +1334,7 @@ mod tests {
     async fn deliver_if_open_writes_into_an_open_mailbox_and_announces_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).with_linger(Duration::ZERO);
-        let mailbox_id = store
-            .opener
-            .lookup("a@example.org")
-            .unwrap()
-            .unwrap()
-            .mailbox_id;
+        let mailbox_id = mailbox_id_of(&store, "a@example.org");
         let raw = b"Subject: direct\r\n\r\nbody\r\n".to_vec();
         let offline = store
             .deliver_if_open(&mailbox_id, raw.clone(), AppendOptions::default())
@@ -1420,12 +1419,7 @@ mod tests {
     async fn deliveries_queued_behind_a_busy_writer_each_land_once_and_fail_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(store(dir.path()));
-        let mailbox_id = store
-            .opener
-            .lookup("a@example.org")
-            .unwrap()
-            .unwrap()
-            .mailbox_id;
+        let mailbox_id = mailbox_id_of(&store, "a@example.org");
         // Room for the good messages committed one by one (the WAL counts as used), not for
         // the big one.
         store
