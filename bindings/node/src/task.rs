@@ -6,6 +6,7 @@
 //! error path only carries napi status names as codes).
 
 use crate::error::Failure;
+use napi::JsString;
 use napi::bindgen_prelude::{
     AsyncTask, Env, Function, JsObjectValue, Object, ToNapiValue, Unknown,
 };
@@ -35,8 +36,15 @@ pub struct JsonText(pub String);
 impl IntoJs for JsonText {
     fn into_js(self, env: &Env) -> napi::Result<Unknown<'_>> {
         let json: Object = env.get_global()?.get_named_property("JSON")?;
-        let parse: Function<String, Unknown> = json.get_named_property("parse")?;
-        parse.call(self.0)
+        let parse: Function<JsString, Unknown> = json.get_named_property("parse")?;
+        // Query answers are mostly ASCII, which as Latin-1 is copied into a one-byte V8
+        // string as is, without the UTF-8 decoder's pass over it.
+        let text = if self.0.is_ascii() {
+            env.create_string_latin1(self.0.as_bytes())?
+        } else {
+            env.create_string(&self.0)?
+        };
+        parse.call(text)
     }
 }
 

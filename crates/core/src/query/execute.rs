@@ -824,3 +824,126 @@ pub fn parse_sort(value: Option<&Value>) -> Result<Vec<(String, SortOrder)>, Que
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AppendOptions, Flags, Mailbox};
+
+    /// A mailbox with 40 messages from four senders in INBOX, every third one seen.
+    fn mailbox() -> (tempfile::TempDir, Mailbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::MailboxKey::generate();
+        let mut mailbox = Mailbox::create(&dir.path().join("plans.sqlite"), &key).unwrap();
+        let raws: Vec<Vec<u8>> = (0..40)
+            .map(|i| {
+                format!(
+                    "From: Sender <sender{}@example.org>\r\nSubject: report {i}\r\n\
+                     Date: Thu, 01 Jan 2026 {:02}:00:00 +0000\r\n\r\nbody\r\n",
+                    i % 4,
+                    i % 24
+                )
+                .into_bytes()
+            })
+            .collect();
+        let batch: Vec<(&[u8], AppendOptions)> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let flags = if i % 3 == 0 {
+                    Flags::from_imap(["\\Seen"]).unwrap()
+                } else {
+                    Flags::default()
+                };
+                let options = AppendOptions {
+                    flags,
+                    internal_date: None,
+                };
+                (raw.as_slice(), options)
+            })
+            .collect();
+        mailbox.append_many("INBOX", &batch).unwrap();
+        (dir, mailbox)
+    }
+
+    /// SQLite's plan for a `find` request, one line per step.
+    fn plan(conn: &Connection, request: Value) -> Vec<String> {
+        let parsed = Request::parse(&request).unwrap();
+        let options = parsed.find_options().unwrap();
+        let collection = collection(conn, parsed.collection_name).unwrap();
+        let query = FindQuery::compile(&collection, &parsed.filter, &options).unwrap();
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", query.sql))
+            .unwrap();
+        statement
+            .query_map(params_from_iter(query.params.iter()), |row| row.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn projection() -> Value {
+        json!({"uid": 1, "subject": 1, "from": 1, "date": 1, "size": 1, "seen": 1, "flagged": 1})
+    }
+
+    /// A mail client's page (a folder's newest unseen messages) walks the folder's UID index
+    /// in order and stops at the limit: no step sorts the folder's matches.
+    #[test]
+    fn newest_unseen_page_walks_the_uid_index_without_sorting() {
+        let (_dir, mailbox) = mailbox();
+        let steps = plan(
+            mailbox.conn(),
+            json!({"collection": "messages", "op": "find",
+                   "filter": {"folder": "INBOX", "seen": false}, "projection": projection(),
+                   "sort": {"uid": -1}, "limit": 50}),
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.starts_with("SEARCH t USING INDEX")
+                    && step.ends_with("(folder_id=?)")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{steps:?}"
+        );
+    }
+
+    /// Messages of one sender are found through the address index, each message row is read
+    /// by its key, and only those matches are sorted.
+    #[test]
+    fn sender_query_reads_only_the_senders_messages() {
+        let (_dir, mailbox) = mailbox();
+        let steps = plan(
+            mailbox.conn(),
+            json!({"collection": "messages", "op": "find",
+                   "filter": {"from.address": "sender1@example.org"}, "projection": projection(),
+                   "sort": {"date": -1}, "limit": 50}),
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("message_addresses_lookup")),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step == "SEARCH t USING INTEGER PRIMARY KEY (rowid=?)"),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|step| step.starts_with("SCAN")),
+            "{steps:?}"
+        );
+        let found = find(
+            mailbox.conn(),
+            "messages",
+            &Filter::from_json(&json!({"from.address": "sender1@example.org"})).unwrap(),
+            &FindOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(found.len(), 10);
+    }
+}
