@@ -197,6 +197,34 @@ test('find, findOne, count and distinct over messages', async (t) => {
   assert.equal(folderDocs[0].uidnext, 10)
 })
 
+test('find answers all-ASCII and non-ASCII text alike, JSON escapes included', async (t) => {
+  const { mailbox } = await openMailbox(t)
+  // RFC 2047 words: "Grüße 😀" and "Zoë"; Latin-1 range and astral characters, which must not
+  // pass for ASCII on the way to JS.
+  await mailbox.append('INBOX', message({ from: '=?UTF-8?Q?Zo=C3=AB?= <zoe@example.org>', subject: '=?UTF-8?B?R3LDvMOfZSDwn5iA?=' }))
+  await mailbox.append('INBOX', message({ from: 'Ann <ann@example.org>', subject: 'quote " and backslash \\ end' }))
+  const projection = { subject: 1, from: 1, id: 0 }
+  const both = await mailbox.find('messages', {}, { projection, sort: { uid: 1 } })
+  assert.deepEqual(both.map((m) => m.subject), ['Grüße 😀', 'quote " and backslash \\ end'])
+  assert.deepEqual(both.map((m) => m.from), [[{ name: 'Zoë', address: 'zoe@example.org' }], [{ name: 'Ann', address: 'ann@example.org' }]])
+  // Each alone: an answer that is all ASCII, and one that is not.
+  assert.deepEqual(await mailbox.find('messages', { uid: 2 }, { projection }), [both[1]])
+  assert.deepEqual(await mailbox.findOne('messages', { uid: 1 }, { projection }), both[0])
+})
+
+test('find answers larger than one piece of JSON text come back whole and in order', async (t) => {
+  const { mailbox } = await openMailbox(t)
+  // About 200 KB of documents: the binding hands them to JSON.parse in several pieces.
+  const subject = (i) => `piece ${i} ${'x'.repeat(1000)}`
+  await mailbox.appendMany('INBOX', Array.from({ length: 200 }, (_, i) => ({ raw: message({ subject: subject(i) }) })))
+  const docs = await mailbox.find('messages', { folder: 'INBOX' }, { projection: { uid: 1, subject: 1 }, sort: { uid: 1 } })
+  assert.equal(docs.length, 200)
+  assert.ok(Array.isArray(docs))
+  docs.forEach((doc, i) => assert.deepEqual({ uid: doc.uid, subject: doc.subject }, { uid: i + 1, subject: subject(i) }))
+  const tail = await mailbox.find('messages', {}, { projection: { uid: 1 }, sort: { uid: -1 }, skip: 190 })
+  assert.deepEqual(tail.map((doc) => doc.uid), [10, 9, 8, 7, 6, 5, 4, 3, 2, 1])
+})
+
 test('query errors carry their code', async (t) => {
   const { mailbox } = await openMailbox(t)
   await rejectsWithCode(mailbox.find('messages', { no_such_field: 1 }), 'UNKNOWN_FIELD')

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Only sealmail's find() queries of compare.js, in a loop, for a profiler:
 //   node --perf-basic-prof bench/node/profile-find.js   (under `perf record -g`)
-// Prints the time per query of each kind; BENCH_PROFILE_SECONDS (default 10) per kind,
+// Prints the time (elapsed and CPU) per query of each kind; BENCH_PROFILE_SECONDS (default 10) per kind,
 // BENCH_KINDS picks them (page, listing, bySender; `hop`: the floor of one call; `parsePage`:
 // JSON.parse of a page's text alone; `<kind>x4`: four in flight, BENCH_IN_FLIGHT to change),
 // BENCH_APPEND=single fills the store one append per message instead of one batch per folder.
@@ -64,6 +64,7 @@ async function main() {
     }
     for (const kind of KINDS) {
       const started = process.hrtime.bigint()
+      const cpuStarted = process.cpuUsage()
       const deadline = started + BigInt(SECONDS * 1e9)
       let n = 0
       let rows = 0
@@ -73,7 +74,11 @@ async function main() {
         n++
       }
       const micros = Number(process.hrtime.bigint() - started) / 1e3 / n
-      console.log(`${kind}: ${micros.toFixed(1)} µs per query (${rows} rows, ${n} queries)`)
+      // CPU time of the whole process (the pool threads included): less sensitive to the
+      // machine's load than elapsed time.
+      const cpu = process.cpuUsage(cpuStarted)
+      const cpuMicros = (cpu.user + cpu.system) / n
+      console.log(`${kind}: ${micros.toFixed(1)} µs per query, ${cpuMicros.toFixed(1)} µs CPU (${rows} rows, ${n} queries)`)
     }
     await mailbox.close()
   } finally {

@@ -2,7 +2,7 @@
 
 use crate::error::Failure;
 use crate::registry::{shared_registry, to_js_integer};
-use crate::task::{Blocking, IntoJs, JsonText, blocking};
+use crate::task::{Blocking, IntoJs, JsonArrays, JsonText, blocking};
 use chrono::{DateTime, Utc};
 use napi::bindgen_prelude::{AsyncTask, Buffer, Either};
 use napi_derive::napi;
@@ -348,7 +348,7 @@ impl Mailbox {
         collection: String,
         filter: Option<Value>,
         options: Option<Value>,
-    ) -> AsyncTask<Blocking<JsonText>> {
+    ) -> AsyncTask<Blocking<JsonArrays>> {
         let request = request(collection, "find", [("filter", filter)], options);
         self.run_find(request)
     }
@@ -366,7 +366,7 @@ impl Mailbox {
         options: Option<Value>,
     ) -> AsyncTask<Blocking<JsonText>> {
         let request = request(collection, "find_one", [("filter", filter)], options);
-        self.run_find(request)
+        self.run_find_one(request)
     }
 
     /// How many documents match `filter`.
@@ -588,9 +588,19 @@ impl Mailbox {
         })
     }
 
-    /// Run a `find` or `find_one` request; its documents come back as JSON text written by the
-    /// core straight from the rows, which `JSON.parse` turns into JS values.
-    fn run_find(&self, request: Result<Value, Failure>) -> AsyncTask<Blocking<JsonText>> {
+    /// Run a `find` request; its documents come back as JSON text written by the core straight
+    /// from the rows, in pieces of bounded size, which `JSON.parse` turns into JS values.
+    fn run_find(&self, request: Result<Value, Failure>) -> AsyncTask<Blocking<JsonArrays>> {
+        self.with_session(move |open, _| {
+            let pieces = open
+                .mailbox()
+                .query_find_text_pieces(&request?, JsonArrays::PIECE_BYTES)?;
+            Ok(JsonArrays(pieces))
+        })
+    }
+
+    /// Run a `find_one` request: one document (or `null`) as JSON text.
+    fn run_find_one(&self, request: Result<Value, Failure>) -> AsyncTask<Blocking<JsonText>> {
         self.with_session(move |open, _| Ok(JsonText(open.mailbox().query_find_text(&request?)?)))
     }
 

@@ -758,6 +758,95 @@ fn find_text_answers_with_the_documents_of_find() {
     ));
 }
 
+/// The store's own JSON columns (addresses, keywords) reach text answers as stored, without
+/// being parsed and printed again, and still answer with the documents of the value form;
+/// bytes that are not UTF-8 fail both forms as before, and text columns get the same
+/// replacement characters in both.
+#[test]
+fn find_text_copies_the_stores_json_columns_as_stored() {
+    let t = mailbox_with_messages();
+    // Spacing and key order serde_json would not print: only a verbatim copy keeps them.
+    let stored = r#"[ {"name": "Carol", "address": "carol@other.net"} ]"#;
+    t.raw
+        .execute(
+            "UPDATE messages SET from_addr = ?1, keywords = '[ \"a\" ]', \
+             subject = CAST(x'61ff62' AS TEXT) WHERE uid = 3",
+            [stored],
+        )
+        .unwrap();
+    let request = json!({"collection": "messages", "op": "find",
+        "filter": {"uid": 3, "folder": "INBOX"},
+        "projection": {"from": 1, "keywords": 1, "subject": 1, "id": 0}});
+    let text = t.mailbox.query_find_text(&request).unwrap();
+    assert_eq!(
+        text,
+        format!(
+            r#"[{{"from":{stored},"keywords":[ "a" ],"subject":"a{}b"}}]"#,
+            char::REPLACEMENT_CHARACTER
+        )
+    );
+    let QueryOutput::Documents(docs) = t.query(request.clone()).unwrap() else {
+        panic!("find answered with something else");
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        Value::Array(docs)
+    );
+
+    t.raw
+        .execute(
+            "UPDATE messages SET from_addr = CAST(x'5b22ff225d' AS TEXT) WHERE uid = 3",
+            [],
+        )
+        .unwrap();
+    assert!(t.mailbox.query_find_text(&request).is_err());
+    assert!(t.query(request).is_err());
+}
+
+/// An answer in pieces: arrays of whole documents, closed once they reach the size asked for,
+/// that concatenate to the answer of `find`; `find_one` and empty answers are one piece.
+#[test]
+fn find_text_pieces_concatenate_to_the_answer() {
+    let t = mailbox_with_messages();
+    let all = json!({"collection": "messages", "op": "find", "sort": {"uid": 1}});
+    let QueryOutput::Documents(expected) = t.query(all.clone()).unwrap() else {
+        panic!("find answered with something else");
+    };
+    assert_eq!(expected.len(), 4);
+    let whole = t.mailbox.query_find_text(&all).unwrap();
+    for (piece_bytes, pieces_expected) in [(1, 4), (whole.len() / 2, 2), (usize::MAX, 1)] {
+        let pieces = t.mailbox.query_find_text_pieces(&all, piece_bytes).unwrap();
+        assert_eq!(
+            pieces.len(),
+            pieces_expected,
+            "pieces of {piece_bytes} bytes"
+        );
+        let mut documents = Vec::new();
+        for piece in &pieces {
+            match serde_json::from_str::<Value>(piece).unwrap() {
+                Value::Array(part) if !part.is_empty() => documents.extend(part),
+                other => panic!("piece {other}"),
+            }
+        }
+        assert_eq!(documents, expected, "pieces of {piece_bytes} bytes");
+    }
+    assert_eq!(
+        t.mailbox
+            .query_find_text_pieces(
+                &json!({"collection": "messages", "op": "find",
+                                             "filter": {"uid": 999}}),
+                1
+            )
+            .unwrap(),
+        vec!["[]".to_owned()]
+    );
+    let one = json!({"collection": "messages", "op": "find_one", "sort": {"uid": -1}});
+    assert_eq!(
+        t.mailbox.query_find_text_pieces(&one, 1).unwrap(),
+        vec![t.mailbox.query_find_text(&one).unwrap()]
+    );
+}
+
 /// A JSON column whose stored text is not one well-formed JSON value fails the query in both
 /// forms: the text form never copies it into the answer.
 #[test]

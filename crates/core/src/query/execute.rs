@@ -146,11 +146,35 @@ pub fn find_text(
     options: &FindOptions,
     one: bool,
 ) -> Result<String, QueryError> {
+    let pieces = find_text_pieces(conn, collection_name, filter, options, one, usize::MAX)?;
+    Ok(only_piece(pieces))
+}
+
+/// The single piece of an answer written with no size limit on its pieces.
+fn only_piece(mut pieces: Vec<String>) -> String {
+    debug_assert_eq!(pieces.len(), 1, "an unlimited piece holds the whole answer");
+    pieces.pop().unwrap_or_default()
+}
+
+/// [`find_text`] in pieces of about `piece_bytes`: without `one`, JSON arrays of consecutive
+/// documents, each closed once it holds `piece_bytes` or more, whose concatenation is the
+/// answer (there is always at least one piece, `[]` when nothing matches); with `one`, a
+/// single piece. A large answer then never needs one large string: V8 allocates strings over
+/// 128 KiB apart from the others, several times slower per byte than smaller ones.
+pub fn find_text_pieces(
+    conn: &Connection,
+    collection_name: &str,
+    filter: &Filter,
+    options: &FindOptions,
+    one: bool,
+    piece_bytes: usize,
+) -> Result<Vec<String>, QueryError> {
     let collection = collection(conn, collection_name)?;
     let query = FindQuery::compile(&collection, filter, options)?;
     let writer = DocumentWriter::new(&query.fields);
     let mut statement = conn.prepare_cached(&query.sql)?;
     let mut rows = statement.query(params_from_iter(query.params.iter()))?;
+    let mut pieces = Vec::new();
     let mut out = Vec::with_capacity(4096);
     if one {
         match rows.next()? {
@@ -159,18 +183,35 @@ pub fn find_text(
         }
     } else {
         out.push(b'[');
-        let mut first = true;
+        let mut empty = true;
         while let Some(row) = rows.next()? {
-            if !first {
+            if out.len() >= piece_bytes && !empty {
+                out.push(b']');
+                let capacity = out.len();
+                pieces.push(utf8_text(std::mem::replace(
+                    &mut out,
+                    Vec::with_capacity(capacity),
+                ))?);
+                out.push(b'[');
+                empty = true;
+            }
+            if !empty {
                 out.push(b',');
             }
-            first = false;
+            empty = false;
             writer.write_row(row, &mut out)?;
         }
         out.push(b']');
     }
-    // Every piece written is UTF-8 (checked JSON text or serde_json's output).
-    String::from_utf8(out).map_err(|_| {
+    pieces.push(utf8_text(out)?);
+    Ok(pieces)
+}
+
+/// Every piece written is UTF-8 (checked JSON text, the store's own JSON, or serde_json's
+/// output); checked once more for the whole answer, so that no byte sequence in a column can
+/// make it anything else.
+fn utf8_text(bytes: Vec<u8>) -> Result<String, QueryError> {
+    String::from_utf8(bytes).map_err(|_| {
         QueryError::Sqlite(rusqlite::Error::InvalidColumnType(
             0,
             "a document that is not UTF-8".into(),
@@ -722,6 +763,20 @@ pub fn execute(conn: &Connection, request: &Value) -> Result<QueryOutput, QueryE
 /// Run a `find` or `find_one` JSON request and answer with its result as JSON text: an array of
 /// documents, or one document or `null` (see [`find_text`]). Any other operation is refused.
 pub fn execute_find_text(conn: &Connection, request: &Value) -> Result<String, QueryError> {
+    Ok(only_piece(execute_find_text_pieces(
+        conn,
+        request,
+        usize::MAX,
+    )?))
+}
+
+/// [`execute_find_text`] in pieces of about `piece_bytes` (see [`find_text_pieces`]): for
+/// `find` arrays to concatenate, for `find_one` a single piece.
+pub fn execute_find_text_pieces(
+    conn: &Connection,
+    request: &Value,
+    piece_bytes: usize,
+) -> Result<Vec<String>, QueryError> {
     let parsed = Request::parse(request)?;
     let one = match parsed.op {
         "find" => false,
@@ -733,7 +788,14 @@ pub fn execute_find_text(conn: &Connection, request: &Value) -> Result<String, Q
         }
     };
     let options = parsed.find_options()?;
-    find_text(conn, parsed.collection_name, &parsed.filter, &options, one)
+    find_text_pieces(
+        conn,
+        parsed.collection_name,
+        &parsed.filter,
+        &options,
+        one,
+        piece_bytes,
+    )
 }
 
 /// `{field: 1|0|true|false}`: all inclusions or all exclusions; the key may be excluded from
@@ -822,5 +884,128 @@ pub fn parse_sort(value: Option<&Value>) -> Result<Vec<(String, SortOrder)>, Que
             "sort",
             "expected an object or an array",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AppendOptions, Flags, Mailbox};
+
+    /// A mailbox with 40 messages from four senders in INBOX, every third one seen.
+    fn mailbox() -> (tempfile::TempDir, Mailbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::MailboxKey::generate();
+        let mut mailbox = Mailbox::create(&dir.path().join("plans.sqlite"), &key).unwrap();
+        let raws: Vec<Vec<u8>> = (0..40)
+            .map(|i| {
+                format!(
+                    "From: Sender <sender{}@example.org>\r\nSubject: report {i}\r\n\
+                     Date: Thu, 01 Jan 2026 {:02}:00:00 +0000\r\n\r\nbody\r\n",
+                    i % 4,
+                    i % 24
+                )
+                .into_bytes()
+            })
+            .collect();
+        let batch: Vec<(&[u8], AppendOptions)> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let flags = if i % 3 == 0 {
+                    Flags::from_imap(["\\Seen"]).unwrap()
+                } else {
+                    Flags::default()
+                };
+                let options = AppendOptions {
+                    flags,
+                    internal_date: None,
+                };
+                (raw.as_slice(), options)
+            })
+            .collect();
+        mailbox.append_many("INBOX", &batch).unwrap();
+        (dir, mailbox)
+    }
+
+    /// SQLite's plan for a `find` request, one line per step.
+    fn plan(conn: &Connection, request: Value) -> Vec<String> {
+        let parsed = Request::parse(&request).unwrap();
+        let options = parsed.find_options().unwrap();
+        let collection = collection(conn, parsed.collection_name).unwrap();
+        let query = FindQuery::compile(&collection, &parsed.filter, &options).unwrap();
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", query.sql))
+            .unwrap();
+        statement
+            .query_map(params_from_iter(query.params.iter()), |row| row.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn projection() -> Value {
+        json!({"uid": 1, "subject": 1, "from": 1, "date": 1, "size": 1, "seen": 1, "flagged": 1})
+    }
+
+    /// A mail client's page (a folder's newest unseen messages) walks the folder's UID index
+    /// in order and stops at the limit: no step sorts the folder's matches.
+    #[test]
+    fn newest_unseen_page_walks_the_uid_index_without_sorting() {
+        let (_dir, mailbox) = mailbox();
+        let steps = plan(
+            mailbox.conn(),
+            json!({"collection": "messages", "op": "find",
+                   "filter": {"folder": "INBOX", "seen": false}, "projection": projection(),
+                   "sort": {"uid": -1}, "limit": 50}),
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.starts_with("SEARCH t USING INDEX")
+                    && step.ends_with("(folder_id=?)")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{steps:?}"
+        );
+    }
+
+    /// Messages of one sender are found through the address index, each message row is read
+    /// by its key, and only those matches are sorted.
+    #[test]
+    fn sender_query_reads_only_the_senders_messages() {
+        let (_dir, mailbox) = mailbox();
+        let steps = plan(
+            mailbox.conn(),
+            json!({"collection": "messages", "op": "find",
+                   "filter": {"from.address": "sender1@example.org"}, "projection": projection(),
+                   "sort": {"date": -1}, "limit": 50}),
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("message_addresses_lookup")),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step == "SEARCH t USING INTEGER PRIMARY KEY (rowid=?)"),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|step| step.starts_with("SCAN")),
+            "{steps:?}"
+        );
+        let found = find(
+            mailbox.conn(),
+            "messages",
+            &Filter::from_json(&json!({"from.address": "sender1@example.org"})).unwrap(),
+            &FindOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(found.len(), 10);
     }
 }

@@ -39,8 +39,8 @@ pub use compile::{CompiledSql, SortOrder, compile_filter};
 pub use error::QueryError;
 pub use execute::{
     FindOptions, Projection, QueryOutput, UpdateOptions, UpdateResult, count, delete, distinct,
-    execute, execute_find_text, find, find_one, find_text, insert_many, insert_one,
-    parse_projection, parse_sort, update,
+    execute, execute_find_text, execute_find_text_pieces, find, find_one, find_text,
+    find_text_pieces, insert_many, insert_one, parse_projection, parse_sort, update,
 };
 pub use filter::{Condition, ElemMatch, Filter, TypeName};
 pub use schema::{Collection, Field, FieldType, builtin_collection};
@@ -69,5 +69,15 @@ impl crate::store::Mailbox {
     /// straight from the rows (for callers that hand it on as text, like the Node binding).
     pub fn query_find_text(&self, request: &serde_json::Value) -> Result<String, QueryError> {
         execute_find_text(self.conn(), request)
+    }
+
+    /// [`Self::query_find_text`] in pieces of about `piece_bytes`: for `find`, JSON arrays whose
+    /// concatenation is the answer; for `find_one`, one piece (see [`find_text_pieces`]).
+    pub fn query_find_text_pieces(
+        &self,
+        request: &serde_json::Value,
+        piece_bytes: usize,
+    ) -> Result<Vec<String>, QueryError> {
+        execute_find_text_pieces(self.conn(), request, piece_bytes)
     }
 }

@@ -61,6 +61,11 @@ pub struct Field {
     /// For a JSON list of addresses (`messages.from`, `to`, ...): the tag of its rows in the
     /// `message_addresses` side table, so conditions on `<field>.address` can use its index.
     pub(crate) address_field: Option<&'static str>,
+    /// A JSON column that only the store writes, always with `serde_json`: its text is known
+    /// to be well-formed, so answers written as text copy it without checking it again.
+    /// Application collections' columns are checked, since SQL outside the query layer (or
+    /// an older version) may have written them.
+    pub(crate) json_written_by_store: bool,
 }
 
 /// `key IN (SELECT id FROM source WHERE <condition on expr>)`: the filter form of a field whose
@@ -136,6 +141,7 @@ pub(crate) fn app_collection(name: &str, fields: &[(String, FieldType)]) -> Coll
         expr: Cow::Owned(format!("t.\"{APP_KEY}\"")),
         lookup: None,
         address_field: None,
+        json_written_by_store: false,
     });
     for (field_name, ty) in fields {
         all.push(Field {
@@ -144,6 +150,7 @@ pub(crate) fn app_collection(name: &str, fields: &[(String, FieldType)]) -> Coll
             expr: Cow::Owned(format!("t.\"{field_name}\"")),
             lookup: None,
             address_field: None,
+            json_written_by_store: false,
         });
     }
     Collection {
@@ -204,6 +211,9 @@ fn builtin(
                             .copied()
                     })
                     .flatten(),
+                // Built-in JSON columns (addresses, keywords, references) are written by the
+                // store's append and flag paths through `serde_json` only.
+                json_written_by_store: *ty == Json,
             })
             .collect(),
         writable: false,
