@@ -13,6 +13,11 @@
 // inside every sealmail figure). Appends are measured twice: one transaction per message
 // (`append`), and batched with the same batches on both sides (`appendMany`: one transaction
 // per folder's batch; the peer runs the same inserts in one transaction per batch).
+// Queries are measured with one caller awaiting each answer (latency: every sealmail call pays
+// the hop to the thread pool and back) and with `BENCH_CALLERS` (default 4) calls in flight,
+// as a server answering several clients at once makes them: the peer's calls are synchronous
+// and run one after another either way; sealmail's overlap (one answer is parsed on the JS
+// thread while the next query runs on a pool thread).
 //
 // The machine is shared, so every figure is the median of several runs, and the two sides'
 // runs alternate (peer, sealmail, peer, ...) so that a change of load hits both alike: appends
@@ -33,6 +38,9 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES || 1000)
 const QUERY_ROUNDS = Number(process.env.BENCH_ROUNDS || 200)
 const REPEATS = Number(process.env.BENCH_REPEATS || 5)
 const APPEND_REPEATS = Number(process.env.BENCH_APPEND_REPEATS || 3)
+// Callers with a query in flight at once for the concurrent find lines (libuv's pool has 4
+// threads by default).
+const CALLERS = Number(process.env.BENCH_CALLERS || 4)
 const WORDS = 'alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu'.split(' ')
 
 function corpus() {
@@ -102,6 +110,21 @@ async function sealmailAppends(dir, messages) {
   return { append, appendBatched, mailbox }
 }
 
+/**
+ * `QUERY_ROUNDS` calls of `query(i)`, `CALLERS` at a time: what a server answering several
+ * clients at once asks of the store. The peer's calls are synchronous, so for it this is the
+ * same work in the same order as one caller; sealmail's calls overlap (the JS thread parses
+ * one answer while a pool thread runs the next query).
+ */
+async function concurrently(query) {
+  let rows
+  for (let i = 0; i < QUERY_ROUNDS; i += CALLERS) {
+    const answers = await Promise.all(Array.from({ length: CALLERS }, (_, k) => query(i + k)))
+    rows = answers[0]
+  }
+  return rows.length
+}
+
 /** The three queries on an open sealmail mailbox, each timed over its rounds. */
 function sealmailQueries(mailbox) {
   const projection = { uid: 1, subject: 1, from: 1, date: 1, size: 1, seen: 1, flagged: 1 }
@@ -136,6 +159,10 @@ function sealmailQueries(mailbox) {
       }
       return rows.length
     }),
+    pageConcurrent: () => time('find page, concurrent callers', () =>
+      concurrently(() => mailbox.find('messages', { folder: 'INBOX', seen: false }, { projection, sort: { uid: -1 }, limit: 50 }))),
+    bySenderConcurrent: () => time('find by sender, concurrent callers', () =>
+      concurrently((i) => mailbox.find('messages', { 'from.address': `sender${i % 40}@example${i % 40 % 7}.org` }, { projection, sort: { date: -1 }, limit: 50 }))),
   }
 }
 
@@ -214,6 +241,9 @@ function peerQueries(db) {
       for (let i = 0; i < QUERY_ROUNDS; i++) rows = senderQuery.all(`sender${i % 40}@example${i % 40 % 7}.org`).map(shape)
       return rows.length
     }),
+    pageConcurrent: () => time('find page, concurrent callers', () => concurrently(async () => pageQuery.all().map(shape))),
+    bySenderConcurrent: () => time('find by sender, concurrent callers', () =>
+      concurrently(async (i) => senderQuery.all(`sender${i % 40}@example${i % 40 % 7}.org`).map(shape))),
   }
 }
 
@@ -278,7 +308,7 @@ async function main() {
     const peerRuns = peerQueries(peerDb)
     const ourRuns = sealmailQueries(ourMailbox)
     const queries = {}
-    for (const kind of ['page', 'listing', 'bySender']) {
+    for (const kind of ['page', 'listing', 'bySender', 'pageConcurrent', 'bySenderConcurrent']) {
       queries[kind] = await alternate(REPEATS, peerRuns[kind], ourRuns[kind])
     }
     queries.bySenderJson = await alternate(REPEATS, peerRuns.bySender, ourRuns.bySenderJson)
@@ -293,8 +323,10 @@ async function main() {
       [`find: all of INBOX (queries/s, ${queries.listing.ours.result} rows)`, queries.listing, QUERY_ROUNDS / 10],
       [`find: by sender, newest 50 (queries/s, ${queries.bySender.ours.result} rows)`, queries.bySender, QUERY_ROUNDS],
       [`  the same through the JSON path (no address table)`, queries.bySenderJson, QUERY_ROUNDS],
+      [`find: INBOX unseen, newest 50, ${CALLERS} callers at once`, queries.pageConcurrent, QUERY_ROUNDS],
+      [`find: by sender, newest 50, ${CALLERS} callers at once`, queries.bySenderConcurrent, QUERY_ROUNDS],
     ]
-    for (const kind of ['page', 'listing', 'bySender', 'bySenderJson']) {
+    for (const kind of ['page', 'listing', 'bySender', 'bySenderJson', 'pageConcurrent', 'bySenderConcurrent']) {
       if (queries[kind].ours.result !== queries[kind].peer.result) {
         throw new Error(`the two stores returned different row counts for ${kind}`)
       }
