@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -473,6 +473,29 @@ impl SharedMailbox {
         Ok(delivered)
     }
 
+    /// Index this mailbox's full-text backlog if `schedule` says it is due, a batch per turn
+    /// of the lock. Blocking. How many bodies were indexed.
+    fn index_backlog(&self, schedule: &IndexSchedule) -> Result<usize> {
+        let mut indexed = 0;
+        let mut due_checked = false;
+        loop {
+            let mut guard = self.mailbox.lock().unwrap_or_else(|p| p.into_inner());
+            let mailbox = guard.as_mut().as_mut();
+            // Decided once per mailbox and sweep: once started, the backlog is taken whole,
+            // even if a delivery lands between two batches.
+            if !due_checked && !mailbox.index_is_due(schedule.quiet, schedule.cap)? {
+                return Ok(0);
+            }
+            due_checked = true;
+            let count = mailbox.index_pending(schedule.batch)?;
+            drop(guard);
+            indexed += count;
+            if count < schedule.batch {
+                return Ok(indexed);
+            }
+        }
+    }
+
     /// Commit the waiting direct deliveries (none left when another thread took them first)
     /// durably, answer each, and announce them to the sessions. Blocking.
     fn commit_deliveries(&self) {
@@ -614,38 +637,41 @@ impl<O: MailboxOpener> LocalMailStore<O> {
     /// any, after every mailbox had its turn.
     pub fn index_open_mailboxes(&self, schedule: &IndexSchedule) -> Result<usize> {
         let alive = self.alive_mailboxes();
+        // Mailboxes are separate files with locks of their own: as many are indexed at once
+        // as there are cores, so a backlog left by a burst across many mailboxes is caught up
+        // on all of them.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(alive.len());
+        let next = AtomicUsize::new(0);
+        let outcomes: Vec<(usize, Option<Error>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let (mut indexed, mut first_error) = (0, None);
+                        while let Some(shared) = alive.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            match shared.index_backlog(schedule) {
+                                Ok(count) => indexed += count,
+                                Err(error) => {
+                                    first_error.get_or_insert(error);
+                                }
+                            }
+                        }
+                        (indexed, first_error)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().expect("a full-text indexing thread panicked"))
+                .collect()
+        });
         let mut indexed = 0;
         let mut first_error = None;
-        for shared in alive {
-            let mut due_checked = false;
-            loop {
-                let step = {
-                    let mut guard = shared.mailbox.lock().unwrap_or_else(|p| p.into_inner());
-                    let mailbox = guard.as_mut().as_mut();
-                    // Decided once per mailbox and sweep: once started, the backlog is taken
-                    // whole, even if a delivery lands between two batches.
-                    let due = match due_checked {
-                        true => Ok(true),
-                        false => mailbox.index_is_due(schedule.quiet, schedule.cap),
-                    };
-                    due.and_then(|due| match due {
-                        true => mailbox.index_pending(schedule.batch),
-                        false => Ok(0),
-                    })
-                };
-                due_checked = true;
-                match step {
-                    Ok(count) => {
-                        indexed += count;
-                        if count < schedule.batch {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        first_error.get_or_insert(error);
-                        break;
-                    }
-                }
+        for (count, error) in outcomes {
+            indexed += count;
+            if let Some(error) = error {
+                first_error.get_or_insert(error);
             }
         }
         first_error.map_or(Ok(indexed), Err)
@@ -1185,6 +1211,31 @@ mod tests {
         assert_eq!(backlog(&session).await, 5);
         assert_eq!(index_open(&store, &in_twos).await, 5);
         assert_eq!(backlog(&session).await, 0);
+
+        // Several open mailboxes (indexed side by side): each backlog is taken.
+        let mut sessions = vec![session];
+        for address in ["b@example.org", "c@example.org"] {
+            store
+                .opener
+                .add_account(
+                    address,
+                    Some("pw-long-enough"),
+                    &AccountOptions {
+                        quota: None,
+                        with_recovery_code: false,
+                        kdf: cheap_kdf(),
+                    },
+                )
+                .unwrap();
+            sessions.push(store.login(address, "pw-long-enough").await.unwrap());
+        }
+        for (i, session) in sessions.iter().enumerate() {
+            session.append("INBOX", notes(0..3 + i)).await.unwrap();
+        }
+        assert_eq!(index_open(&store, &in_twos).await, 3 + 4 + 5);
+        for session in &sessions {
+            assert_eq!(backlog(session).await, 0);
+        }
     }
 
     /// The background schedule leaves a mailbox whose backlog is still growing alone until it
