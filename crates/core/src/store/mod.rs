@@ -392,31 +392,23 @@ mod wal_tests {
     use super::*;
     use crate::store::AppendOptions;
 
-    /// A message with an incompressible attachment of about `bytes`.
+    /// A message with an incompressible attachment of `bytes` random bytes.
     fn large_message(seed: u64, bytes: usize) -> Vec<u8> {
-        use std::fmt::Write;
-        let mut state = seed | 1;
-        let mut encoded = String::with_capacity(bytes * 4 / 3 + bytes / 50);
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        for i in 0..bytes * 4 / 3 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            encoded.push(ALPHABET[(state % 64) as usize] as char);
-            if i % 76 == 75 {
-                encoded.push_str("\r\n");
-            }
-        }
-        let mut raw = String::new();
-        write!(
-            raw,
+        use base64ct::{Base64, Encoding};
+        let mut random = vec![0u8; bytes];
+        getrandom::fill(&mut random).unwrap();
+        let encoded = Base64::encode_string(&random);
+        let mut raw = format!(
             "Subject: large {seed}\r\nMIME-Version: 1.0\r\n\
              Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
              Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n\
-             Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-             {encoded}\r\n--b--\r\n"
-        )
-        .unwrap();
+             Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        );
+        for line in encoded.as_bytes().chunks(76) {
+            raw.push_str(std::str::from_utf8(line).unwrap());
+            raw.push_str("\r\n");
+        }
+        raw.push_str("--b--\r\n");
         raw.into_bytes()
     }
 
