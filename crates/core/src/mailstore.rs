@@ -577,7 +577,7 @@ impl<O: MailboxOpener> LocalMailStore<O> {
         &self,
         mailbox_id: &MailboxId,
         path: &std::path::Path,
-        opened: Box<dyn AsMut<Mailbox> + Send>,
+        mut opened: Box<dyn AsMut<Mailbox> + Send>,
         backup_source: Option<OpenMailboxSource>,
     ) -> (Arc<SharedMailbox>, Option<Box<dyn AsMut<Mailbox> + Send>>) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -585,7 +585,6 @@ impl<O: MailboxOpener> LocalMailStore<O> {
             return (shared, Some(opened));
         }
         open.retain(|_, weak| weak.strong_count() > 0);
-        let mut opened = opened;
         opened
             .as_mut()
             .as_mut()
@@ -1279,13 +1278,10 @@ mod tests {
         assert_eq!(index_open(&store, &settled).await, 2, "quiet since");
 
         // Inline indexing (the default threshold is 256) waits for the store's threshold.
-        let many = notes(100..100 + fts_threshold_default() as usize + 1);
+        let default_threshold = Mailbox::DEFAULT_INLINE_INDEX_THRESHOLD;
+        let many = notes(100..100 + default_threshold as usize + 1);
         session.append("INBOX", many).await.unwrap();
-        assert_eq!(backlog(&session).await, fts_threshold_default() + 1);
-    }
-
-    fn fts_threshold_default() -> u64 {
-        crate::store::Mailbox::DEFAULT_INLINE_INDEX_THRESHOLD
+        assert_eq!(backlog(&session).await, default_threshold + 1);
     }
 
     fn notes(range: std::ops::Range<usize>) -> Vec<(Vec<u8>, AppendOptions)> {

@@ -175,13 +175,25 @@ mod tests {
             .unwrap()
     }
 
-    fn hash_size(conn: &Connection) -> i64 {
+    /// FTS5's `hashsize` setting, if the file has one.
+    fn hash_size(conn: &Connection) -> Option<i64> {
+        use rusqlite::OptionalExtension;
         conn.query_row(
             "SELECT v FROM body_fts_config WHERE k = 'hashsize'",
             [],
             |r| r.get(0),
         )
+        .optional()
         .unwrap()
+    }
+
+    /// Append one message per word, with the word as subject and body.
+    fn append_words(mailbox: &mut Mailbox, words: &[&str]) {
+        for word in words {
+            mailbox
+                .append("INBOX", &message(word, word), &AppendOptions::default())
+                .unwrap();
+        }
     }
 
     /// New files and files upgraded from version 9 gather 16 MiB of index before writing a
@@ -189,22 +201,17 @@ mod tests {
     #[test]
     fn the_index_writes_a_batch_as_one_large_segment() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(hash_size(&mailbox(&dir).conn), 16 << 20);
+        assert_eq!(hash_size(&mailbox(&dir).conn), Some(16 << 20));
         let path = dir.path().join("previous.sqlite");
         let key = MailboxKey::generate();
         {
             let conn =
                 crate::store::schema::file_before(&path, &key, crate::store::schema::MIGRATION_10);
-            let found: rusqlite::Result<i64> = conn.query_row(
-                "SELECT v FROM body_fts_config WHERE k = 'hashsize'",
-                [],
-                |r| r.get(0),
-            );
-            assert!(matches!(found, Err(rusqlite::Error::QueryReturnedNoRows)));
+            assert_eq!(hash_size(&conn), None);
         }
         assert_eq!(
             hash_size(&Mailbox::open(&path, &key).unwrap().conn),
-            16 << 20
+            Some(16 << 20)
         );
     }
 
@@ -316,11 +323,7 @@ mod tests {
     fn index_pending_takes_bounded_batches_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
         let mut mailbox = mailbox(&dir);
-        for word in ["alpha", "bravo", "charlie"] {
-            mailbox
-                .append("INBOX", &message(word, word), &AppendOptions::default())
-                .unwrap();
-        }
+        append_words(&mut mailbox, &["alpha", "bravo", "charlie"]);
         assert_eq!(mailbox.index_pending(2).unwrap(), 2);
         assert_eq!(mailbox.index_backlog().unwrap(), 1);
         let left: i64 = mailbox
@@ -340,11 +343,7 @@ mod tests {
     fn index_pending_in_batches_stops_at_its_limit_or_the_end_of_the_backlog() {
         let dir = tempfile::tempdir().unwrap();
         let mut mailbox = mailbox(&dir);
-        for word in ["delta", "echo", "foxtrot"] {
-            mailbox
-                .append("INBOX", &message(word, word), &AppendOptions::default())
-                .unwrap();
-        }
+        append_words(&mut mailbox, &["delta", "echo", "foxtrot"]);
         assert_eq!(mailbox.index_pending_in_batches(2).unwrap(), 2);
         assert_eq!(mailbox.index_pending_in_batches(usize::MAX).unwrap(), 1);
         assert_eq!(mailbox.index_pending_in_batches(usize::MAX).unwrap(), 0);
