@@ -148,12 +148,28 @@ fn wait_for_sqlcipher_initialization() {
             let accepted = rusqlite::Connection::open_in_memory()
                 .and_then(|probe| probe.execute_batch("PRAGMA key = 'initialization probe';"))
                 .is_ok();
-            if accepted || Instant::now() >= deadline {
+            if accepted {
+                // SQLCipher is initialized: put the RustCrypto provider on top of OpenSSL's for
+                // every connection keyed from now on. If it refuses (another SQLCipher release
+                // is linked), OpenSSL's stays, which reads and writes the same files;
+                // `page_crypto_provider` reports why.
+                let _ = sealmail_sqlcipher_provider::install();
+                return;
+            }
+            if Instant::now() >= deadline {
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
     });
+}
+
+/// Whether mailbox pages are encrypted through sealmail's RustCrypto provider (`Ok`) or, if it
+/// could not be installed, through SQLCipher's OpenSSL provider (the reason). Both write the
+/// same format; the RustCrypto one skips OpenSSL's per-page lookups and locks.
+pub fn page_crypto_provider() -> Result<(), sealmail_sqlcipher_provider::InstallError> {
+    wait_for_sqlcipher_initialization();
+    sealmail_sqlcipher_provider::install()
 }
 
 impl fmt::Debug for MailboxKey {
@@ -179,6 +195,16 @@ mod tests {
         let shown = format!("{key:?}");
         assert_eq!(shown, "MailboxKey([REDACTED])");
         assert!(!shown.contains("ab"));
+    }
+
+    #[test]
+    fn mailbox_connections_encrypt_pages_through_the_rustcrypto_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailbox =
+            crate::store::Mailbox::create(&dir.path().join("m.sqlite"), &MailboxKey::generate())
+                .unwrap();
+        assert_eq!(page_crypto_provider(), Ok(()));
+        assert!(sealmail_sqlcipher_provider::is_active(mailbox.conn()).unwrap());
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub fn serve(data_dir: &Path, config_path: Option<&Path>) -> Result<()> {
         Registry::open_or_create(data_dir)
             .with_context(|| format!("opening the registry in {}", data_dir.display()))?,
     );
+    if let Err(reason) = sealmail_core::key::page_crypto_provider() {
+        // Same file format either way; only slower.
+        tracing::warn!(%reason, "mailbox pages are encrypted through OpenSSL's SQLCipher provider");
+    }
     let tls_config = tls::server_config(data_dir, &config.tls)?;
     let store = Arc::new(LocalMailStore::new(Arc::clone(&registry)));
     let metrics = Arc::new(ServerMetrics::default());
