@@ -3,7 +3,11 @@
 //! (a) open + first query with the raw key vs SQLCipher's passphrase KDF,
 //! (b) append throughput of realistic 4-50 KB MIME messages, encrypted vs the same schema on
 //!     plain SQLite, 1 and 100 messages per transaction,
-//! (c) FTS5 trigram substring search over 20,000 messages.
+//! (c) FTS5 trigram substring search over 20,000 messages,
+//! (z) zstd speed and ratio per level on what an append compresses: message skeletons and
+//!     attachment bodies split as the store splits them, plus text files named in
+//!     `SEALMAIL_BENCH_TEXT` and binary files (base64-encoded as mail carries them) in
+//!     `SEALMAIL_BENCH_BINARY` (colon-separated paths). Not part of the default run.
 //!
 //! The machine these run on is shared: ratios are taken against a baseline measured in the
 //! same run, rounds alternate, and medians are reported. `SEALMAIL_BENCH=b,c` picks parts;
@@ -364,5 +368,144 @@ fn main() {
     }
     if wanted("c") {
         bench_search(dir.path());
+    }
+    if wanted("z") {
+        bench_compression();
+    }
+}
+
+/// Split `raw` as the store does: attachment bodies of at least 2 KiB apart, the rest (the
+/// skeleton) in one piece.
+fn split_like_store(raw: &[u8], skeletons: &mut Vec<Vec<u8>>, attachments: &mut Vec<Vec<u8>>) {
+    let message = mail_parser::MessageParser::default().parse(raw).unwrap();
+    let mut ranges: Vec<(usize, usize)> = message
+        .attachments()
+        .filter(|part| !part.is_multipart())
+        .map(|part| (part.offset_body as usize, part.offset_end as usize))
+        .filter(|&(start, end)| end >= start + 2048 && end <= raw.len())
+        .collect();
+    ranges.sort_unstable();
+    let (mut skeleton, mut cursor) = (Vec::new(), 0);
+    for (start, end) in ranges {
+        skeleton.extend_from_slice(&raw[cursor..start]);
+        attachments.push(raw[start..end].to_vec());
+        cursor = end;
+    }
+    skeleton.extend_from_slice(&raw[cursor..]);
+    skeletons.push(skeleton);
+}
+
+/// Files named in `var`, cut into pieces of 4-50 KB like message bodies; base64-encoded with
+/// line breaks first when `as_attachment`.
+fn file_samples(var: &str, as_attachment: bool, rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut samples = vec![];
+    for path in std::env::var(var).unwrap_or_default().split(':') {
+        if path.is_empty() {
+            continue;
+        }
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let bytes = if as_attachment {
+            base64(&bytes).into_bytes()
+        } else {
+            bytes
+        };
+        let mut rest = &bytes[..];
+        while rest.len() >= 4_000 {
+            let take = (4_000 + rng.below(46_000) as usize).min(rest.len());
+            samples.push(rest[..take].to_vec());
+            rest = &rest[take..];
+        }
+    }
+    samples
+}
+
+/// (z): per kind of content and per setting, compression speed in CPU time (median of rounds)
+/// and stored size over raw size; also how long decompression takes.
+fn bench_compression() {
+    let count = env_or("SEALMAIL_BENCH_MESSAGES", 1000usize);
+    let rounds = env_or("SEALMAIL_BENCH_ROUNDS", 5usize);
+    let mut rng = Rng(0x5eed);
+    let (mut skeletons, mut attachments) = (vec![], vec![]);
+    for i in 0..count {
+        let raw = realistic_message(&mut rng, i, None);
+        split_like_store(&raw, &mut skeletons, &mut attachments);
+    }
+    let random_binary: Vec<Vec<u8>> = (0..count / 3)
+        .map(|_| {
+            let len = 4_000 + rng.below(30_000) as usize;
+            (0..len).map(|_| rng.next() as u8).collect()
+        })
+        .collect();
+    let kinds = [
+        ("bench skeletons (word soup)", skeletons),
+        ("bench attachments (base64 random)", attachments),
+        ("raw random bytes (8bit/binary)", random_binary),
+        (
+            "SEALMAIL_BENCH_TEXT files",
+            file_samples("SEALMAIL_BENCH_TEXT", false, &mut rng),
+        ),
+        (
+            "SEALMAIL_BENCH_BINARY files, base64",
+            file_samples("SEALMAIL_BENCH_BINARY", true, &mut rng),
+        ),
+    ];
+    // Negative (fast) levels also turn off Huffman coding of literals, which is where base64
+    // text, even of incompressible data, gets its 25% back.
+    let levels = [3, 2, 1, -1, -3, -5];
+    println!("(z) zstd per setting, CPU time of this thread, median of {rounds} rounds:");
+    for (kind, samples) in kinds {
+        if samples.is_empty() {
+            continue;
+        }
+        let raw: usize = samples.iter().map(Vec::len).sum();
+        println!(
+            "  {kind}: {} pieces, {:.1} MB, average {:.1} KB",
+            samples.len(),
+            raw as f64 / 1e6,
+            raw as f64 / samples.len() as f64 / 1e3
+        );
+        for level in levels {
+            let mut compressor = zstd::bulk::Compressor::new(level).unwrap();
+            let mut decompressor = zstd::bulk::Decompressor::new().unwrap();
+            let (mut compress_cpu, mut decompress_cpu, mut stored) = (vec![], vec![], 0);
+            // The thread clock ticks coarsely: each round repeats the whole set until it has
+            // run a quarter of a second, and takes the time per pass.
+            let timed = |work: &mut dyn FnMut()| {
+                let (start, mut passes) = (thread_cpu().unwrap(), 0);
+                loop {
+                    work();
+                    passes += 1;
+                    let spent = (thread_cpu().unwrap() - start).as_secs_f64();
+                    if spent >= 0.25 {
+                        return spent / passes as f64;
+                    }
+                }
+            };
+            for _ in 0..rounds {
+                let mut frames: Vec<Vec<u8>> = vec![];
+                compress_cpu.push(timed(&mut || {
+                    frames = samples
+                        .iter()
+                        .map(|s| compressor.compress(s).unwrap())
+                        .collect();
+                }));
+                stored = frames.iter().map(Vec::len).sum::<usize>();
+                decompress_cpu.push(timed(&mut || {
+                    for (frame, sample) in frames.iter().zip(&samples) {
+                        let out = decompressor.decompress(frame, sample.len()).unwrap();
+                        assert_eq!(out.len(), sample.len());
+                    }
+                }));
+            }
+            let (compress, decompress) = (median(compress_cpu), median(decompress_cpu));
+            println!(
+                "    level {level:>2} stored {:>5.1}% of raw, compress {:>6.0} MB/s ({:>5.1} us/piece), \
+                 decompress {:>5.0} MB/s",
+                stored as f64 * 100.0 / raw as f64,
+                raw as f64 / compress / 1e6,
+                compress * 1e6 / samples.len() as f64,
+                raw as f64 / decompress / 1e6,
+            );
+        }
     }
 }
