@@ -205,7 +205,6 @@ impl<M: MailStore> LocalDelivery<M> {
         // Routing and the copies on one blocking thread: a sealed copy then costs no second
         // hand-off between the reactor and the blocking pool.
         let store = Arc::clone(&self.store);
-        let runtime = tokio::runtime::Handle::current();
         blocking(move || {
             let route = Route {
                 registry: &registry,
@@ -219,7 +218,7 @@ impl<M: MailStore> LocalDelivery<M> {
                 route.deliver_to(recipient, 0, &mut delivered, &mut mailboxes)?;
             }
             for mailbox in &mailboxes {
-                store_copy_blocking(&runtime, &registry, &*store, &mailbox.mailbox_id, &routed)?;
+                store_copy_blocking(&registry, &*store, &mailbox.mailbox_id, &routed)?;
             }
             Ok(())
         })
@@ -522,25 +521,25 @@ impl Route<'_> {
     }
 }
 
-/// [`LocalDelivery::store_copy`] for a blocking thread (spawned by the runtime `runtime`).
+/// [`LocalDelivery::store_copy`] on the blocking thread that routed the message: the copy is
+/// committed here, without a further hand-off, and shares `message` rather than copying it.
 fn store_copy_blocking<M: MailStore>(
-    runtime: &tokio::runtime::Handle,
     registry: &Registry,
     store: &M,
     mailbox_id: &MailboxId,
-    message: &[u8],
+    message: &Arc<Vec<u8>>,
 ) -> sealmail_core::Result<()> {
-    let direct = runtime.block_on(store.deliver_if_open(
+    let direct = store.deliver_if_open_blocking(
         mailbox_id,
-        message.to_vec(),
+        Arc::clone(message),
         AppendOptions::default(),
-    ))?;
+    )?;
     if direct.is_some() {
         return Ok(());
     }
     account::deliver_sealed_to(registry, mailbox_id, message)?;
     // As in `store_copy`: a login may have opened (and drained) the mailbox meanwhile.
-    if let Err(error) = runtime.block_on(store.drain_sealed_if_open(mailbox_id)) {
+    if let Err(error) = store.drain_sealed_if_open_blocking(mailbox_id) {
         tracing::warn!(%error, "folding sealed mail into an open mailbox failed; it waits for the next login");
     }
     Ok(())
