@@ -192,12 +192,10 @@ impl<M: MailStore> LocalDelivery<M> {
             }
             prefix = verdict.header;
         }
-        let mut message =
-            Vec::with_capacity(prefix.len() + delivery.received.len() + delivery.message.len());
-        message.extend_from_slice(prefix.as_bytes());
-        message.extend_from_slice(delivery.received.as_bytes());
-        message.extend_from_slice(&delivery.message);
-        let message = Arc::new(message);
+        let message = Arc::new(prepend_fields(
+            std::mem::take(&mut delivery.message),
+            &[prefix.as_bytes(), delivery.received.as_bytes()],
+        ));
         let success_report = SuccessReport::requested(&delivery);
         let registry = Arc::clone(&self.registry);
         let forwarders = self.forwarding.clone();
@@ -545,6 +543,22 @@ fn store_copy_blocking<M: MailStore>(
     Ok(())
 }
 
+/// `message` with the header `fields` in front, moved within its own buffer: the DATA and
+/// BDAT receivers leave room for them after the announced size, so the text is not copied
+/// into a second buffer.
+fn prepend_fields(mut message: Vec<u8>, fields: &[&[u8]]) -> Vec<u8> {
+    let added: usize = fields.iter().map(|field| field.len()).sum();
+    let text_len = message.len();
+    message.resize(text_len + added, 0);
+    message.copy_within(..text_len, added);
+    let mut at = 0;
+    for field in fields {
+        message[at..at + field.len()].copy_from_slice(field);
+        at += field.len();
+    }
+    message
+}
+
 fn delivery_failure(error: Error) -> DeliveryFailure {
     match error {
         Error::QuotaExceeded { .. } => DeliveryFailure::OverQuota,
@@ -566,5 +580,21 @@ async fn blocking<T: Send + 'static>(
         Err(_) => Err(Error::Io(std::io::Error::other(
             "blocking task cancelled: runtime shutting down",
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepended_fields_come_first_in_order_and_reuse_the_room_left_for_them() {
+        let mut message = Vec::with_capacity(64);
+        message.extend_from_slice(b"Subject: hi\r\n\r\nbody\r\n");
+        let buffer = message.as_ptr();
+        let full = prepend_fields(message, &[b"A: 1\r\n", b"", b"B: 2\r\n"]);
+        assert_eq!(full, b"A: 1\r\nB: 2\r\nSubject: hi\r\n\r\nbody\r\n");
+        assert_eq!(full.as_ptr(), buffer, "moved within its buffer");
+        assert_eq!(prepend_fields(Vec::new(), &[b"A: 1\r\n"]), b"A: 1\r\n");
     }
 }
