@@ -102,6 +102,18 @@ pub trait MailStore: Send + Sync + 'static {
         options: AppendOptions,
     ) -> impl Future<Output = Result<Option<Appended>>> + Send;
 
+    /// [`MailStore::deliver_if_open`] for a caller already on a blocking thread (never call it
+    /// on the reactor: it waits for the writer and the fsync). The commit runs on the calling
+    /// thread rather than behind a hand-off to another one, under the same single writer and
+    /// shared with the deliveries waiting beside it; the answers are the same. `raw` is
+    /// shared, not copied: a message for several mailboxes stays one buffer.
+    fn deliver_if_open_blocking(
+        &self,
+        mailbox_id: &MailboxId,
+        raw: Arc<Vec<u8>>,
+        options: AppendOptions,
+    ) -> Result<Option<Appended>>;
+
     /// Fold the sealed items waiting for `mailbox_id` into its INBOX if a session holds the
     /// mailbox open right now, and announce them ([`DELIVERY_ORIGIN`]). MX calls it after it
     /// sealed a message because [`MailStore::deliver_if_open`] found no session: a login may
@@ -113,6 +125,10 @@ pub trait MailStore: Send + Sync + 'static {
         &self,
         mailbox_id: &MailboxId,
     ) -> impl Future<Output = Result<Option<usize>>> + Send;
+
+    /// [`MailStore::drain_sealed_if_open`] for a caller already on a blocking thread (never
+    /// on the reactor), run on the calling thread.
+    fn drain_sealed_if_open_blocking(&self, mailbox_id: &MailboxId) -> Result<Option<usize>>;
 }
 
 /// The [`Change::origin`] of messages delivered by [`MailStore::deliver_if_open`]: no
@@ -445,7 +461,7 @@ struct SharedMailbox {
 
 /// A message [`MailStore::deliver_if_open`] waits to see committed.
 struct PendingDelivery {
-    raw: Vec<u8>,
+    raw: Arc<Vec<u8>>,
     options: AppendOptions,
     done: tokio::sync::oneshot::Sender<Result<Appended>>,
 }
@@ -770,7 +786,11 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
             .deliveries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(PendingDelivery { raw, options, done });
+            .push(PendingDelivery {
+                raw: Arc::new(raw),
+                options,
+                done,
+            });
         // The last strong reference may be this one (the linger just ended): the file then
         // closes on the blocking thread, never on the reactor.
         blocking(move || {
@@ -784,6 +804,39 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
                 "direct delivery dropped before its commit",
             ))),
         }
+    }
+
+    fn deliver_if_open_blocking(
+        &self,
+        mailbox_id: &MailboxId,
+        raw: Arc<Vec<u8>>,
+        options: AppendOptions,
+    ) -> Result<Option<Appended>> {
+        let Some(shared) = self.open_mailbox(mailbox_id) else {
+            return Ok(None);
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        shared
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PendingDelivery { raw, options, done });
+        shared.commit_deliveries();
+        // Usually answered by the commit just made; when another thread took this delivery
+        // into its own commit, that thread answers once it has released the writer.
+        match answer.blocking_recv() {
+            Ok(result) => result.map(Some),
+            Err(_) => Err(Error::Io(std::io::Error::other(
+                "direct delivery dropped before its commit",
+            ))),
+        }
+    }
+
+    fn drain_sealed_if_open_blocking(&self, mailbox_id: &MailboxId) -> Result<Option<usize>> {
+        let Some(shared) = self.open_mailbox(mailbox_id) else {
+            return Ok(None);
+        };
+        shared.drain_sealed(&*self.opener, mailbox_id).map(Some)
     }
 
     async fn drain_sealed_if_open(&self, mailbox_id: &MailboxId) -> Result<Option<usize>> {
@@ -1459,6 +1512,53 @@ mod tests {
         assert_eq!(after_close, None, "nobody holds the mailbox any more");
     }
 
+    /// The blocking forms answer as the async ones do: `None` while nobody holds the mailbox,
+    /// else the message is committed, visible to the session and announced to it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_delivery_and_drain_write_into_an_open_mailbox_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(store(dir.path()).with_linger(Duration::ZERO));
+        let mailbox_id = mailbox_id_of(&store, "a@example.org");
+        let deliver = |subject: &str| {
+            let (store, mailbox_id) = (Arc::clone(&store), mailbox_id.clone());
+            let raw = Arc::new(format!("Subject: {subject}\r\n\r\nbody\r\n").into_bytes());
+            tokio::task::spawn_blocking(move || {
+                store.deliver_if_open_blocking(&mailbox_id, raw, AppendOptions::default())
+            })
+        };
+        let drain = || {
+            let (store, mailbox_id) = (Arc::clone(&store), mailbox_id.clone());
+            tokio::task::spawn_blocking(move || store.drain_sealed_if_open_blocking(&mailbox_id))
+        };
+        assert_eq!(deliver("offline").await.unwrap().unwrap(), None);
+        assert_eq!(drain().await.unwrap().unwrap(), None);
+
+        let session = store
+            .login("a@example.org", "pw-long-enough")
+            .await
+            .unwrap();
+        let mut changes = session.subscribe();
+        let appended = deliver("online")
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("the mailbox is open");
+        let change = changes.recv().await.unwrap();
+        assert_eq!(change.origin, DELIVERY_ORIGIN);
+        assert_eq!(change.event, ChangeEvent::MessagesAdded);
+        assert_eq!(change.modseq, appended.modseq);
+        let stored = session
+            .fetch_raw("INBOX", UidSet::from_uids([appended.uid]))
+            .await
+            .unwrap();
+        assert!(stored[0].bytes.starts_with(b"Subject: online\r\n"));
+        assert_eq!(
+            drain().await.unwrap().unwrap(),
+            Some(0),
+            "open, and nothing sealed waits"
+        );
+    }
+
     /// Deliveries that arrive while the writer is busy are committed together, and a message
     /// the batch cannot take (over quota) is refused alone: the others of its batch land, each
     /// exactly once.
@@ -1499,11 +1599,23 @@ mod tests {
                 format!("Subject: batch {i}\r\n\r\nbody {i}\r\n").into_bytes()
             };
             let (store, mailbox_id) = (Arc::clone(&store), mailbox_id.clone());
-            deliveries.push(tokio::spawn(async move {
-                store
-                    .deliver_if_open(&mailbox_id, raw, AppendOptions::default())
-                    .await
-            }));
+            // Async and blocking callers share the line; a blocking caller whose message
+            // another thread commits waits for that thread's answer.
+            deliveries.push(if i % 2 == 1 {
+                tokio::task::spawn_blocking(move || {
+                    store.deliver_if_open_blocking(
+                        &mailbox_id,
+                        Arc::new(raw),
+                        AppendOptions::default(),
+                    )
+                })
+            } else {
+                tokio::spawn(async move {
+                    store
+                        .deliver_if_open(&mailbox_id, raw, AppendOptions::default())
+                        .await
+                })
+            });
         }
         let all_waiting = async {
             while shared.deliveries.lock().unwrap().len() < GOOD + 1 {

@@ -3,7 +3,10 @@
 //! into the queue) and once for online ones (a session holds each mailbox open: the direct
 //! path, with the server's background indexer on its schedule), and the same messages into
 //! Dovecot's LMTP (Maildir, its own config on a free 127.0.0.1 port) in the same run. Prints
-//! messages/s for each and the ratios to Dovecot.
+//! messages/s for each and the ratios to Dovecot, and the CPU time each used per message,
+//! which machine noise (other work on the cores) moves far less than the rate. The client
+//! runs in this process for every run: a sealmail figure is this process's CPU (client and
+//! server), Dovecot's is this process's CPU (the client) plus that of Dovecot's processes.
 //!
 //! ```text
 //! cargo run --release -p sealmail-smtp --example ingest_bench -- \
@@ -111,55 +114,156 @@ fn main() {
     ));
     let dovecot = options.dovecot.as_ref().map(|binary| {
         let dovecot = start_dovecot(binary, &work.path().join("dovecot"));
-        let rate = runtime.block_on(ingest(
+        let master = master_pid(&dovecot);
+        let server_cpu_before = process_tree_cpu(master);
+        let mut rate = runtime.block_on(ingest(
             Protocol::Lmtp,
             dovecot.addr,
             &options,
             &messages,
             |i| format!("bench{}@{DOMAIN}", i % options.recipients),
         ));
+        let server_cpu = process_tree_cpu(master).saturating_sub(server_cpu_before);
+        rate.cpu += server_cpu;
         let stored = delivered_by(&dovecot);
         assert_eq!(stored, messages.len(), "Dovecot stored every message");
         rate
     });
 
+    let count = messages.len();
     println!();
     println!(
-        "{:<34} {:>12} {:>14}",
-        "SMTP ingest", "messages/s", "vs Dovecot"
+        "{:<34} {:>12} {:>14} {:>12} {:>14}",
+        "SMTP ingest", "messages/s", "vs Dovecot", "CPU ms/msg", "CPU vs Dovecot"
     );
-    let ratio = |rate: f64| match dovecot {
-        Some(baseline) => format!("{:.2}x", rate / baseline),
-        None => "-".into(),
+    let row = |name: &str, rate: &Rate| {
+        let (speed, cpu) = match &dovecot {
+            Some(baseline) => (
+                format!("{:.2}x", rate.per_second / baseline.per_second),
+                format!(
+                    "{:.2}x",
+                    rate.cpu.as_secs_f64() / baseline.cpu.as_secs_f64().max(f64::EPSILON)
+                ),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{name:<34} {:>12.0} {speed:>14} {:>12.3} {cpu:>14}",
+            rate.per_second,
+            rate.cpu_ms_per_message(count),
+        );
     };
-    if let Some(sealed) = sealed {
-        println!(
-            "{:<34} {:>12.0} {:>14}",
-            "sealmail MX, offline (sealed)",
-            sealed,
-            ratio(sealed)
-        );
+    if let Some(sealed) = &sealed {
+        row("sealmail MX, offline (sealed)", sealed);
     }
-    if let Some((direct, direct_indexed)) = direct {
-        println!(
-            "{:<34} {:>12.0} {:>14}",
-            "sealmail MX, online (direct)",
-            direct,
-            ratio(direct)
-        );
-        println!(
-            "{:<34} {:>12.0} {:>14}",
-            "  the same, all of it indexed",
-            direct_indexed,
-            ratio(direct_indexed)
-        );
+    if let Some((direct, direct_indexed)) = &direct {
+        row("sealmail MX, online (direct)", direct);
+        row("  the same, all of it indexed", direct_indexed);
     }
-    if let Some(baseline) = dovecot {
-        println!(
-            "{:<34} {:>12.0} {:>14}",
-            "Dovecot LMTP (Maildir)", baseline, "1.00x"
-        );
+    if let Some(baseline) = &dovecot {
+        row("Dovecot LMTP (Maildir)", baseline);
     }
+}
+
+/// One ingest run's throughput and the CPU time spent on it.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    per_second: f64,
+    /// CPU time (user and system, every thread) from the first command to the last reply.
+    cpu: Duration,
+}
+
+impl Rate {
+    fn cpu_ms_per_message(&self, count: usize) -> f64 {
+        self.cpu.as_secs_f64() * 1000.0 / count as f64
+    }
+}
+
+/// CPU time this process has used so far, on every thread.
+fn process_cpu() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).expect("CPU time is positive"),
+        u32::try_from(now.tv_nsec).expect("nanoseconds below one second"),
+    )
+}
+
+/// Dovecot's master process id, once the master has written it (it may still be doing so
+/// when the listener already accepts connections).
+fn master_pid(dovecot: &Dovecot) -> u32 {
+    let path = dovecot.base.join("run/master.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|pid| pid.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dovecot wrote no {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// CPU time used so far by process `root` and every process below it, alive or already
+/// reaped (`/proc/<pid>/stat`: utime, stime and the children's cutime, cstime). A child that
+/// ends between two readings moves from its own entry into its parent's children's time, so
+/// the difference of two readings counts it once.
+fn process_tree_cpu(root: u32) -> Duration {
+    // (pid, parent, ticks)
+    let mut processes: Vec<(u32, u32, u64)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc") {
+        let entry = entry.expect("/proc entry");
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // The process may have ended since the listing.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name may hold spaces and parentheses: the fields start after the last ')'.
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = fields.split_whitespace().collect();
+        let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        // After the name: state, ppid, ..., utime (12th), stime, cutime, cstime.
+        let (Some(parent), Some(ticks)) = (
+            number(1),
+            (11..15).map(number).try_fold(0u64, |sum, t| Some(sum + t?)),
+        ) else {
+            continue;
+        };
+        processes.push((pid, u32::try_from(parent).unwrap_or(0), ticks));
+    }
+    let mut in_tree = vec![root];
+    let mut ticks = 0;
+    // Parents are found before their children only by chance: sweep until nothing is added.
+    loop {
+        let before = in_tree.len();
+        for (pid, parent, _) in &processes {
+            if !in_tree.contains(pid) && in_tree.contains(parent) {
+                in_tree.push(*pid);
+            }
+        }
+        if in_tree.len() == before {
+            break;
+        }
+    }
+    for (pid, _, process_ticks) in &processes {
+        if in_tree.contains(pid) {
+            ticks += process_ticks;
+        }
+    }
+    Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
 /// Both sealmail runs on one server: offline recipients first, then online ones.
@@ -167,7 +271,7 @@ async fn run_sealmail(
     options: &Options,
     data_dir: &Path,
     messages: &Arc<Vec<Vec<u8>>>,
-) -> (Option<f64>, Option<(f64, f64)>) {
+) -> (Option<Rate>, Option<(Rate, Rate)>) {
     std::fs::create_dir_all(data_dir).unwrap();
     let kdf = KdfParams {
         m_cost_kib: 64,
@@ -287,13 +391,17 @@ async fn run_sealmail(
     // mailboxes every 2 s); the second figure adds the time to index what is still waiting,
     // so it counts indexing every message. Dovecot's LMTP here indexes nothing.
     let indexing_started = Instant::now();
+    let indexing_cpu_before = process_cpu();
     let indexing_store = Arc::clone(&store);
     tokio::task::spawn_blocking(move || indexing_store.index_open_mailboxes(&IndexSchedule::NOW))
         .await
         .unwrap()
         .unwrap();
     let count = messages.len() as f64;
-    let direct_indexed = count / (count / direct + indexing_started.elapsed().as_secs_f64());
+    let direct_indexed = Rate {
+        per_second: count / (count / direct.per_second + indexing_started.elapsed().as_secs_f64()),
+        cpu: direct.cpu + process_cpu().saturating_sub(indexing_cpu_before),
+    };
     let mut stored = 0;
     for session in &sessions {
         stored += session.message_states("INBOX").await.unwrap().len();
@@ -324,14 +432,15 @@ enum Protocol {
 }
 
 /// Send every message over `options.connections` connections, each pipelining MAIL, RCPT
-/// and DATA; returns messages per second, from the first command to the last reply.
+/// and DATA; returns messages per second and this process's CPU time, both from the first
+/// command to the last reply.
 async fn ingest(
     protocol: Protocol,
     addr: SocketAddr,
     options: &Options,
     messages: &Arc<Vec<Vec<u8>>>,
     recipient: impl Fn(usize) -> String,
-) -> f64 {
+) -> Rate {
     let recipients: Arc<Vec<String>> = Arc::new((0..messages.len()).map(&recipient).collect());
     let next = Arc::new(AtomicUsize::new(0));
     let mut connections = Vec::new();
@@ -339,6 +448,7 @@ async fn ingest(
         connections.push(Connection::open(protocol, addr).await);
     }
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let mut tasks = tokio::task::JoinSet::new();
     for mut connection in connections {
         let (messages, recipients, next) = (
@@ -360,7 +470,10 @@ async fn ingest(
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
-    messages.len() as f64 / started.elapsed().as_secs_f64()
+    Rate {
+        per_second: messages.len() as f64 / started.elapsed().as_secs_f64(),
+        cpu: process_cpu().saturating_sub(cpu_before),
+    }
 }
 
 /// One client connection, greeted and past EHLO/LHLO.

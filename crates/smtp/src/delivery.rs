@@ -192,12 +192,10 @@ impl<M: MailStore> LocalDelivery<M> {
             }
             prefix = verdict.header;
         }
-        let mut message =
-            Vec::with_capacity(prefix.len() + delivery.received.len() + delivery.message.len());
-        message.extend_from_slice(prefix.as_bytes());
-        message.extend_from_slice(delivery.received.as_bytes());
-        message.extend_from_slice(&delivery.message);
-        let message = Arc::new(message);
+        let message = Arc::new(prepend_fields(
+            std::mem::take(&mut delivery.message),
+            &[prefix.as_bytes(), delivery.received.as_bytes()],
+        ));
         let success_report = SuccessReport::requested(&delivery);
         let registry = Arc::clone(&self.registry);
         let forwarders = self.forwarding.clone();
@@ -205,7 +203,6 @@ impl<M: MailStore> LocalDelivery<M> {
         // Routing and the copies on one blocking thread: a sealed copy then costs no second
         // hand-off between the reactor and the blocking pool.
         let store = Arc::clone(&self.store);
-        let runtime = tokio::runtime::Handle::current();
         blocking(move || {
             let route = Route {
                 registry: &registry,
@@ -219,7 +216,7 @@ impl<M: MailStore> LocalDelivery<M> {
                 route.deliver_to(recipient, 0, &mut delivered, &mut mailboxes)?;
             }
             for mailbox in &mailboxes {
-                store_copy_blocking(&runtime, &registry, &*store, &mailbox.mailbox_id, &routed)?;
+                store_copy_blocking(&registry, &*store, &mailbox.mailbox_id, &routed)?;
             }
             Ok(())
         })
@@ -522,28 +519,44 @@ impl Route<'_> {
     }
 }
 
-/// [`LocalDelivery::store_copy`] for a blocking thread (spawned by the runtime `runtime`).
+/// [`LocalDelivery::store_copy`] on the blocking thread that routed the message: the copy is
+/// committed here, without a further hand-off, and shares `message` rather than copying it.
 fn store_copy_blocking<M: MailStore>(
-    runtime: &tokio::runtime::Handle,
     registry: &Registry,
     store: &M,
     mailbox_id: &MailboxId,
-    message: &[u8],
+    message: &Arc<Vec<u8>>,
 ) -> sealmail_core::Result<()> {
-    let direct = runtime.block_on(store.deliver_if_open(
+    let direct = store.deliver_if_open_blocking(
         mailbox_id,
-        message.to_vec(),
+        Arc::clone(message),
         AppendOptions::default(),
-    ))?;
+    )?;
     if direct.is_some() {
         return Ok(());
     }
     account::deliver_sealed_to(registry, mailbox_id, message)?;
     // As in `store_copy`: a login may have opened (and drained) the mailbox meanwhile.
-    if let Err(error) = runtime.block_on(store.drain_sealed_if_open(mailbox_id)) {
+    if let Err(error) = store.drain_sealed_if_open_blocking(mailbox_id) {
         tracing::warn!(%error, "folding sealed mail into an open mailbox failed; it waits for the next login");
     }
     Ok(())
+}
+
+/// `message` with the header `fields` in front, moved within its own buffer: the DATA and
+/// BDAT receivers leave room for them after the announced size, so the text is not copied
+/// into a second buffer.
+fn prepend_fields(mut message: Vec<u8>, fields: &[&[u8]]) -> Vec<u8> {
+    let added: usize = fields.iter().map(|field| field.len()).sum();
+    let text_len = message.len();
+    message.resize(text_len + added, 0);
+    message.copy_within(..text_len, added);
+    let mut at = 0;
+    for field in fields {
+        message[at..at + field.len()].copy_from_slice(field);
+        at += field.len();
+    }
+    message
 }
 
 fn delivery_failure(error: Error) -> DeliveryFailure {
@@ -567,5 +580,21 @@ async fn blocking<T: Send + 'static>(
         Err(_) => Err(Error::Io(std::io::Error::other(
             "blocking task cancelled: runtime shutting down",
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepended_fields_come_first_in_order_and_reuse_the_room_left_for_them() {
+        let mut message = Vec::with_capacity(64);
+        message.extend_from_slice(b"Subject: hi\r\n\r\nbody\r\n");
+        let buffer = message.as_ptr();
+        let full = prepend_fields(message, &[b"A: 1\r\n", b"", b"B: 2\r\n"]);
+        assert_eq!(full, b"A: 1\r\nB: 2\r\nSubject: hi\r\n\r\nbody\r\n");
+        assert_eq!(full.as_ptr(), buffer, "moved within its buffer");
+        assert_eq!(prepend_fields(Vec::new(), &[b"A: 1\r\n"]), b"A: 1\r\n");
     }
 }

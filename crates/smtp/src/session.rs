@@ -468,7 +468,10 @@ impl Session {
                     && refusal.is_none()
                     && transaction.chunks.is_none()
                 {
-                    transaction.chunks = Some(ChunkCollector::new(self.config.max_message_size));
+                    transaction.chunks = Some(ChunkCollector::with_size_hint(
+                        self.config.max_message_size,
+                        transaction.params.size,
+                    ));
                 }
                 self.phase = Phase::Bdat {
                     remaining: size,
@@ -649,11 +652,15 @@ impl Session {
         if transaction.recipient_count() == 0 {
             return self.reply(Reply::new(554, "5.5.1", "no valid recipients"));
         }
+        let size_hint = transaction.params.size;
         self.reply(Reply::plain(
             354,
             vec!["end data with <CR><LF>.<CR><LF>".into()],
         ));
-        self.phase = Phase::Data(DataReceiver::new(self.config.max_message_size));
+        self.phase = Phase::Data(DataReceiver::with_size_hint(
+            self.config.max_message_size,
+            size_hint,
+        ));
     }
 
     fn chunk_received(&mut self, last: bool, refusal: Option<Reply>) -> Option<Action> {

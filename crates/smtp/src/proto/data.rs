@@ -4,6 +4,30 @@
 /// Longest text line, CRLF included (RFC 5321 4.5.3.1.6).
 pub const MAX_TEXT_LINE: usize = 1000;
 
+/// Room kept after a message's announced size for the trace fields delivery puts in front
+/// of it (`Received:`, `Authentication-Results:`): adding them then moves the text within its
+/// buffer rather than into a new one.
+pub const TRACE_HEADROOM: usize = 1024;
+
+/// The most a client's `SIZE=` estimate reserves in advance. A larger message grows its
+/// buffer as it arrives, so a false estimate ties up no more than this per connection.
+pub const MAX_RESERVED: usize = 1 << 20;
+
+/// The buffer to start a message in: sized for the client's `SIZE=` estimate when it sent
+/// one (within `limit` and [`MAX_RESERVED`]), so the text is not copied as the buffer grows.
+fn message_buffer(limit: usize, size_hint: Option<u64>) -> Vec<u8> {
+    match size_hint {
+        Some(size) => Vec::with_capacity(
+            usize::try_from(size)
+                .unwrap_or(usize::MAX)
+                .min(limit)
+                .min(MAX_RESERVED)
+                + TRACE_HEADROOM,
+        ),
+        None => Vec::new(),
+    }
+}
+
 /// What is wrong with a received message. Checked after the whole message arrived, so the
 /// client's stream stays in sync and the reply says what to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -42,8 +66,13 @@ pub struct Fed {
 
 impl DataReceiver {
     pub fn new(limit: usize) -> Self {
+        DataReceiver::with_size_hint(limit, None)
+    }
+
+    /// A receiver whose buffer starts at the client's `SIZE=` estimate.
+    pub fn with_size_hint(limit: usize, size_hint: Option<u64>) -> Self {
         DataReceiver {
-            message: Vec::new(),
+            message: message_buffer(limit, size_hint),
             limit,
             too_large: false,
             at_line_start: true,
@@ -149,8 +178,13 @@ pub struct ChunkCollector {
 
 impl ChunkCollector {
     pub fn new(limit: usize) -> Self {
+        ChunkCollector::with_size_hint(limit, None)
+    }
+
+    /// A collector whose buffer starts at the client's `SIZE=` estimate.
+    pub fn with_size_hint(limit: usize, size_hint: Option<u64>) -> Self {
         ChunkCollector {
-            message: Vec::new(),
+            message: message_buffer(limit, size_hint),
             limit,
             too_large: false,
         }
@@ -232,6 +266,21 @@ pub fn check_message_text(message: &[u8]) -> Result<(), MessageDefect> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_size_estimate_reserves_the_message_and_trace_room_within_bounds() {
+        let mut receiver = DataReceiver::with_size_hint(1 << 30, Some(5000));
+        assert!(receiver.message.capacity() >= 5000 + TRACE_HEADROOM);
+        let fed = receiver.feed(b"Subject: a\r\n\r\nbody\r\n.\r\n");
+        assert!(fed.finished);
+        assert_eq!(receiver.finish().unwrap(), b"Subject: a\r\n\r\nbody\r\n");
+        // A lie costs at most MAX_RESERVED, and never more than the limit allows.
+        let huge = ChunkCollector::with_size_hint(1 << 30, Some(u64::MAX));
+        assert!(huge.message.capacity() <= MAX_RESERVED + TRACE_HEADROOM);
+        let small_limit = DataReceiver::with_size_hint(100, Some(1 << 20));
+        assert!(small_limit.message.capacity() <= 100 + TRACE_HEADROOM);
+        assert_eq!(DataReceiver::new(1 << 20).message.capacity(), 0);
+    }
 
     fn receive(chunks: &[&[u8]], limit: usize) -> (Result<Vec<u8>, MessageDefect>, Vec<u8>) {
         let mut receiver = DataReceiver::new(limit);
