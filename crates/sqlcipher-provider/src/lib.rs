@@ -525,7 +525,10 @@ unsafe extern "C" fn cipher(
 ) -> c_int {
     use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
     guarded(|| {
-        if key_sz as usize != KEY_LEN || data_sz < 0 || !(data_sz as usize).is_multiple_of(BLOCK_LEN) {
+        if key_sz as usize != KEY_LEN
+            || data_sz < 0
+            || !(data_sz as usize).is_multiple_of(BLOCK_LEN)
+        {
             return None;
         }
         // SAFETY: SQLCipher passes a key of `key_sz` bytes and an IV of `get_iv_sz` bytes.
