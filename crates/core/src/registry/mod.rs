@@ -559,12 +559,13 @@ impl Registry {
     }
 
     pub fn account_by_mailbox_id(&self, mailbox_id: &MailboxId) -> Result<Option<AccountInfo>> {
+        // Cached statements: every delivery looks accounts up, and parsing the SQL each time
+        // cost more than the lookup.
         self.lock_conn()
-            .query_row(
-                &format!("SELECT {INFO_COLUMNS} FROM accounts WHERE mailbox_id = ?1"),
-                params![mailbox_id.as_str()],
-                account_info_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {INFO_COLUMNS} FROM accounts WHERE mailbox_id = ?1"
+            ))?
+            .query_row(params![mailbox_id.as_str()], account_info_from_row)
             .optional()?
             .transpose()
     }
@@ -595,11 +596,8 @@ impl Registry {
     /// The public key mail for this mailbox is sealed to while nobody is logged in.
     pub fn sealing_public_key(&self, mailbox_id: &MailboxId) -> Result<Option<Vec<u8>>> {
         self.lock_conn()
-            .query_row(
-                "SELECT sealing_public_key FROM accounts WHERE mailbox_id = ?1",
-                params![mailbox_id.as_str()],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT sealing_public_key FROM accounts WHERE mailbox_id = ?1")?
+            .query_row(params![mailbox_id.as_str()], |row| row.get(0))
             .optional()?
             .ok_or_else(|| Error::NoSuchAccount(mailbox_id.to_string()))
     }
@@ -660,11 +658,10 @@ impl Registry {
 
     fn lookup_normalized(&self, address: &Address) -> Result<Option<AccountInfo>> {
         self.lock_conn()
-            .query_row(
-                &format!("SELECT {INFO_COLUMNS} FROM accounts WHERE address = ?1"),
-                params![address.as_str()],
-                account_info_from_row,
-            )
+            .prepare_cached(&format!(
+                "SELECT {INFO_COLUMNS} FROM accounts WHERE address = ?1"
+            ))?
+            .query_row(params![address.as_str()], account_info_from_row)
             .optional()?
             .transpose()
     }
