@@ -466,7 +466,33 @@ struct PendingDelivery {
     done: tokio::sync::oneshot::Sender<Result<Appended>>,
 }
 
+/// What a direct delivery's waiter learns from the commit that took it.
+fn delivery_outcome(
+    answer: std::result::Result<Result<Appended>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<Option<Appended>> {
+    match answer {
+        Ok(result) => result.map(Some),
+        Err(_) => Err(Error::Io(std::io::Error::other(
+            "direct delivery dropped before its commit",
+        ))),
+    }
+}
+
 impl SharedMailbox {
+    /// Queue a direct delivery for the next commit; the receiver gets its answer.
+    fn enqueue_delivery(
+        &self,
+        raw: Arc<Vec<u8>>,
+        options: AppendOptions,
+    ) -> tokio::sync::oneshot::Receiver<Result<Appended>> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PendingDelivery { raw, options, done });
+        answer
+    }
+
     /// Fold the sealed items of `mailbox_id` in under the writer lock and announce them.
     /// Blocking.
     fn drain_sealed<O: MailboxOpener>(&self, opener: &O, mailbox_id: &MailboxId) -> Result<usize> {
@@ -781,16 +807,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         let Some(shared) = self.open_mailbox(mailbox_id) else {
             return Ok(None);
         };
-        let (done, answer) = tokio::sync::oneshot::channel();
-        shared
-            .deliveries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(PendingDelivery {
-                raw: Arc::new(raw),
-                options,
-                done,
-            });
+        let answer = shared.enqueue_delivery(Arc::new(raw), options);
         // The last strong reference may be this one (the linger just ended): the file then
         // closes on the blocking thread, never on the reactor.
         blocking(move || {
@@ -798,12 +815,7 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
             Ok(())
         })
         .await?;
-        match answer.await {
-            Ok(result) => result.map(Some),
-            Err(_) => Err(Error::Io(std::io::Error::other(
-                "direct delivery dropped before its commit",
-            ))),
-        }
+        delivery_outcome(answer.await)
     }
 
     fn deliver_if_open_blocking(
@@ -815,21 +827,11 @@ impl<O: MailboxOpener> MailStore for LocalMailStore<O> {
         let Some(shared) = self.open_mailbox(mailbox_id) else {
             return Ok(None);
         };
-        let (done, answer) = tokio::sync::oneshot::channel();
-        shared
-            .deliveries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(PendingDelivery { raw, options, done });
+        let answer = shared.enqueue_delivery(raw, options);
         shared.commit_deliveries();
         // Usually answered by the commit just made; when another thread took this delivery
         // into its own commit, that thread answers once it has released the writer.
-        match answer.blocking_recv() {
-            Ok(result) => result.map(Some),
-            Err(_) => Err(Error::Io(std::io::Error::other(
-                "direct delivery dropped before its commit",
-            ))),
-        }
+        delivery_outcome(answer.blocking_recv())
     }
 
     fn drain_sealed_if_open_blocking(&self, mailbox_id: &MailboxId) -> Result<Option<usize>> {

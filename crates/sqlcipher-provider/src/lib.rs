@@ -512,7 +512,8 @@ unsafe extern "C" fn kdf(
 }
 
 /// `cipher(ctx, mode, key, key_sz, iv, in, in_sz, out)`: AES-256-CBC without padding over
-/// `in_sz` bytes (a page less its reserved area, a multiple of the block size) into `out`.
+/// `in_sz` bytes (a page less its reserved area, a multiple of the block size) into `out`, a
+/// separate buffer.
 unsafe extern "C" fn cipher(
     _ctx: *mut c_void,
     mode: c_int,
@@ -534,44 +535,27 @@ unsafe extern "C" fn cipher(
         // SAFETY: SQLCipher passes a key of `key_sz` bytes and an IV of `get_iv_sz` bytes.
         let (key, iv) = unsafe { (input(key, key_sz)?, input(iv, IV_LEN as c_int)?) };
         let len = data_sz as usize;
-        if std::ptr::eq(data, out) {
-            // In place (SQLCipher 4.20 never asks, but the interface allows it).
-            // SAFETY: one buffer of `len` bytes, read and written only through this slice.
-            let buffer = unsafe { output(out, len) }?;
-            match mode {
-                MODE_ENCRYPT => cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv)
-                    .ok()?
-                    .encrypt_padded_mut::<NoPadding>(buffer, len)
-                    .ok()
-                    .map(drop),
-                MODE_DECRYPT => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv)
-                    .ok()?
-                    .decrypt_padded_mut::<NoPadding>(buffer)
-                    .ok()
-                    .map(drop),
-                _ => None,
-            }
-        } else {
-            let (data_start, out_start) = (data as usize, out as usize);
-            if data_start < out_start + len && out_start < data_start + len {
-                return None; // Partly overlapping buffers: never SQLCipher's.
-            }
-            // SAFETY: two disjoint buffers of `len` bytes (checked above), the input readable,
-            // the output writable and untouched by anything else meanwhile.
-            let (data, out) = unsafe { (input(data, data_sz)?, output(out, len)?) };
-            match mode {
-                MODE_ENCRYPT => cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv)
-                    .ok()?
-                    .encrypt_padded_b2b_mut::<NoPadding>(data, out)
-                    .ok()
-                    .map(drop),
-                MODE_DECRYPT => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv)
-                    .ok()?
-                    .decrypt_padded_b2b_mut::<NoPadding>(data, out)
-                    .ok()
-                    .map(drop),
-                _ => None,
-            }
+        let (data_start, out_start) = (data as usize, out as usize);
+        if data_start < out_start + len && out_start < data_start + len {
+            // Overlapping (or the same) buffers: SQLCipher 4.20 always decrypts and
+            // encrypts from the page into its own separate buffer.
+            return None;
+        }
+        // SAFETY: two disjoint buffers of `len` bytes (checked above), the input readable,
+        // the output writable and untouched by anything else meanwhile.
+        let (data, out) = unsafe { (input(data, data_sz)?, output(out, len)?) };
+        match mode {
+            MODE_ENCRYPT => cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv)
+                .ok()?
+                .encrypt_padded_b2b_mut::<NoPadding>(data, out)
+                .ok()
+                .map(drop),
+            MODE_DECRYPT => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv)
+                .ok()?
+                .decrypt_padded_b2b_mut::<NoPadding>(data, out)
+                .ok()
+                .map(drop),
+            _ => None,
         }
     })
 }

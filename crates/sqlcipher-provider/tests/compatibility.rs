@@ -33,6 +33,8 @@ const SHA1_SETTINGS: &str = "PRAGMA key = 'legacy passphrase'; PRAGMA kdf_iter =
      PRAGMA cipher_page_size = 1024; PRAGMA cipher_hmac_algorithm = HMAC_SHA1;
      PRAGMA cipher_kdf_algorithm = PBKDF2_HMAC_SHA1;";
 
+const TABLE: &str = "CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);";
+
 fn keyed(path: &Path, settings: &str) -> Connection {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(settings).unwrap();
@@ -78,6 +80,13 @@ fn check_rows(conn: &Connection, count: i64) {
     assert_eq!(quick, "ok");
 }
 
+/// A file at `path` with sealmail's settings and `rows` rows, written by the current provider.
+fn written_with_raw_key(path: &Path, rows: i64) {
+    let conn = keyed(path, RAW_KEY);
+    conn.execute_batch(TABLE).unwrap();
+    write_rows(&conn, 0, rows);
+}
+
 fn provider_name(conn: &Connection) -> String {
     conn.query_row("PRAGMA cipher_provider", [], |r| r.get(0))
         .unwrap()
@@ -90,10 +99,8 @@ fn round_trip(settings: &str) {
         let _openssl = use_provider("openssl");
         let conn = keyed(&path, settings);
         assert_eq!(provider_name(&conn), "openssl");
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);",
-        )
-        .unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        conn.execute_batch(TABLE).unwrap();
         write_rows(&conn, 0, 300);
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .unwrap();
@@ -138,10 +145,7 @@ fn a_wrong_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
     let _ours = use_provider(PROVIDER_NAME);
-    let conn = keyed(&path, RAW_KEY);
-    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);")
-        .unwrap();
-    drop(conn);
+    written_with_raw_key(&path, 10);
     let wrong = Connection::open(&path).unwrap();
     wrong
         .execute_batch(&RAW_KEY.replace("1e1f'", "1e1e'"))
@@ -159,11 +163,7 @@ fn a_flipped_byte_in_a_page_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
     let _ours = use_provider(PROVIDER_NAME);
-    let conn = keyed(&path, RAW_KEY);
-    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);")
-        .unwrap();
-    write_rows(&conn, 0, 100);
-    drop(conn);
+    written_with_raw_key(&path, 100);
     let mut bytes = std::fs::read(&path).unwrap();
     assert!(bytes.len() > 3 * 4096);
     bytes[2 * 4096 + 100] ^= 0x01; // inside page 3's ciphertext
