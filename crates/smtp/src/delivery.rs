@@ -291,28 +291,10 @@ impl<M: MailStore> LocalDelivery<M> {
         mailbox: LocalMailbox,
         message: &Arc<Vec<u8>>,
     ) -> sealmail_core::Result<()> {
-        let direct = self
-            .store
-            .deliver_if_open(
-                &mailbox.mailbox_id,
-                message.to_vec(),
-                AppendOptions::default(),
-            )
-            .await?;
-        if direct.is_some() {
-            return Ok(());
-        }
-        let registry = Arc::clone(&self.registry);
+        let (registry, store) = (Arc::clone(&self.registry), Arc::clone(&self.store));
         let message = Arc::clone(message);
-        let mailbox_id = mailbox.mailbox_id.clone();
-        blocking(move || account::deliver_sealed_to(&registry, &mailbox_id, &message)).await?;
-        // A login may have opened (and drained) the mailbox between the check above and the
-        // write: fold the item in now rather than at the next login. The item is durable
-        // already, so a failure here only delays it.
-        if let Err(error) = self.store.drain_sealed_if_open(&mailbox.mailbox_id).await {
-            tracing::warn!(%error, "folding sealed mail into an open mailbox failed; it waits for the next login");
-        }
-        Ok(())
+        blocking(move || store_copy_blocking(&registry, &*store, &mailbox.mailbox_id, &message))
+            .await
     }
 
     /// Check the password of a submission client; the session opened is where Sent copies go.
@@ -519,8 +501,11 @@ impl Route<'_> {
     }
 }
 
-/// [`LocalDelivery::store_copy`] on the blocking thread that routed the message: the copy is
-/// committed here, without a further hand-off, and shares `message` rather than copying it.
+/// The work of [`LocalDelivery::store_copy`], on a blocking thread (the one that routed the
+/// message, for deliveries): the copy is committed there, without a further hand-off, and
+/// shares `message` rather than copying it. A login may open (and drain) the mailbox between
+/// the check and the sealed write, so an open mailbox is drained after it: the item is
+/// durable already, and a failed drain only delays it to the next login.
 fn store_copy_blocking<M: MailStore>(
     registry: &Registry,
     store: &M,
@@ -536,7 +521,6 @@ fn store_copy_blocking<M: MailStore>(
         return Ok(());
     }
     account::deliver_sealed_to(registry, mailbox_id, message)?;
-    // As in `store_copy`: a login may have opened (and drained) the mailbox meanwhile.
     if let Err(error) = store.drain_sealed_if_open_blocking(mailbox_id) {
         tracing::warn!(%error, "folding sealed mail into an open mailbox failed; it waits for the next login");
     }
